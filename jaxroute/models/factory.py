@@ -1,0 +1,68 @@
+"""Build a model by name, initialise its parameters, count them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxroute.models.cost import CostRegressor
+from jaxroute.models.equirouter import EquiRouter
+from jaxroute.models.regressors import LinearRegressor, MatrixFactorisation, MLPRegressor
+
+MODELS: dict[str, type[nn.Module]] = {
+    "mlp": MLPRegressor,
+    "linear": LinearRegressor,
+    "mf": MatrixFactorisation,
+    "equirouter": EquiRouter,
+    "cost": CostRegressor,
+}
+
+
+def make_model(name: str, num_models: int, **kwargs: Any) -> nn.Module:
+    """Returns the Flax module called ``name`` for ``num_models`` candidates.
+
+    Args:
+        name: one of ``"mlp"``, ``"linear"``, ``"mf"``, ``"equirouter"``, ``"cost"``.
+        num_models: number of candidate models ``M``.
+        **kwargs: the module's other fields (e.g. ``hidden_sizes``, ``fast``).
+
+    Example:
+        >>> make_model("mlp", 11, hidden_sizes=(64,)).hidden_sizes
+        (64,)
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name](num_models=num_models, **kwargs)
+
+
+def init_params(model: nn.Module, rng: jax.Array, feature_dim: int) -> dict[str, Any]:
+    """Initial variables of ``model`` for ``feature_dim``-dimensional features.
+
+    Pure in ``rng``, so ``jax.eval_shape(lambda k: init_params(model, k, d), rng)`` gives
+    the parameter shapes without allocating them, and ``jax.jit`` works the same way.
+
+    Returns:
+        The variables dict (``{"params": ...}``) to pass to ``model.apply``.
+
+    Example:
+        >>> import jax
+        >>> model = make_model("linear", 3)
+        >>> shapes = jax.eval_shape(lambda k: init_params(model, k, 4), jax.random.key(0))
+        >>> shapes["params"]["out"]["kernel"].shape
+        (4, 3)
+    """
+    return model.init(rng, jnp.zeros((1, feature_dim), jnp.float32))
+
+
+def count_params(params: Any) -> int:
+    """Total number of scalars in a pytree of arrays (or of ``ShapeDtypeStruct``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> count_params({"a": jnp.zeros((2, 3)), "b": jnp.zeros(4)})
+        10
+    """
+    return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(params))
