@@ -246,3 +246,29 @@ def test_synthetic_deterministic_and_learnable():
     cent = np.stack([f[t == k].mean(0) for k in a.task_names])
     pred = np.array(a.task_names)[np.argmax(f @ cent.T, axis=1)]
     assert (pred == t).mean() > 0.8
+
+
+def test_tfds_synthetic_roundtrip(tmp_path):
+    from jaxroute.data import tfds_routerbench
+
+    tfds_routerbench.prepare("synthetic", str(tmp_path), synthetic_prompts=40)
+    got = jd.load_data(f"tfds:routerbench/synthetic@{tmp_path}")
+    want = jd.synthetic(n_prompts=40, seed=0)
+    assert got.models == want.models
+    assert got.sample_ids.tolist() == want.sample_ids.tolist()
+    np.testing.assert_array_equal(got.quality, want.quality)
+    np.testing.assert_allclose(got.features, want.features)
+    with pytest.raises(DataError, match="not prepared"):
+        jd.load_data(f"tfds:routerbench/5shot@{tmp_path / 'none'}")
+
+
+def test_tfds_manual_dir_reads_wide_files(small, tmp_path):
+    from jaxroute.data import tfds_routerbench
+
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    jd.to_wide_frame(small).to_pickle(manual / "routerbench_5shot.pkl")
+    tfds_routerbench.prepare("5shot", str(tmp_path / "tfds"), manual_dir=str(manual))
+    got = jd.load_data(f"tfds:routerbench/5shot@{tmp_path / 'tfds'}")
+    np.testing.assert_array_equal(got.quality, small.quality)
+    assert got.features is None

@@ -1,0 +1,33 @@
+"""Flags and start-up shared by the apps (each app stays a thin wrapper)."""
+
+from __future__ import annotations
+
+import jax
+from absl import flags, logging
+
+DATA_PATH = flags.DEFINE_string(
+    "data_path", None, "Data file or folder (or synthetic[:k=v,...]); overrides config.data.path."
+)
+DATA_FORMAT = flags.DEFINE_string(
+    "data_format", None, "auto | wide | long | generic | synthetic | tfds; overrides the config."
+)
+
+
+def apply_data_flags(config):
+    """``--data_path`` / ``--data_format`` win over the config (every app that reads data)."""
+    with config.unlocked():
+        if DATA_PATH.value:
+            config.data.path = DATA_PATH.value
+        if DATA_FORMAT.value:
+            config.data.format = DATA_FORMAT.value
+    if not config.data.path:
+        raise SystemExit("no data: give --data_path=PATH (or set config.data.path)")
+    return config
+
+
+def start(config=None):
+    """Multi-host init when asked, then log the devices."""
+    if config is not None and config.devices.distributed:
+        jax.distributed.initialize()
+    logging.info("JAX process %d/%d", jax.process_index(), jax.process_count())
+    logging.info("JAX devices: %s", jax.devices())

@@ -1,0 +1,41 @@
+r"""Loads a routing dataset, validates it and prints its summary as one JSON line.
+
+    python -m jaxroute.launch.inspect_data --data_path=synthetic
+    python -m jaxroute.launch.inspect_data --data_path=../shared/data/routerbench_5shot_subset
+
+The last line of stdout is a JSON object: n_prompts, n_models, models, tasks,
+mean_quality, mean_cost, top2_tie_share, oracle, best_single. Bad input exits non-zero
+with the validation message (file, column, sample id).
+"""
+
+import json
+import sys
+
+from absl import app, flags
+
+from jaxroute.data import DataError, load_data
+from jaxroute.launch import common
+
+_DROP = flags.DEFINE_bool("drop_incomplete", False, "Drop samples missing a model.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not common.DATA_PATH.value:
+        raise app.UsageError("--data_path is required")
+    from jaxroute.routing import dataset_summary
+
+    try:
+        data = load_data(
+            common.DATA_PATH.value, common.DATA_FORMAT.value, drop_incomplete=_DROP.value
+        )
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    summary = dataset_summary(data.quality, data.cost, data.models, data.tasks)
+    print(json.dumps(summary, allow_nan=False))
+
+
+if __name__ == "__main__":
+    app.run(main)
