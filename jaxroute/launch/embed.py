@@ -1,0 +1,50 @@
+r"""Embeds the prompts of a routing dataset with the Flax sentence encoder.
+
+Writes float32 ``[N, D]`` features to ``--output`` (.npy) and the sample ids, in the
+same order, to the ``.ids`` file beside it; fills the feature cache so a second run (or
+the training app) reads from disk::
+
+    python -m jaxroute.launch.embed \
+        --data_path=/path/to/routerbench_5shot_subset --output=/tmp/rb5.npy
+
+The output loads back with ``jaxroute.encoders.load_features(path, sample_ids=...)``.
+"""
+
+from absl import app, flags, logging
+
+from jaxroute import encoders
+from jaxroute.data import load_data
+
+_DATA_PATH = flags.DEFINE_string("data_path", None, "Routing data file or folder.", required=True)
+_OUTPUT = flags.DEFINE_string("output", None, "Output .npy ([N, D] float32).", required=True)
+_DATA_FORMAT = flags.DEFINE_string("data_format", None, "Data format (default: detect).")
+_ENCODER_DIR = flags.DEFINE_string(
+    "encoder_dir", None, "HF-format encoder folder (default: installed all-MiniLM-L6-v2)."
+)
+_CACHE_DIR = flags.DEFINE_string(
+    "cache_dir", encoders.DEFAULT_CACHE_DIR, "Feature cache folder ('' disables the cache)."
+)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", encoders.DEFAULT_BATCH_SIZE, "Rows per batch.")
+_DROP_INCOMPLETE = flags.DEFINE_bool(
+    "drop_incomplete", False, "Drop samples with a missing model instead of failing."
+)
+
+
+def main(argv):
+    del argv
+    data = load_data(_DATA_PATH.value, _DATA_FORMAT.value, drop_incomplete=_DROP_INCOMPLETE.value)
+    logging.info("loaded %d prompts from %s", len(data.sample_ids), _DATA_PATH.value)
+    features = encoders.features_for(
+        data,
+        encoder_dir=_ENCODER_DIR.value,
+        cache_dir=_CACHE_DIR.value or None,
+        batch_size=_BATCH_SIZE.value,
+    )
+    encoders.write_features(_OUTPUT.value, features, data.sample_ids)
+    logging.info(
+        "wrote %s %s and %s", _OUTPUT.value, features.shape, encoders.ids_path(_OUTPUT.value)
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,42 @@
+r"""Rebuilds the report of a workdir from its checkpoints (optionally on other data).
+
+    python -m jaxroute.launch.evaluate --workdir=workdirs/equirouter_synthetic
+    python -m jaxroute.launch.evaluate --workdir=W --data_path=OTHER --output_dir=W2
+
+With ``--data_path`` the whole of that data is the test set of every seed.
+"""
+
+from absl import app, flags
+
+from jaxroute.data import DataError
+from jaxroute.launch import common
+from jaxroute.train import experiment
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A trained workdir (config.json, checkpoints).")
+_OUTPUT = flags.DEFINE_string("output_dir", None, "Where the report goes (default: workdir).")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    common.start()
+    try:
+        config = experiment.read_config(_WORKDIR.value)
+        test = None
+        if common.DATA_PATH.value:
+            other = experiment.config_with_data(
+                config, common.DATA_PATH.value, common.DATA_FORMAT.value
+            )
+            test = experiment.load_experiment_data(other)
+        report = experiment.evaluate(
+            config, _WORKDIR.value, test_data=test, output_dir=_OUTPUT.value
+        )
+    except (DataError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(report["headline"])
+    print(f"report: {report['paths']}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,37 @@
+r"""Trains every configured router over K seeds, sweeps budgets, writes the report.
+
+    python -m jaxroute.launch.train --flagfile=launch/equirouter_synthetic.flags
+
+Flags after ``--flagfile`` win (e.g. ``--config.train.epochs=10``). A restarted run
+resumes from the checkpoints in ``--workdir``.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jaxroute.data import DataError
+from jaxroute.launch import common
+from jaxroute.train import train_and_evaluate
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "jaxroute/configs/base.py", "Experiment config file.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and the report go.")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    config = common.apply_data_flags(_CONFIG.value)
+    common.start(config)
+    try:
+        report = train_and_evaluate(config, _WORKDIR.value)
+    except (DataError, FileNotFoundError, FloatingPointError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(report["headline"])
+    print(f"report: {report['paths']}")
+
+
+if __name__ == "__main__":
+    app.run(main)

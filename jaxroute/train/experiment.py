@@ -1,0 +1,489 @@
+"""``train_and_evaluate(config, workdir)``: data -> features -> routers -> sweep -> report.
+
+Each configured router trains as one vmapped group over the K seeds (a seed fixes the
+split, the initialisation and the batch order). Every group checkpoints after each
+epoch under ``workdir/checkpoints/<router>``; a restarted run resumes from the latest
+good checkpoint and ends bit-identical to an uninterrupted one. ``evaluate`` rebuilds
+the report from the checkpoints alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm.auto import tqdm
+
+from jaxroute import data as jdata
+from jaxroute import losses as jlosses
+from jaxroute import models as jmodels
+from jaxroute.train import _trainer as T
+from jaxroute.train.checkpoint import Checkpointer
+
+COST_GROUP = "cost_model"
+COST_SEED_OFFSET = 1000  # the cost model's init seed differs from the routers' ones
+
+
+# ---------------------------------------------------------------------- small pieces
+class MetricWriter:
+    """Appends one JSON object per line to ``workdir/metrics.jsonl``."""
+
+    def __init__(self, workdir: str | os.PathLike):
+        self.path = pathlib.Path(workdir) / "metrics.jsonl"
+
+    def write(self, **record: Any) -> None:
+        record = {k: _jsonable(v) for k, v in record.items()}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _jsonable(v):
+    if isinstance(v, np.ndarray | jax.Array):
+        return np.asarray(v).tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pathlib.Path:
+    """The resolved config as ``workdir/config.json``."""
+    path = pathlib.Path(workdir) / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list) + "\n")
+    return path
+
+
+def write_run_info(workdir, data: jdata.RoutingData, splits) -> None:
+    """What ``route`` needs to rebuild the routers without the data: names and shapes."""
+    info = {
+        "models": list(data.models),
+        "feature_dim": int(data.features.shape[1]),
+        "seeds": list(splits.seeds),
+        "n_train": splits.train[0].num_prompts,
+        "source": str(data.source),
+    }
+    (pathlib.Path(workdir) / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def router_names(config) -> list[str]:
+    """Routers to run: ``config.run_routers`` (comma list) or every configured one."""
+    names = [n.strip() for n in str(config.get("run_routers", "")).split(",") if n.strip()]
+    names = names or list(config.routers.keys())
+    unknown = [n for n in names if n not in config.routers]
+    if unknown:
+        raise ValueError(
+            f"config.run_routers names unknown routers {unknown}; configured: "
+            f"{list(config.routers.keys())}"
+        )
+    return names
+
+
+# ---------------------------------------------------------------------- data
+def load_experiment_data(config) -> jdata.RoutingData:
+    """Loads ``config.data`` and attaches features as ``config.features`` says."""
+    dc, fc = config.data, config.features
+    data = jdata.load_data(dc.path, dc.format, drop_incomplete=dc.drop_incomplete)
+    source = fc.source
+    if source == "data":
+        if data.features is None:
+            raise jdata.DataError(
+                f"{data.source}: has no features; set --config.features.source=encoder "
+                "(embed the prompts) or =file with --config.features.path"
+            )
+        return data
+    from jaxroute import encoders  # lazy: only runs that embed need tokenizers & weights
+
+    feats = encoders.features_for(
+        data,
+        encoder_dir=fc.encoder_dir or None,
+        cache_dir=fc.cache_dir or encoders.DEFAULT_CACHE_DIR,
+        features_path=(fc.path or None) if source == "file" else None,
+        batch_size=fc.batch_size,
+    )
+    return data.with_features(np.asarray(feats, np.float32))
+
+
+@dataclasses.dataclass
+class Splits:
+    """Per-seed train / validation / test parts (lists of RoutingData, one per seed)."""
+
+    seeds: list[int]
+    train: list[jdata.RoutingData]
+    val: list[jdata.RoutingData | None]
+    test: list[jdata.RoutingData]
+
+
+def make_splits(config, data: jdata.RoutingData) -> Splits:
+    dc = config.data
+    seeds = [int(s) for s in config.seeds]
+    train, val, test = [], [], []
+    for s in seeds:
+        if dc.split == "in_domain":
+            tr, te = jdata.split_in_domain(data, dc.train_fraction, s)
+        elif dc.split == "out_of_domain":
+            tasks = [t.strip() for t in str(dc.test_tasks).split(",") if t.strip()]
+            tr, te = jdata.split_out_of_domain(data, tasks)
+        else:
+            raise ValueError(f"config.data.split: unknown '{dc.split}' (in_domain, out_of_domain)")
+        va = None
+        if config.train.val_fraction > 0:
+            tr, va = jdata.holdout(tr, config.train.val_fraction, s)
+        train.append(tr)
+        val.append(va)
+        test.append(te)
+    return Splits(seeds, train, val, test)
+
+
+def _stack(parts, field):
+    return np.stack([getattr(p, field) for p in parts])
+
+
+# ---------------------------------------------------------------------- tasks
+def _masked_mse(out, target, mask):
+    w = jnp.broadcast_to(mask[:, None], out.shape).astype(out.dtype)
+    return jnp.sum(w * (out - target) ** 2) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def build_task(rc, num_models: int, tc, steps_per_epoch: int) -> T.Task:
+    """The Task (module, objective, optimiser) of one router config ``rc``."""
+    kind = rc.model
+    module_kwargs = dict(rc.get("model_kwargs", {}) or {})
+    module = jmodels.make_model(kind, num_models, **module_kwargs)
+    epochs = int(rc.get("epochs", 0) or tc.epochs)
+    tx = T.make_optimizer(
+        float(rc.get("learning_rate", 0) or tc.learning_rate),
+        optimizer=tc.optimizer,
+        weight_decay=tc.weight_decay,
+        schedule=tc.schedule,
+        warmup_steps=tc.warmup_steps,
+        total_steps=epochs * steps_per_epoch,
+        grad_clip=tc.grad_clip,
+    )
+    if kind == "cost":
+
+        def objective(out, batch):
+            return _masked_mse(out, module.cost_to_target(batch["cost"]), batch["mask"])
+
+        return T.Task(module, objective, tx)
+    if rc.loss not in jlosses.LOSSES:
+        raise ValueError(f"unknown loss '{rc.loss}'; choose one of {sorted(jlosses.LOSSES)}")
+    loss_fn = jlosses.LOSSES[rc.loss]
+    loss_kwargs = dict(rc.get("loss_kwargs", {}) or {})
+
+    def objective(out, batch):
+        where = jnp.broadcast_to(batch["mask"][:, None], out.shape)
+        return loss_fn(out, batch["quality"], costs=batch["cost"], where=where, **loss_kwargs)
+
+    return T.Task(module, objective, tx)
+
+
+def _epochs(rc, tc) -> int:
+    return int(rc.get("epochs", 0) or tc.epochs)
+
+
+# ---------------------------------------------------------------------- devices
+def data_mesh(config) -> Mesh | None:
+    """A 1-D mesh over all devices for data parallelism (None on one device)."""
+    devices = jax.devices()
+    if len(devices) == 1 or not config.devices.data_parallel:
+        return None
+    if config.train.batch_size % len(devices):
+        raise ValueError(
+            f"train.batch_size={config.train.batch_size} is not divisible by the "
+            f"{len(devices)} devices of the data-parallel mesh"
+        )
+    return Mesh(np.array(devices), ("data",))
+
+
+# ---------------------------------------------------------------------- training
+def train_group(
+    name: str,
+    task: T.Task,
+    splits: Splits,
+    *,
+    epochs: int,
+    batch_size: int,
+    workdir: pathlib.Path,
+    keep: int,
+    writer: MetricWriter,
+    mesh: Mesh | None,
+    init_seed_offset: int = 0,
+) -> Any:
+    """Trains K copies of ``task`` (one per seed) to ``epochs``; returns stacked params.
+
+    Resumes from the latest good checkpoint under ``workdir/checkpoints/<name>``.
+    """
+    feature_dim = splits.train[0].features.shape[1]
+    n = splits.train[0].num_prompts
+    if any(t.num_prompts != n for t in splits.train):
+        raise ValueError("vmapped training needs the same training size for every seed")
+    data = {
+        "x": jnp.asarray(_stack(splits.train, "features")),
+        "quality": jnp.asarray(_stack(splits.train, "quality")),
+        "cost": jnp.asarray(_stack(splits.train, "cost")),
+    }
+    val = None
+    if splits.val[0] is not None:
+        val = {
+            "x": jnp.asarray(_stack(splits.val, "features")),
+            "quality": jnp.asarray(_stack(splits.val, "quality")),
+            "cost": jnp.asarray(_stack(splits.val, "cost")),
+        }
+    state = T.init_states(task, [s + init_seed_offset for s in splits.seeds], feature_dim)
+    ckpt = Checkpointer(workdir / "checkpoints" / name, keep=keep)
+    start = 0
+    restored = ckpt.restore(state)
+    if restored is not None:
+        start, state = restored
+        logging.info("%s: resumed from epoch %d", name, start)
+    epoch_fn = T.compiled_epoch(task)
+    eval_fn = T.compiled_eval_loss(task)
+    idx_sharding = None
+    if mesh is not None:
+        idx_sharding = NamedSharding(mesh, P(None, None, "data"))
+        rep = NamedSharding(mesh, P())
+        data = jax.device_put(data, rep)
+        state = jax.device_put(state, rep)
+    steps = -(-n // batch_size)
+    bar = tqdm(range(start, epochs), desc=f"train {name}", initial=start, total=epochs)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        parts = [T.epoch_indices(n, batch_size, s, epoch) for s in splits.seeds]
+        idx = np.stack([p[0] for p in parts])
+        valid = np.stack([p[1] for p in parts])
+        if idx_sharding is not None:
+            idx, valid = jax.device_put((idx, valid), idx_sharding)
+        state, losses = epoch_fn(state, data, idx, valid)
+        losses = np.asarray(losses)
+        T.check_finite(losses, name=name, epoch=epoch, steps_per_epoch=steps)
+        train_loss = losses.mean(axis=1)
+        record = {"train_loss": train_loss}
+        if val is not None:
+            record["val_loss"] = np.asarray(eval_fn(state["params"], val))
+        metric = float(np.mean(record.get("val_loss", train_loss)))
+        ckpt.save(epoch + 1, state, {"val_loss": metric})
+        writer.write(
+            router=name,
+            epoch=epoch + 1,
+            step=(epoch + 1) * steps,
+            seconds=round(time.perf_counter() - t0, 4),
+            **record,
+        )
+        bar.set_postfix(loss=f"{float(train_loss.mean()):.4g}")
+    ckpt.close()
+    return state["params"]
+
+
+def restore_params(name: str, task: T.Task, seeds, feature_dim: int, workdir, *, epochs, offset=0):
+    """Final (``epochs``) parameters of a trained group of K seeds, from its checkpoints."""
+    target = jax.eval_shape(lambda: T.init_states(task, [s + offset for s in seeds], feature_dim))
+    ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints" / name)
+    try:
+        got = ckpt.restore(target, step=epochs)
+    except Exception as e:  # noqa: BLE001
+        raise FileNotFoundError(
+            f"{workdir}: no readable checkpoint of router '{name}' at epoch {epochs} ({e})"
+        ) from None
+    finally:
+        ckpt.close()
+    return got[1]["params"]
+
+
+# ---------------------------------------------------------------------- the run
+def _router_specs(config, names):
+    specs = {}
+    for name in names:
+        rc = config.routers[name]
+        specs[name] = rc
+    return specs
+
+
+def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = None) -> Splits:
+    """Trains the cost model and every configured router (resuming), returns the splits."""
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_config(config, workdir)
+    data = data if data is not None else load_experiment_data(config)
+    splits = make_splits(config, data)
+    writer = MetricWriter(workdir)
+    write_run_info(workdir, data, splits)
+    mesh = data_mesh(config)
+    tc = config.train
+    n = splits.train[0].num_prompts
+    steps = -(-n // tc.batch_size)
+    m = data.num_models
+    groups = []
+    if config.cost_model.enabled:
+        groups.append((COST_GROUP, config.cost_model, COST_SEED_OFFSET))
+    for name, rc in _router_specs(config, router_names(config)).items():
+        if rc.model != "knn":
+            groups.append((name, rc, 0))
+    for name, rc, offset in groups:
+        task = build_task(rc, m, tc, steps)
+        train_group(
+            name,
+            task,
+            splits,
+            epochs=_epochs(rc, tc),
+            batch_size=tc.batch_size,
+            workdir=workdir,
+            keep=tc.keep_checkpoints,
+            writer=writer,
+            mesh=mesh,
+            init_seed_offset=offset,
+        )
+    return splits
+
+
+# ---------------------------------------------------------------------- evaluation
+def predict_router(name, rc, config, splits: Splits, workdir, cost_preds, part="test"):
+    """Scores and predicted costs ``[K, N, M]`` of router ``name`` on a split part."""
+    tc = config.train
+    sets = getattr(splits, part)
+    x = _stack(sets, "features")
+    if rc.model == "knn":
+        scores, own_cost = [], []
+        for tr, s in zip(splits.train, sets, strict=True):
+            q, c = jmodels.knn_predict(
+                tr.features, tr.quality, tr.cost, s.features, k=min(int(rc.k), tr.num_prompts)
+            )
+            scores.append(np.asarray(q))
+            own_cost.append(np.asarray(c))
+        scores, own_cost = np.stack(scores), np.stack(own_cost)
+        pred_cost = own_cost if rc.get("cost_source", "own") == "own" else cost_preds
+        return scores, pred_cost
+    n = splits.train[0].num_prompts
+    steps = -(-n // tc.batch_size)
+    task = build_task(rc, splits.train[0].num_models, tc, steps)
+    params = restore_params(name, task, splits.seeds, x.shape[-1], workdir, epochs=_epochs(rc, tc))
+    scores = T.predict(task.module, params, x)
+    return scores, cost_preds
+
+
+def predicted_costs(config, splits: Splits, workdir, part="test") -> np.ndarray:
+    """Cost-model predictions in USD ``[K, N, M]`` (or the true costs when disabled)."""
+    sets = getattr(splits, part)
+    if not config.cost_model.enabled:
+        return _stack(sets, "cost")
+    tc = config.train
+    n = splits.train[0].num_prompts
+    task = build_task(config.cost_model, splits.train[0].num_models, tc, -(-n // tc.batch_size))
+    x = _stack(sets, "features")
+    params = restore_params(
+        COST_GROUP,
+        task,
+        splits.seeds,
+        x.shape[-1],
+        workdir,
+        epochs=_epochs(config.cost_model, tc),
+        offset=COST_SEED_OFFSET,
+    )
+    out = T.predict(task.module, params, x)
+    return np.asarray(task.module.target_to_cost(out))
+
+
+def read_config(workdir) -> ml_collections.ConfigDict:
+    """The resolved config a run wrote to ``workdir/config.json``."""
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; is {workdir} a jaxroute workdir?")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def config_with_data(config, path: str, data_format: str | None = None):
+    """A copy of ``config`` reading ``path`` instead."""
+    other = ml_collections.ConfigDict(config.to_dict())
+    other.data.path = path
+    if data_format:
+        other.data.format = data_format
+    return other
+
+
+def evaluate(
+    config,
+    workdir,
+    data: jdata.RoutingData | None = None,
+    *,
+    test_data: jdata.RoutingData | None = None,
+    output_dir=None,
+) -> dict:
+    """Rebuilds every router's predictions from the checkpoints and writes the report.
+
+    ``test_data`` (other data, same models) replaces every seed's test split.
+    """
+    from jaxroute import report as jreport
+    from jaxroute import routing as jrouting
+
+    workdir = pathlib.Path(workdir)
+    data = data if data is not None else load_experiment_data(config)
+    splits = make_splits(config, data)
+    if test_data is not None:
+        if tuple(test_data.models) != tuple(data.models):
+            raise jdata.DataError(
+                f"{test_data.source}: models {list(test_data.models)} differ from the "
+                f"training data's {list(data.models)}"
+            )
+        splits.test = [test_data] * len(splits.seeds)
+        data = test_data
+    names = router_names(config)
+    strong = config.eval.strong_model or None
+    cost_preds = predicted_costs(config, splits, workdir)
+    routers: dict[str, list[dict]] = {}
+    eval_kwargs = dict(grid=config.eval.grid, n_budgets=config.eval.n_budgets)
+    for name in names:
+        rc = config.routers[name]
+        scores, pred_cost = predict_router(name, rc, config, splits, workdir, cost_preds)
+        routers[name] = [
+            jrouting.evaluate_router(
+                scores[k],
+                pred_cost[k],
+                te.quality,
+                te.cost,
+                strong_model=strong,
+                model_names=te.models,
+                **eval_kwargs,
+            )
+            for k, te in enumerate(splits.test)
+        ]
+    reference = {}
+    for k, te in enumerate(splits.test):
+        for ref_name, res in jrouting.reference_results(
+            te.quality,
+            te.cost,
+            model_names=te.models,
+            strong_model=strong,
+            seed=splits.seeds[k],
+            **eval_kwargs,
+        ).items():
+            reference.setdefault(ref_name, []).append(res)
+    summary = jrouting.dataset_summary(data.quality, data.cost, data.models, data.tasks)
+    summary["source"] = str(data.source)
+    summary["seeds"] = splits.seeds
+    summary["n_train"] = splits.train[0].num_prompts
+    summary["n_test"] = splits.test[0].num_prompts
+    return jreport.write_report(
+        output_dir or workdir,
+        dataset=summary,
+        routers=routers,
+        reference=reference,
+        model_names=data.models,
+        strong_model=strong,
+    )
+
+
+def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
+    """The whole experiment: fit (resuming from checkpoints), then evaluate and report."""
+    data = load_experiment_data(config)
+    fit(config, workdir, data)
+    return evaluate(config, workdir, data)
