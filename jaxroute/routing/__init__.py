@@ -1,0 +1,88 @@
+"""Routing: decision rules, the budget / λ sweep, metrics, reference routers, diagnostics."""
+
+from jaxroute.routing.bench import bench_sweep
+from jaxroute.routing.diagnostics import collapse_on_train, noise_injection
+from jaxroute.routing.evaluate import (
+    curve_metrics,
+    dataset_summary,
+    evaluate_router,
+    resolve_budgets,
+)
+from jaxroute.routing.metrics import (
+    aiq,
+    apgr,
+    best_affordable,
+    convex_hull_curve,
+    cost_at_quality,
+    cost_bounds,
+    cost_ratio,
+    cpt,
+    nauc,
+    pareto_staircase,
+    peak_score,
+    rci,
+    strong_model,
+    strong_models,
+    top2_tie_share,
+)
+from jaxroute.routing.reference import (
+    best_single_model,
+    cheapest_model,
+    oracle_choice,
+    oracle_router,
+    random_router,
+    single_model_router,
+    zero_router,
+)
+from jaxroute.routing.rules import budget_choice, lambda_choice, masked_argmax
+from jaxroute.routing.sweep import (
+    SweepResult,
+    budget_sweep,
+    lambda_sweep,
+    log_budget_grid,
+    orbit_budget_grid,
+    sweep_dense,
+    sweep_events,
+)
+
+__all__ = [
+    "SweepResult",
+    "aiq",
+    "apgr",
+    "bench_sweep",
+    "best_affordable",
+    "best_single_model",
+    "budget_choice",
+    "budget_sweep",
+    "cheapest_model",
+    "collapse_on_train",
+    "convex_hull_curve",
+    "cost_at_quality",
+    "cost_bounds",
+    "cost_ratio",
+    "cpt",
+    "curve_metrics",
+    "dataset_summary",
+    "evaluate_router",
+    "lambda_choice",
+    "lambda_sweep",
+    "log_budget_grid",
+    "masked_argmax",
+    "nauc",
+    "noise_injection",
+    "oracle_choice",
+    "oracle_router",
+    "orbit_budget_grid",
+    "pareto_staircase",
+    "peak_score",
+    "random_router",
+    "rci",
+    "resolve_budgets",
+    "single_model_router",
+    "strong_model",
+    "strong_models",
+    "sweep_dense",
+    "sweep_events",
+    "top2_tie_share",
+    "zero_router",
+]

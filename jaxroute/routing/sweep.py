@@ -1,0 +1,376 @@
+"""Budget and λ sweeps: one jit-compiled function for many budgets and routers at once.
+
+The budget sweep (``method="events"``, the default) never builds a
+``[budgets, prompts, models]`` array. For one prompt the budget rule's choice is a step
+function of ``B`` that can only change where ``B`` reaches one of the prompt's ``M``
+predicted costs. For each model ``m`` the choice once ``m`` becomes feasible is the
+argmax of the score over the models that are feasible no later than ``m`` (a prefix
+argmax in predicted-cost order, ties by index, computed with an ``[N, M, M]`` mask, no
+sort); this gives one event per (prompt, model): at ``B = ĉ[i, m]`` the choice moves
+from ``from`` to ``to``. Each event is binned with ``searchsorted`` to the first budget
+that includes it (``ĉ ≤ B``), per-bin deltas are scatter-added and a cumulative sum
+over the sorted budgets gives the exact operating point at every budget.
+Time ``O(N·M² + N·M·log B)``, memory ``O(N·M² + B·M)``: nothing of size ``B·N``.
+
+Numerics (jax_enable_x64 stays off): true quality and cost are split into int32 limbs
+(``_numerics``), so every sum over prompts is an exact integer sum (truncation below
+``2**-45`` of the largest value), independent of order and of the device count; share
+counts are int32. The jitted functions return limb sums; the public wrappers convert
+them to float64 on the host and divide by ``N``, so means agree with a float64 loop to
+about 1e-12 relative.
+
+``method="dense"`` evaluates the rule directly on chunks of budgets with ``lax.map``
+(``[chunk, N, M]`` at a time, same exact sums); the λ sweep always works this way.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from jax.typing import ArrayLike
+
+from jaxroute.routing._numerics import LIMBS, MAX_PROMPTS, from_limbs, scale_exponent, to_limbs
+from jaxroute.routing.rules import budget_choice, lambda_choice
+
+# Number of times each jitted core was traced (tests check "compiles once").
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+
+class SweepResult(NamedTuple):
+    """Operating points of a sweep (host float64 arrays).
+
+    Attributes:
+      budget: ``[..., B]`` budgets (or λ values) as used (float32 values).
+      quality: ``[..., B]`` mean true quality ``P(B)``.
+      cost: ``[..., B]`` mean true cost ``C(B)``.
+      shares: ``[..., B, M]`` share of prompts routed to each model.
+    """
+
+    budget: np.ndarray
+    quality: np.ndarray
+    cost: np.ndarray
+    shares: np.ndarray
+
+
+# --------------------------------------------------------------------------- grids
+
+
+def orbit_budget_grid(pred_costs: ArrayLike, n_quantiles: int = 100) -> np.ndarray:
+    """ORBIT's budget grid: unique predicted costs over the test set, reduced to quantiles.
+
+    Args:
+      pred_costs: ``[..., N, M]`` predicted costs of one router.
+      n_quantiles: number of quantiles kept (``np.quantile`` linear interpolation at
+        ``linspace(0, 1, n_quantiles)``) when there are more unique values than this.
+
+    Returns:
+      ``[B]`` float64 ascending budgets (``B ≤ n_quantiles``).
+
+    >>> orbit_budget_grid([[1.0, 2.0], [2.0, 3.0]], n_quantiles=100).tolist()
+    [1.0, 2.0, 3.0]
+    """
+    u = np.unique(np.asarray(pred_costs, np.float32).astype(np.float64).ravel())
+    u = u[np.isfinite(u)]
+    if u.size <= n_quantiles:
+        return u
+    return np.quantile(u, np.linspace(0.0, 1.0, n_quantiles))
+
+
+def log_budget_grid(
+    cost: ArrayLike,
+    n_budgets: int = 100,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+) -> np.ndarray:
+    """Shared log-spaced grid from the cheapest to the dearest model's mean true cost.
+
+    Args:
+      cost: ``[N, M]`` true costs (the same grid then serves every router).
+      n_budgets: grid size (any ``≥ 1``; one budget gives ``[high]``).
+      low: override of the lower end (default ``min_m mean_i c[i, m]``, floored at 1e-12
+        so the log grid exists when a model is free).
+      high: override of the upper end (default ``max_m mean_i c[i, m]``).
+
+    Returns:
+      ``[n_budgets]`` float64 ascending budgets.
+    """
+    mean = np.asarray(cost, np.float64).mean(axis=0)
+    lo = float(mean.min()) if low is None else float(low)
+    hi = float(mean.max()) if high is None else float(high)
+    lo = max(lo, 1e-12)
+    if n_budgets == 1:
+        return np.array([hi])
+    return np.geomspace(lo, hi, n_budgets)
+
+
+# --------------------------------------------------------------------------- cores
+
+
+def _events_one(scores, pred_costs, limbs, budgets, with_shares):
+    """Event sweep for one router: ``[N, M]`` arrays, ``[N, M, K]`` value limbs, ``[B]``."""
+    n, m = scores.shape
+    models = jnp.arange(m, dtype=jnp.int32)
+    # For every model m at once, the best model among those feasible strictly before m,
+    # i.e. (ĉ_k, k) < (ĉ_m, m). Scanning k upwards keeps the lowest index on score ties.
+    has = jnp.zeros((n, m), bool)
+    best_s = jnp.zeros((n, m), jnp.float32)
+    best_k = jnp.zeros((n, m), jnp.int32)
+    for k in range(m):
+        pk, sk = pred_costs[:, k : k + 1], scores[:, k : k + 1]
+        before = (pk < pred_costs) | ((pk == pred_costs) & (k < models[None, :]))
+        take = before & (~has | (sk > best_s))
+        best_s = jnp.where(take, sk, best_s)
+        best_k = jnp.where(take, k, best_k)
+        has = has | before
+    fallback = jnp.argmin(pred_costs, axis=1).astype(jnp.int32)  # nothing feasible
+    own = jnp.broadcast_to(models, (n, m))
+    from_m = jnp.where(has, best_k, own)  # choice just before model m becomes feasible
+    m_wins = ~has | (scores > best_s) | ((scores == best_s) & (models[None, :] < best_k))
+    to_m = jnp.where(m_wins, own, best_k)  # choice once model m is feasible
+    # Materialise: XLA:CPU would otherwise re-run the loop above inside every consumer.
+    to_m, from_m = jax.lax.optimization_barrier((to_m, from_m))
+    # Event (i, m): at B = ĉ[i, m] the choice of prompt i moves from from_m to to_m.
+    delta = jnp.take_along_axis(limbs, to_m[..., None], 1) - jnp.take_along_axis(
+        limbs, from_m[..., None], 1
+    )  # [N, M, K] int32
+    base = jnp.sum(jnp.take_along_axis(limbs, fallback[:, None, None], 1)[:, 0], axis=0)
+    # Budgets sorted; event e counts for budget j iff t_e <= B_j iff bin(e) <= j.
+    b = budgets.shape[0]
+    border = jnp.argsort(budgets)
+    sorted_b = budgets[border]
+    bins = jnp.searchsorted(sorted_b, pred_costs.reshape(-1), side="left").astype(jnp.int32)
+    # Barriers materialise the scatter inputs: fused into the scatter they are recomputed
+    # per element on XLA:CPU (many times slower).
+    delta, bins = jax.lax.optimization_barrier((delta.reshape(n * m, -1), bins))
+    per_bin = jax.ops.segment_sum(delta, bins, num_segments=b + 1)
+    sums = base[None, :] + jnp.cumsum(per_bin[:b], axis=0)  # sorted budgets
+    if with_shares:  # +1 for the model taken, -1 for the model left: one scalar scatter
+        moved = (to_m != from_m).reshape(-1).astype(jnp.int32)
+        flat = jnp.concatenate([bins * m + to_m.reshape(-1), bins * m + from_m.reshape(-1)])
+        ones = jnp.concatenate([moved, -moved])
+        ones, flat = jax.lax.optimization_barrier((ones, flat))
+        dc = jax.ops.segment_sum(ones, flat, num_segments=(b + 1) * m).reshape(b + 1, m)
+        base_counts = jnp.bincount(fallback, length=m).astype(jnp.int32)
+        counts = base_counts[None, :] + jnp.cumsum(dc[:b], axis=0)
+    else:
+        counts = jnp.zeros((b, m), jnp.int32)
+    inv = jnp.argsort(border)
+    return sums[inv], counts[inv]
+
+
+def _dense_one(scores, pred_costs, limbs, params, chunk, rule):
+    """Direct evaluation of a rule for one router over ``[B]`` params, ``chunk`` at a time."""
+    n, m = scores.shape
+    b = params.shape[0]
+    n_chunks = -(-b // chunk)
+    padded = jnp.concatenate([params, jnp.broadcast_to(params[-1:], (n_chunks * chunk - b,))])
+    choose = budget_choice if rule == "budget" else lambda_choice
+
+    def one_chunk(ps):
+        choice = choose(
+            jnp.broadcast_to(scores, (chunk, n, m)),
+            jnp.broadcast_to(pred_costs, (chunk, n, m)),
+            jnp.broadcast_to(ps[:, None], (chunk, n)),
+        )  # [chunk, N]
+        picked = jnp.take_along_axis(
+            jnp.broadcast_to(limbs, (chunk,) + limbs.shape), choice[..., None, None], 2
+        )[:, :, 0]  # [chunk, N, K]
+        counts = jax.vmap(lambda ch: jnp.bincount(ch, length=m))(choice).astype(jnp.int32)
+        return jnp.sum(picked, axis=1), counts
+
+    out = jax.lax.map(one_chunk, padded.reshape(n_chunks, chunk))
+    return tuple(o.reshape((n_chunks * chunk,) + o.shape[2:])[:b] for o in out)
+
+
+def _limbs(quality, cost, q_inv, c_inv):
+    return jnp.concatenate([to_limbs(quality, q_inv), to_limbs(cost, c_inv)], axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("with_shares",))
+def sweep_events(scores, pred_costs, quality, cost, budgets, q_inv, c_inv, *, with_shares=True):
+    """Jitted event sweep of the budget rule, vectorised over routers.
+
+    Args:
+      scores: ``[R, N, M]`` float32 router scores.
+      pred_costs: ``[R, N, M]`` float32 predicted costs.
+      quality: ``[N, M]`` float32 true quality.
+      cost: ``[N, M]`` float32 true cost.
+      budgets: ``[R, B]`` float32 budgets (any order).
+      q_inv: float32 scalar ``2**-e`` with ``max|quality| ≤ 2**e``
+        (``_numerics.scale_exponent``).
+      c_inv: float32 scalar, the same for cost.
+      with_shares: also count the prompts sent to each model.
+
+    Returns:
+      ``(sums, counts)``: ``[R, B, 2·LIMBS]`` int32 limb sums over prompts of true quality
+      (first ``LIMBS``) and cost (last ``LIMBS``), and ``[R, B, M]`` int32 counts.
+    """
+    TRACE_COUNTS["events"] += 1
+    limbs = _limbs(quality, cost, q_inv, c_inv)
+    fn = functools.partial(_events_one, with_shares=with_shares)
+    return jax.vmap(fn, in_axes=(0, 0, None, 0))(scores, pred_costs, limbs, budgets)
+
+
+@functools.partial(jax.jit, static_argnames=("chunk", "rule"))
+def sweep_dense(
+    scores, pred_costs, quality, cost, params, q_inv, c_inv, *, chunk=16, rule="budget"
+):
+    """Jitted direct sweep (``lax.map`` over chunks of params), vectorised over routers.
+
+    Same arguments and outputs as :func:`sweep_events`; ``rule`` is ``"budget"`` or
+    ``"lambda"`` and ``params`` holds budgets or λ values, ``[R, B]``.
+    """
+    TRACE_COUNTS["dense"] += 1
+    limbs = _limbs(quality, cost, q_inv, c_inv)
+    fn = functools.partial(_dense_one, chunk=chunk, rule=rule)
+    return jax.vmap(fn, in_axes=(0, 0, None, 0))(scores, pred_costs, limbs, params)
+
+
+# --------------------------------------------------------------------------- wrappers
+
+
+def _prepare(scores, pred_costs, quality, cost, params):
+    scores = np.asarray(scores, np.float32)
+    pred_costs = np.asarray(pred_costs, np.float32)
+    single = scores.ndim == 2
+    if single:
+        scores, pred_costs = scores[None], pred_costs[None]
+    if scores.shape != pred_costs.shape or scores.ndim != 3:
+        raise ValueError(f"scores {scores.shape} and pred_costs {pred_costs.shape} differ")
+    quality = np.asarray(quality, np.float32)
+    cost = np.asarray(cost, np.float32)
+    if quality.shape != scores.shape[1:] or cost.shape != scores.shape[1:]:
+        raise ValueError(
+            f"quality {quality.shape} / cost {cost.shape} must be {scores.shape[1:]} ([N, M])"
+        )
+    if quality.shape[0] > MAX_PROMPTS:
+        raise ValueError(f"at most {MAX_PROMPTS} prompts per sweep, got {quality.shape[0]}")
+    r = scores.shape[0]
+    params = np.atleast_1d(np.asarray(params, np.float32))
+    if params.ndim == 1:
+        params = np.broadcast_to(params, (r, params.shape[0]))
+    if params.shape[0] != r or params.ndim != 2:
+        raise ValueError(f"budgets must be [B] or [R={r}, B], got {params.shape}")
+    return single, scores, pred_costs, quality, cost, np.ascontiguousarray(params)
+
+
+def _place(shard, devices, scores, pred_costs, quality, cost, params):
+    """Pads and places the inputs on a 1-D mesh; returns arrays and the unpadded sizes."""
+    r, b = params.shape
+    if shard is None:
+        return (scores, pred_costs, quality, cost, params), r, b
+    devices = list(jax.devices() if devices is None else devices)
+    nd = len(devices)
+    mesh = Mesh(np.asarray(devices), ("d",))
+    rep = NamedSharding(mesh, P())
+    if shard == "budget":
+        pad = (-b) % nd
+        params = np.concatenate([params, np.repeat(params[:, -1:], pad, axis=1)], axis=1)
+        spec_rnm, spec_rb = rep, NamedSharding(mesh, P(None, "d"))
+    elif shard == "router":
+        pad = (-r) % nd
+        scores = np.concatenate([scores, np.repeat(scores[-1:], pad, axis=0)])
+        pred_costs = np.concatenate([pred_costs, np.repeat(pred_costs[-1:], pad, axis=0)])
+        params = np.concatenate([params, np.repeat(params[-1:], pad, axis=0)])
+        spec_rnm, spec_rb = NamedSharding(mesh, P("d")), NamedSharding(mesh, P("d"))
+    else:
+        raise ValueError(f"shard must be None, 'budget' or 'router', got {shard!r}")
+    placed = (
+        jax.device_put(scores, spec_rnm),
+        jax.device_put(pred_costs, spec_rnm),
+        jax.device_put(quality, rep),
+        jax.device_put(cost, rep),
+        jax.device_put(params, spec_rb),
+    )
+    return placed, r, b
+
+
+def _finish(single, params, n, out, r, b, q_exp, c_exp):
+    sums, counts = (np.asarray(o)[:r, :b] for o in out)
+    q = from_limbs(sums[..., :LIMBS], q_exp) / n
+    c = from_limbs(sums[..., LIMBS:], c_exp) / n
+    shares = counts.astype(np.float64) / n
+    budget = params.astype(np.float64)
+    if single:
+        return SweepResult(budget[0], q[0], c[0], shares[0])
+    return SweepResult(budget, q, c, shares)
+
+
+def budget_sweep(
+    scores: ArrayLike,
+    pred_costs: ArrayLike,
+    quality: ArrayLike,
+    cost: ArrayLike,
+    budgets: ArrayLike,
+    *,
+    method: str = "events",
+    shard: str | None = None,
+    devices: list | None = None,
+    with_shares: bool = True,
+    chunk: int = 16,
+) -> SweepResult:
+    """Evaluates the budget rule at many budgets for one or several routers.
+
+    Args:
+      scores: ``[N, M]`` or ``[R, N, M]`` router scores.
+      pred_costs: same shape, predicted costs.
+      quality: ``[N, M]`` true quality.
+      cost: ``[N, M]`` true cost.
+      budgets: ``[B]`` shared or ``[R, B]`` per router.
+      method: ``"events"`` (exact breakpoints, memory independent of ``B``) or ``"dense"``
+        (direct evaluation, ``chunk`` budgets at a time).
+      shard: ``None``, ``"budget"`` or ``"router"``: shard that axis over ``devices``
+        (default all devices) with a ``NamedSharding`` on a 1-D mesh; the axis is padded to
+        a multiple of the device count and the padding dropped.
+      devices: devices of the mesh.
+      with_shares: compute per-model shares (zeros otherwise).
+      chunk: budgets per step for ``method="dense"``.
+
+    Returns:
+      :class:`SweepResult` with ``[B]`` / ``[B, M]`` arrays for ``[N, M]`` inputs, and
+      ``[R, B]`` / ``[R, B, M]`` for ``[R, N, M]`` inputs.
+    """
+    single, s, pc, y, c, params = _prepare(scores, pred_costs, quality, cost, budgets)
+    args, r, b = _place(shard, devices, s, pc, y, c, params)
+    q_exp, c_exp = scale_exponent(y), scale_exponent(c)
+    args = args + (np.float32(2.0**-q_exp), np.float32(2.0**-c_exp))
+    if method == "events":
+        out = sweep_events(*args, with_shares=with_shares)
+    elif method == "dense":
+        out = sweep_dense(*args, chunk=chunk, rule="budget")
+    else:
+        raise ValueError(f"method must be 'events' or 'dense', got {method!r}")
+    return _finish(single, params, y.shape[0], out, r, b, q_exp, c_exp)
+
+
+def lambda_sweep(
+    scores: ArrayLike,
+    pred_costs: ArrayLike,
+    quality: ArrayLike,
+    cost: ArrayLike,
+    lambdas: ArrayLike,
+    *,
+    shard: str | None = None,
+    devices: list | None = None,
+    chunk: int = 16,
+) -> SweepResult:
+    """Evaluates the λ rule ``argmax_m s − λ·ĉ`` at many λ (direct, chunked).
+
+    Args and returns as :func:`budget_sweep`, with ``lambdas`` (``[B]`` or ``[R, B]``) in
+    place of budgets; ``SweepResult.budget`` holds the λ values.
+    """
+    single, s, pc, y, c, params = _prepare(scores, pred_costs, quality, cost, lambdas)
+    args, r, b = _place(shard, devices, s, pc, y, c, params)
+    q_exp, c_exp = scale_exponent(y), scale_exponent(c)
+    out = sweep_dense(
+        *args, np.float32(2.0**-q_exp), np.float32(2.0**-c_exp), chunk=chunk, rule="lambda"
+    )
+    return _finish(single, params, y.shape[0], out, r, b, q_exp, c_exp)

@@ -1,0 +1,177 @@
+"""Sweep tests: equals a float64 Python loop, compiles once, shards, single budget."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxroute.routing import (
+    budget_choice,
+    budget_sweep,
+    lambda_choice,
+    lambda_sweep,
+    log_budget_grid,
+    orbit_budget_grid,
+)
+from jaxroute.routing import sweep as sweep_mod
+from jaxroute.routing.bench import numpy_loop_sweep, synthetic_problem
+
+
+def loop64(scores, pred_costs, quality, cost, budgets, rule="budget"):
+    """Plain float64 Python loop over budgets using the jax decision rules."""
+    q64, c64 = quality.astype(np.float64), cost.astype(np.float64)
+    n, m = quality.shape
+    rows = np.arange(n)
+    out_q, out_c, out_s = [], [], []
+    for b in np.asarray(budgets, np.float32):
+        choose = budget_choice if rule == "budget" else lambda_choice
+        ch = np.asarray(choose(scores, pred_costs, b))
+        out_q.append(q64[rows, ch].mean())
+        out_c.append(c64[rows, ch].mean())
+        out_s.append(np.bincount(ch, minlength=m) / n)
+    return np.array(out_q), np.array(out_c), np.array(out_s)
+
+
+def tied_problem(n=300, m=5, r=2, seed=0):
+    """Small problem with many exact ties in scores and predicted costs."""
+    rng = np.random.default_rng(seed)
+    quality = rng.integers(0, 2, (n, m)).astype(np.float32) * rng.choice([0.5, 1.0], (n, m))
+    cost = rng.choice([1e-4, 3e-4, 1e-3, 5e-3], (n, m)).astype(np.float32)
+    scores = rng.integers(0, 3, (r, n, m)).astype(np.float32)
+    pred = rng.choice([1e-4, 3e-4, 1e-3, 5e-3], (r, n, m)).astype(np.float32)
+    return scores, pred, quality.astype(np.float32), cost
+
+
+def rel(a, b):
+    return np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300))
+
+
+@pytest.mark.parametrize("method", ["events", "dense"])
+def test_sweep_equals_float64_loop_with_ties(method):
+    s, pc, y, c = tied_problem()
+    budgets = np.concatenate([[1e-5], np.unique(pc), np.geomspace(1e-4, 1e-2, 7), [1.0]])
+    res = budget_sweep(s, pc, y, c, budgets, method=method)
+    for r in range(s.shape[0]):
+        lq, lc, ls = loop64(s[r], pc[r], y, c, budgets)
+        assert rel(res.quality[r], lq) < 1e-6
+        assert rel(res.cost[r], lc) < 1e-6
+        np.testing.assert_allclose(res.shares[r], ls, atol=1e-12)
+
+
+def test_sweep_accuracy_36000_prompts():
+    s, pc, y, c = synthetic_problem(36000, 11, 1, 0)
+    budgets = np.geomspace(c.min(), c.max(), 5)
+    res = budget_sweep(s[0], pc[0], y, c, budgets)
+    lq, lc, ls = numpy_loop_sweep(s[0], pc[0], y, c, budgets.astype(np.float32))
+    assert rel(res.quality, lq) < 1e-9
+    assert rel(res.cost, lc) < 1e-9
+    np.testing.assert_allclose(res.shares, ls, atol=1e-12)
+
+
+def test_per_router_budgets_and_unsorted():
+    s, pc, y, c = tied_problem(r=3)
+    budgets = np.array([[5e-3, 1e-4, 3e-4], [1e-3, 1e-3, 2e-4], [1.0, 0.0, 4e-4]])
+    res = budget_sweep(s, pc, y, c, budgets)
+    assert res.quality.shape == (3, 3) and res.shares.shape == (3, 3, 5)
+    for r in range(3):
+        lq, lc, _ = loop64(s[r], pc[r], y, c, budgets[r])
+        assert rel(res.quality[r], lq) < 1e-6 and rel(res.cost[r], lc) < 1e-6
+
+
+def test_single_budget_and_single_router():
+    s, pc, y, c = tied_problem(r=1)
+    res = budget_sweep(s[0], pc[0], y, c, 3e-4)
+    assert res.quality.shape == (1,) and res.shares.shape == (1, 5)
+    lq, lc, _ = loop64(s[0], pc[0], y, c, [3e-4])
+    assert rel(res.quality, lq) < 1e-6 and rel(res.cost, lc) < 1e-6
+
+
+def test_compiles_once_for_fixed_shape():
+    s, pc, y, c = tied_problem(n=64, m=4, r=2, seed=3)
+    budget_sweep(s, pc, y, c, np.linspace(1e-4, 1e-2, 9))
+    before = sweep_mod.TRACE_COUNTS["events"]
+    for k in range(3):
+        budget_sweep(s + k, pc * (k + 1), y, c, np.linspace(1e-4, 1e-2, 9) * (k + 1))
+    assert sweep_mod.TRACE_COUNTS["events"] == before
+
+
+def test_empty_feasible_set_goes_to_cheapest_predicted():
+    scores = np.array([[0.9, 0.5, 0.1]], np.float32)
+    pred = np.array([[3.0, 2.0, 1.0]], np.float32)
+    y = np.array([[1.0, 0.5, 0.25]], np.float32)
+    c = np.array([[3.0, 2.0, 1.0]], np.float32)
+    assert int(budget_choice(scores, pred, 0.5)[0]) == 2  # not model 0
+    res = budget_sweep(scores, pred, y, c, [0.5, 1.0, 2.0, 3.0])
+    np.testing.assert_allclose(res.quality, [0.25, 0.25, 0.5, 1.0])
+    np.testing.assert_allclose(res.shares[0], [0, 0, 1])
+
+
+def test_lambda_sweep_equals_loop():
+    s, pc, y, c = tied_problem(r=2)
+    lams = np.array([0.0, 10.0, 100.0, 1e3, 1e4])
+    res = lambda_sweep(s, pc * 1000, y, c, lams, chunk=2)
+    for r in range(2):
+        lq, lc, ls = loop64(s[r], pc[r] * 1000, y, c, lams, rule="lambda")
+        assert rel(res.quality[r], lq) < 1e-6 and rel(res.cost[r], lc) < 1e-6
+        np.testing.assert_allclose(res.shares[r], ls, atol=1e-12)
+
+
+def test_grids():
+    pc = np.arange(1, 1001, dtype=np.float32).reshape(100, 10) * 1e-4
+    g = orbit_budget_grid(pc)
+    assert g.shape == (100,) and np.isclose(g[0], 1e-4) and np.isclose(g[-1], 0.1)
+    cost = np.array([[1e-4, 1e-2], [3e-4, 3e-2]], np.float32)
+    lg = log_budget_grid(cost, 7)
+    assert lg.shape == (7,) and np.isclose(lg[0], 2e-4) and np.isclose(lg[-1], 2e-2)
+    assert np.all(np.diff(np.log(lg)) > 0)
+    assert log_budget_grid(cost, 1).shape == (1,)
+
+
+def test_rank_promotion_safe_rules():
+    s = jnp.ones((2, 3, 4))
+    assert budget_choice(s, s, 1.0).shape == (2, 3)
+    assert lambda_choice(s, s, jnp.ones(())).shape == (2, 3)
+
+
+SHARD_SCRIPT = textwrap.dedent(
+    """
+    import jax, numpy as np
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    assert len(jax.devices()) == 8, jax.devices()
+    from jaxroute.routing import budget_sweep
+    rng = np.random.default_rng(0)
+    n, m, r = 200, 5, 3
+    y = rng.integers(0, 2, (n, m)).astype(np.float32)
+    c = rng.choice([1e-4, 1e-3, 5e-3], (n, m)).astype(np.float32)
+    s = rng.integers(0, 3, (r, n, m)).astype(np.float32)
+    pc = rng.choice([1e-4, 1e-3, 5e-3], (r, n, m)).astype(np.float32)
+    b = np.geomspace(5e-5, 1e-2, 13)
+    ref = budget_sweep(s, pc, y, c, b, devices=jax.devices()[:1])
+    for shard in ("budget", "router"):
+        for method in ("events", "dense"):
+            out = budget_sweep(s, pc, y, c, b, shard=shard, method=method)
+            for a, e in zip(out, ref):
+                np.testing.assert_array_equal(a, e)
+    print("SHARD_OK")
+    """
+)
+
+
+def test_sharded_equals_single_device_8_fake_cpus():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    env["JAX_PLATFORMS"] = "cpu"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run(
+        [sys.executable, "-c", SHARD_SCRIPT],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "SHARD_OK" in proc.stdout, proc.stdout + proc.stderr
