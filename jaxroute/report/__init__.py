@@ -1,0 +1,10 @@
+"""Report: evaluation results → report.json, report.md and matplotlib figures."""
+
+from jaxroute.report.report import (
+    aggregate_seeds,
+    headline_table,
+    reference_entries,
+    write_report,
+)
+
+__all__ = ["aggregate_seeds", "headline_table", "reference_entries", "write_report"]

@@ -1,0 +1,115 @@
+"""Report tests: JSON schema, metrics recomputed from the stored curve, figures."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxroute.report import aggregate_seeds, headline_table, reference_entries, write_report
+from jaxroute.routing import curve_metrics, dataset_summary, evaluate_router, oracle_router
+
+
+def problem(n=120, m=4, seed=0):
+    rng = np.random.default_rng(seed)
+    q = (rng.random((n, m)) < np.linspace(0.4, 0.9, m)).astype(np.float32)
+    c = (np.geomspace(1e-4, 1e-2, m) * rng.uniform(0.5, 1.5, (n, m))).astype(np.float32)
+    return q, c
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    q, c = problem()
+    names = [f"m{j}" for j in range(q.shape[1])]
+    tasks = ["a"] * 70 + ["b"] * 50
+    ds = dataset_summary(q, c, names, tasks)
+    rng = np.random.default_rng(1)
+    routers = {}
+    # A collapsing regressor (mean quality + noise) over two seeds.
+    routers["regressor"] = [
+        evaluate_router(
+            q.mean(0)[None, :] + rng.normal(0, 0.05, q.shape).astype(np.float32),
+            c,
+            q,
+            c,
+            budgets=("log", 20),
+        )
+        for _ in range(2)
+    ]
+    # A router that never reaches the best single model (always the cheapest model).
+    s = np.zeros_like(q)
+    s[:, 0] = 1.0
+    routers["cheap_only"] = [evaluate_router(s, c, q, c, budgets=("log", 20))]
+    routers["oracle_like"] = [evaluate_router(*oracle_router(q, c), q, c)]
+    ref = reference_entries(q, c, budgets=("log", 20))
+    work = tmp_path_factory.mktemp("report")
+    paths = write_report(work, ds, routers, ref, names, ds["strong_model"])
+    return q, c, ds, routers, paths
+
+
+def test_files_and_schema(built):
+    q, c, ds, routers, paths = built
+    for key in ("json", "markdown", "quality_vs_cost", "strong_call_rate", "model_shares"):
+        assert paths[key].endswith((".json", ".md", ".png"))
+        with open(paths[key], "rb") as f:
+            assert len(f.read()) > 100
+    with open(paths["json"]) as f:
+        text = f.read()
+    assert "Infinity" not in text and "NaN" not in text
+    rep = json.loads(text)
+    assert set(rep) >= {"dataset", "routers", "reference"}
+    for key in ("n_prompts", "n_models", "models", "tasks", "mean_quality", "mean_cost"):
+        assert key in rep["dataset"]
+    assert rep["dataset"]["tasks"] == {"a": 70, "b": 50}
+    assert set(rep["reference"]) >= {"oracle", "best_single", "zero_router"}
+    reg = rep["routers"]["regressor"]
+    for key in ("peak", "cost_at_best_single", "cost_ratio", "nauc", "aiq", "rci"):
+        assert key in reg and f"{key}_std" in reg
+    assert reg["reached_best_single"].endswith("/2") and len(reg["seeds"]) == 2
+    assert set(reg["curve"]) >= {"budget", "cost", "quality", "strong_call_rate"}
+    cheap = rep["routers"]["cheap_only"]
+    assert cheap["cost_ratio"] is None and cheap["best_single_reached"] is False
+    assert cheap["reached_best_single"] == "0/1"
+    assert rep["reference"]["best_single"]["cost_ratio"] == pytest.approx(1.0, abs=1e-12)
+    assert rep["reference"]["best_single"]["best_single_reached"] is True
+
+
+def test_metrics_recomputed_from_curve(built):
+    _, _, ds, _, paths = built
+    rep = json.loads(open(paths["json"]).read())
+    bs = rep["dataset"]["best_single"]
+    bounds = tuple(rep["dataset"]["cost_bounds"])
+    for name, entry in rep["routers"].items():
+        for seed in entry["seeds"]:
+            got = curve_metrics(
+                seed["curve"]["cost"],
+                seed["curve"]["quality"],
+                best_single_quality=bs["quality"],
+                best_single_cost=bs["cost"],
+                bounds=bounds,
+            )
+            for key in ("peak", "nauc", "aiq", "cost_at_best_single", "cost_ratio"):
+                if seed[key] is None:
+                    assert got[key] is None, (name, key)
+                else:
+                    assert got[key] == pytest.approx(seed[key], rel=1e-12), (name, key)
+            assert seed["strong_call_rate_at_max_budget"] == pytest.approx(
+                seed["curve"]["strong_call_rate"][int(np.argmax(seed["curve"]["budget"]))]
+            )
+        means = [s["nauc"] for s in entry["seeds"]]
+        assert entry["nauc"] == pytest.approx(np.mean(means))
+
+
+def test_headline_table(built):
+    paths = built[4]
+    rep = json.loads(open(paths["json"]).read())
+    table = headline_table(rep)
+    assert "| regressor |" in table and "±" in table and "*oracle*" in table
+    assert open(paths["markdown"]).read().count("| cheap_only |") == 1
+
+
+def test_aggregate_single_seed_has_no_std():
+    q, c = problem(n=40, m=3)
+    res = evaluate_router(*oracle_router(q, c), q, c)
+    agg = aggregate_seeds([res])
+    assert "nauc_std" not in agg and agg["reached_best_single"] == "1/1"
+    assert "shares" in agg["curve"] and "shares" not in agg["seeds"][0]["curve"]
