@@ -1,0 +1,39 @@
+"""Routing collapse in miniature: a real (short) training run on the synthetic benchmark.
+
+The MLP quality regressor sends a large share of prompts to the most expensive model at
+the largest budget (where every model is affordable, the rule is the argmax of the
+scores); EquiRouter trained with cost tie-break sends markedly fewer. Set
+``JAXROUTE_COLLAPSE_SEED`` to try another data seed.
+"""
+
+import os
+
+import numpy as np
+
+from jaxroute.configs.base import get_config
+from jaxroute.data import STRONG_MODEL
+from jaxroute.train import experiment as E
+
+
+def test_mlp_collapses_equirouter_tiebreak_does_not(tmp_path):
+    seed = int(os.environ.get("JAXROUTE_COLLAPSE_SEED", "1"))
+    c = get_config("tiny")
+    c.data.path = f"synthetic:n_prompts=1500,feature_dim=32,seed={seed}"
+    c.data.train_fraction = 0.5
+    c.seeds = (0,)
+    c.train.epochs = 15  # the same budget of steps for both routers
+    c.run_routers = "mlp,equirouter_tb"
+    c.cost_model.enabled = False
+    splits = E.fit(c, tmp_path)
+    test = splits.test[0]
+    strong = test.models.index(STRONG_MODEL)
+    share = {}
+    for name in ("mlp", "equirouter_tb"):
+        scores, _ = E.predict_router(name, c.routers[name], c, splits, tmp_path, None)
+        share[name] = float((scores[0].argmax(-1) == strong).mean())
+    # The oracle (lowest-cost tie-break) sends under 10% to GPT-4 on this data.
+    best = test.quality.max(1, keepdims=True)
+    oracle = np.where(test.quality == best, test.cost, np.inf).argmin(1)
+    assert (oracle == strong).mean() < 0.1
+    assert share["mlp"] > 0.4, share
+    assert share["equirouter_tb"] < 0.5 * share["mlp"], share

@@ -1,0 +1,169 @@
+"""The trainer: vmapped steps, exact resume, corrupt checkpoints, NaN stop, devices."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from jaxroute.configs.base import get_config
+from jaxroute.train import _trainer as T
+from jaxroute.train import experiment as E
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def tiny(routers="mlp", **changes):
+    c = get_config("tiny")
+    c.run_routers = routers
+    c.train.epochs = changes.pop("epochs", 3)
+    for k, v in changes.items():
+        node, _, field = k.rpartition(".")
+        setattr(c[node] if node else c, field, v)
+    return c
+
+
+def _params(workdir, config, name="mlp"):
+    data = E.load_experiment_data(config)
+    splits = E.make_splits(config, data)
+    task = E.build_task(config.routers[name], data.num_models, config.train, 1)
+    return E.restore_params(
+        name, task, splits.seeds, data.features.shape[1], workdir, epochs=config.train.epochs
+    )
+
+
+def test_epoch_indices_cover_and_reshuffle():
+    idx, valid = T.epoch_indices(10, 4, seed=3, epoch=0)
+    assert idx.shape == (3, 4) and valid.sum() == 10
+    assert sorted(idx[valid].tolist()) == list(range(10))
+    idx2, _ = T.epoch_indices(10, 4, seed=3, epoch=1)
+    assert idx[valid].tolist() != idx2[valid].tolist()
+    np.testing.assert_array_equal(idx, T.epoch_indices(10, 4, seed=3, epoch=0)[0])
+
+
+def test_vmapped_group_equals_separate_runs(tmp_path):
+    """K seeds in one vmapped state give the same parameters as K single runs."""
+    c = tiny(seeds=(0, 1), epochs=2)
+    c.cost_model.enabled = False
+    E.fit(c, tmp_path / "both")
+    both = _params(tmp_path / "both", c)
+    for k, seed in enumerate((0, 1)):
+        ck = tiny(seeds=(seed,), epochs=2)
+        ck.cost_model.enabled = False
+        E.fit(ck, tmp_path / f"s{seed}")
+        one = _params(tmp_path / f"s{seed}", ck)
+        for a, b in zip(jax.tree.leaves(both), jax.tree.leaves(one), strict=True):
+            np.testing.assert_allclose(np.asarray(a)[k], np.asarray(b)[0], rtol=2e-5, atol=2e-6)
+
+
+def test_loss_falls_and_metrics_written(tmp_path):
+    c = tiny(routers="mlp,equirouter", epochs=4)
+    E.fit(c, tmp_path)
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    for name in ("mlp", "equirouter", "cost_model"):
+        losses = [np.mean(r["train_loss"]) for r in rows if r["router"] == name]
+        assert len(losses) == 4 and all(np.isfinite(losses))
+        assert losses[-1] < losses[0], (name, losses)
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["epochs"] == 4
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_is_bit_identical(tmp_path, monkeypatch):
+    c = tiny(routers="mlp", epochs=4)
+    E.fit(c, tmp_path / "full")
+    full = _params(tmp_path / "full", c)
+
+    real_write = E.MetricWriter.write
+
+    def write_then_die(self, **rec):
+        real_write(self, **rec)
+        if rec["router"] == "mlp" and rec["epoch"] == 2:
+            raise _Interrupt
+
+    monkeypatch.setattr(E.MetricWriter, "write", write_then_die)
+    with pytest.raises(_Interrupt):
+        E.fit(c, tmp_path / "cut")
+    monkeypatch.setattr(E.MetricWriter, "write", real_write)
+    assert sorted(os.listdir(tmp_path / "cut/checkpoints/mlp")) == ["1", "2"]
+    E.fit(c, tmp_path / "cut")  # the same command again
+    cut = _params(tmp_path / "cut", c)
+    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(cut), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    epochs = [
+        json.loads(x)["epoch"]
+        for x in (tmp_path / "cut/metrics.jsonl").read_text().splitlines()
+        if json.loads(x)["router"] == "mlp"
+    ]
+    assert epochs == [1, 2, 3, 4]
+
+
+def test_corrupt_latest_checkpoint_falls_back(tmp_path, caplog):
+    c = tiny(routers="mlp", epochs=2)
+    c.cost_model.enabled = False
+    E.fit(c, tmp_path)
+    latest = tmp_path / "checkpoints/mlp/2"
+    for f in latest.rglob("*"):
+        if f.is_file() and f.stat().st_size > 0 and "metadata" not in f.name:
+            f.write_bytes(b"\0garbage" * 4)
+    data = E.load_experiment_data(c)
+    splits = E.make_splits(c, data)
+    task = E.build_task(c.routers.mlp, data.num_models, c.train, 1)
+    target = T.init_states(task, splits.seeds, data.features.shape[1])
+    from jaxroute.train.checkpoint import Checkpointer
+
+    step, _ = Checkpointer(tmp_path / "checkpoints/mlp").restore(target)
+    assert step == 1
+    assert "unreadable" in caplog.text
+
+
+def test_nan_loss_stops_with_step_named():
+    losses = np.array([[0.5, 0.4, np.nan], [0.5, 0.4, 0.3]])
+    with pytest.raises(FloatingPointError, match=r"step 6 \(epoch 2"):
+        T.check_finite(losses, name="mlp", epoch=1, steps_per_epoch=3)
+
+
+def test_nan_in_training_is_caught(tmp_path):
+    c = tiny(routers="mlp", epochs=2)
+    c.train.learning_rate = 1e30  # diverges
+    c.cost_model.enabled = False
+    with pytest.raises(FloatingPointError, match="router 'mlp'"):
+        E.fit(c, tmp_path)
+    assert not (tmp_path / "checkpoints/mlp/2").exists()
+
+
+def test_misspelt_router_name_fails():
+    c = tiny(routers="mlp,eqirouter")
+    with pytest.raises(ValueError, match="eqirouter"):
+        E.router_names(c)
+
+
+def test_eight_fake_devices_give_the_same_params(tmp_path):
+    """Data-parallel over 8 fake CPU devices matches one device (float tolerance)."""
+    code = f"""
+import jax, numpy as np, sys
+sys.path.insert(0, {str(ROOT / "tests" / "train")!r})
+from test_train import tiny, _params
+from jaxroute.train import experiment as E
+assert len(jax.devices()) == 8, jax.devices()
+c = tiny(routers="mlp", epochs=2)
+c.cost_model.enabled = False
+E.fit(c, sys.argv[1])
+np.save(sys.argv[2], np.concatenate([np.ravel(x) for x in jax.tree.leaves(_params(sys.argv[1], c))]))
+"""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    out = tmp_path / "p8.npy"
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "w8"), str(out)], env=env, check=True, cwd=ROOT
+    )
+    c = tiny(routers="mlp", epochs=2)
+    c.cost_model.enabled = False
+    E.fit(c, tmp_path / "w1")
+    one = np.concatenate([np.ravel(x) for x in jax.tree.leaves(_params(tmp_path / "w1", c))])
+    np.testing.assert_allclose(np.load(out), one, rtol=1e-4, atol=1e-5)
