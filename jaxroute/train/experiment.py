@@ -437,49 +437,73 @@ def evaluate(
         splits.test = [test_data] * len(splits.seeds)
         data = test_data
     names = router_names(config)
-    strong = config.eval.strong_model or None
+    models = list(data.models)
+    strong = None
+    if config.eval.strong_model:
+        if config.eval.strong_model not in models:
+            raise ValueError(
+                f"config.eval.strong_model '{config.eval.strong_model}' not in {models}"
+            )
+        strong = models.index(config.eval.strong_model)
+    budgets = (config.eval.grid, int(config.eval.n_budgets))
     cost_preds = predicted_costs(config, splits, workdir)
     routers: dict[str, list[dict]] = {}
-    eval_kwargs = dict(grid=config.eval.grid, n_budgets=config.eval.n_budgets)
     for name in names:
         rc = config.routers[name]
         scores, pred_cost = predict_router(name, rc, config, splits, workdir, cost_preds)
         routers[name] = [
             jrouting.evaluate_router(
-                scores[k],
-                pred_cost[k],
-                te.quality,
-                te.cost,
-                strong_model=strong,
-                model_names=te.models,
-                **eval_kwargs,
+                scores[k], pred_cost[k], te.quality, te.cost, budgets=budgets, strong_model=strong
             )
             for k, te in enumerate(splits.test)
         ]
-    reference = {}
-    for k, te in enumerate(splits.test):
-        for ref_name, res in jrouting.reference_results(
-            te.quality,
-            te.cost,
-            model_names=te.models,
-            strong_model=strong,
-            seed=splits.seeds[k],
-            **eval_kwargs,
-        ).items():
-            reference.setdefault(ref_name, []).append(res)
-    summary = jrouting.dataset_summary(data.quality, data.cost, data.models, data.tasks)
+    per_seed_ref = [
+        jreport.reference_entries(te.quality, te.cost, budgets=budgets, seed=seed)
+        for seed, te in zip(splits.seeds, splits.test, strict=True)
+    ]
+    reference = {
+        name: merge_seed_entries([r[name] for r in per_seed_ref]) for name in per_seed_ref[0]
+    }
+    summary = jrouting.dataset_summary(data.quality, data.cost, models, data.tasks)
     summary["source"] = str(data.source)
     summary["seeds"] = splits.seeds
     summary["n_train"] = splits.train[0].num_prompts
     summary["n_test"] = splits.test[0].num_prompts
-    return jreport.write_report(
+    summary["split"] = config.data.split
+    strong_name = models[strong] if strong is not None else None
+    paths = jreport.write_report(
         output_dir or workdir,
         dataset=summary,
         routers=routers,
         reference=reference,
-        model_names=data.models,
-        strong_model=strong,
+        model_names=models,
+        strong_model=strong_name,
     )
+    report = json.loads(pathlib.Path(paths["json"]).read_text())
+    report["paths"] = paths
+    report["headline"] = jreport.headline_table(report)
+    return report
+
+
+def merge_seed_entries(entries: list[dict]) -> dict:
+    """One reference entry from per-seed ones: numeric metrics averaged (with ``_std``)."""
+    if len(entries) == 1:
+        return entries[0]
+    out = dict(entries[0])
+    for key, value in entries[0].items():
+        if key.endswith("_std") or isinstance(value, bool):
+            continue
+        if isinstance(value, int | float) or value is None:
+            vals = [e.get(key) for e in entries if isinstance(e.get(key), int | float)]
+            if vals and not isinstance(value, bool):
+                out[key] = float(np.mean(vals))
+                out[f"{key}_std"] = float(np.std(vals))
+    if "best_single_reached" in entries[0]:
+        k = sum(bool(e.get("best_single_reached")) for e in entries)
+        out["best_single_reached"] = k == len(entries)
+        out["reached_best_single"] = f"{k}/{len(entries)}"
+    out["seeds"] = [e.get("seeds", [e])[0] if "seeds" in e else e for e in entries]
+    return out
 
 
 def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
