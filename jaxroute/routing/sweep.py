@@ -147,17 +147,14 @@ def _events_one(scores, pred_costs, limbs, budgets, with_shares):
     border = jnp.argsort(budgets)
     sorted_b = budgets[border]
     bins = jnp.searchsorted(sorted_b, pred_costs.reshape(-1), side="left").astype(jnp.int32)
-    # Barriers materialise the scatter inputs: fused into the scatter they are recomputed
-    # per element on XLA:CPU (many times slower).
-    delta, bins = jax.lax.optimization_barrier((delta.reshape(n * m, -1), bins))
-    per_bin = jax.ops.segment_sum(delta, bins, num_segments=b + 1)
+    per_bin = jax.ops.segment_sum(delta.reshape(n * m, -1), bins, num_segments=b + 1)
     sums = base[None, :] + jnp.cumsum(per_bin[:b], axis=0)  # sorted budgets
-    if with_shares:  # +1 for the model taken, -1 for the model left: one scalar scatter
-        moved = (to_m != from_m).reshape(-1).astype(jnp.int32)
-        flat = jnp.concatenate([bins * m + to_m.reshape(-1), bins * m + from_m.reshape(-1)])
-        ones = jnp.concatenate([moved, -moved])
-        ones, flat = jax.lax.optimization_barrier((ones, flat))
-        dc = jax.ops.segment_sum(ones, flat, num_segments=(b + 1) * m).reshape(b + 1, m)
+    if with_shares:  # +1 for the model taken, -1 for the model left (cancel if equal)
+        ones = jnp.ones((n * m,), jnp.int32)
+        n_seg = (b + 1) * m
+        dc = jax.ops.segment_sum(ones, bins * m + to_m.reshape(-1), num_segments=n_seg)
+        dc = dc - jax.ops.segment_sum(ones, bins * m + from_m.reshape(-1), num_segments=n_seg)
+        dc = dc.reshape(b + 1, m)
         base_counts = jnp.bincount(fallback, length=m).astype(jnp.int32)
         counts = base_counts[None, :] + jnp.cumsum(dc[:b], axis=0)
     else:
@@ -262,9 +259,18 @@ def _prepare(scores, pred_costs, quality, cost, params):
     return single, scores, pred_costs, quality, cost, np.ascontiguousarray(params)
 
 
+def _bucket(params):
+    """Pads the budget axis to a power of two (≥ 8) with its last value, so grids of
+    different lengths (ORBIT's vary by router) reuse one compiled sweep."""
+    b = params.shape[1]
+    size = max(8, 1 << (b - 1).bit_length())
+    return np.concatenate([params, np.repeat(params[:, -1:], size - b, axis=1)], axis=1)
+
+
 def _place(shard, devices, scores, pred_costs, quality, cost, params):
     """Pads and places the inputs on a 1-D mesh; returns arrays and the unpadded sizes."""
     r, b = params.shape
+    params = _bucket(params)
     if shard is None:
         return (scores, pred_costs, quality, cost, params), r, b
     devices = list(jax.devices() if devices is None else devices)
@@ -272,7 +278,7 @@ def _place(shard, devices, scores, pred_costs, quality, cost, params):
     mesh = Mesh(np.asarray(devices), ("d",))
     rep = NamedSharding(mesh, P())
     if shard == "budget":
-        pad = (-b) % nd
+        pad = (-params.shape[1]) % nd
         params = np.concatenate([params, np.repeat(params[:, -1:], pad, axis=1)], axis=1)
         spec_rnm, spec_rb = rep, NamedSharding(mesh, P(None, "d"))
     elif shard == "router":

@@ -39,7 +39,7 @@ def built(tmp_path_factory):
     s = np.zeros_like(q)
     s[:, 0] = 1.0
     routers["cheap_only"] = [evaluate_router(s, c, q, c, budgets=("log", 20))]
-    routers["oracle_like"] = [evaluate_router(*oracle_router(q, c), q, c)]
+    routers["oracle_like"] = [evaluate_router(*oracle_router(q, c), q, c, budgets=("log", 20))]
     ref = reference_entries(q, c, budgets=("log", 20))
     work = tmp_path_factory.mktemp("report")
     paths = write_report(work, ds, routers, ref, names, ds["strong_model"])

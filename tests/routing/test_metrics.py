@@ -138,15 +138,15 @@ def test_two_model_pool_apgr():
 
 def test_collapse_and_noise_injection():
     rng = np.random.default_rng(0)
-    q = (rng.random((200, 4)) < [0.5, 0.6, 0.7, 0.9]).astype(np.float32)
-    c = np.tile(np.array([1, 2, 3, 10], np.float32) * 1e-4, (200, 1))
+    q = (rng.random((120, 4)) < [0.5, 0.6, 0.7, 0.9]).astype(np.float32)
+    c = np.tile(np.array([1, 2, 3, 10], np.float32) * 1e-4, (120, 1))
     out = noise_injection(q, c, [0.0, 0.01, 1.0, 100.0], seed=0)
     rate = out["strong_call_rate"]
     assert rate.shape == (4,)
     choice = np.argmax(oracle_router(q, c)[0], axis=1)
     assert rate[0] == pytest.approx(np.mean(choice == 3))
     assert rate[-1] == pytest.approx(0.25, abs=0.1)  # pure noise: uniform
-    res = collapse_on_train(*oracle_router(q, c), q, c)
+    res = collapse_on_train(*oracle_router(q, c), q, c, budgets=("log", 20))
     assert res["rci"] == 0.0
 
 

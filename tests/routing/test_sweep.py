@@ -22,18 +22,28 @@ from jaxroute.routing.bench import numpy_loop_sweep, synthetic_problem
 
 
 def loop64(scores, pred_costs, quality, cost, budgets, rule="budget"):
-    """Plain float64 Python loop over budgets using the jax decision rules."""
+    """Plain float64 Python loop over budgets (NumPy rule for budgets, jax rule for λ)."""
+    if rule == "budget":
+        return numpy_loop_sweep(scores, pred_costs, quality, cost, np.float32(budgets))
     q64, c64 = quality.astype(np.float64), cost.astype(np.float64)
     n, m = quality.shape
     rows = np.arange(n)
     out_q, out_c, out_s = [], [], []
-    for b in np.asarray(budgets, np.float32):
-        choose = budget_choice if rule == "budget" else lambda_choice
-        ch = np.asarray(choose(scores, pred_costs, b))
+    for lam in np.asarray(budgets, np.float32):
+        ch = np.asarray(lambda_choice(scores, pred_costs, lam))
         out_q.append(q64[rows, ch].mean())
         out_c.append(c64[rows, ch].mean())
         out_s.append(np.bincount(ch, minlength=m) / n)
     return np.array(out_q), np.array(out_c), np.array(out_s)
+
+
+def test_budget_choice_matches_numpy_rule():
+    s, pc, _, _ = tied_problem(r=1)
+    for b in (1e-5, 1e-4, 3e-4, 2e-3, 1.0):
+        feasible = pc[0] <= np.float32(b)
+        ref = np.argmax(np.where(feasible, s[0], -np.inf), axis=1)
+        ref = np.where(feasible.any(1), ref, np.argmin(pc[0], axis=1))
+        np.testing.assert_array_equal(np.asarray(budget_choice(s[0], pc[0], b)), ref)
 
 
 def tied_problem(n=300, m=5, r=2, seed=0):
@@ -144,18 +154,17 @@ SHARD_SCRIPT = textwrap.dedent(
     assert len(jax.devices()) == 8, jax.devices()
     from jaxroute.routing import budget_sweep
     rng = np.random.default_rng(0)
-    n, m, r = 200, 5, 3
+    n, m, r = 64, 4, 3
     y = rng.integers(0, 2, (n, m)).astype(np.float32)
     c = rng.choice([1e-4, 1e-3, 5e-3], (n, m)).astype(np.float32)
     s = rng.integers(0, 3, (r, n, m)).astype(np.float32)
     pc = rng.choice([1e-4, 1e-3, 5e-3], (r, n, m)).astype(np.float32)
     b = np.geomspace(5e-5, 1e-2, 13)
     ref = budget_sweep(s, pc, y, c, b, devices=jax.devices()[:1])
-    for shard in ("budget", "router"):
-        for method in ("events", "dense"):
-            out = budget_sweep(s, pc, y, c, b, shard=shard, method=method)
-            for a, e in zip(out, ref):
-                np.testing.assert_array_equal(a, e)
+    for shard, method in (("budget", "events"), ("router", "events"), ("budget", "dense")):
+        out = budget_sweep(s, pc, y, c, b, shard=shard, method=method)
+        for a, e in zip(out, ref):
+            np.testing.assert_array_equal(a, e)
     print("SHARD_OK")
     """
 )
