@@ -245,12 +245,15 @@ def _figures(report, workdir, model_names, strong_name) -> dict[str, str]:
         )
         for ax, (name, e) in zip(axes[:, 0], with_shares, strict=True):
             shares = np.asarray(e["curve"]["shares"], np.float64)
-            x = np.arange(shares.shape[0])
-            ax.stackplot(x, shares.T, labels=list(model_names))
+            x = np.asarray(e["curve"]["budget"], np.float64)
+            ax.stackplot(x, shares.T, labels=list(model_names), step="post")
+            if np.all(x > 0):
+                ax.set_xscale("log")
             ax.set_title(name, fontsize=9)
             ax.set_ylabel("share")
             ax.set_ylim(0, 1)
-        axes[-1, 0].set_xlabel("budget index (ascending)")
+        axes[-1, 0].set_xlabel("budget (USD per prompt)")
+        fig.tight_layout()
         axes[0, 0].legend(fontsize=6, ncol=3, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         paths["model_shares"] = os.path.join(workdir, "model_shares.png")
         fig.savefig(paths["model_shares"], dpi=100, bbox_inches="tight")

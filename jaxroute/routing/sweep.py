@@ -19,6 +19,14 @@ counts are int32. The jitted functions return limb sums; the public wrappers con
 them to float64 on the host and divide by ``N``, so means agree with a float64 loop to
 about 1e-12 relative.
 
+Compilation: the budget axis is padded to a power of two (≥ 8) with its last value, so
+grids of different lengths (ORBIT's differ per router) share one compiled program;
+``TRACE_COUNTS`` counts traces.
+
+Sharding: ``shard="budget"`` or ``"router"`` places that axis on a 1-D ``Mesh`` with a
+``NamedSharding`` (the rest replicated) and lets ``jit`` partition the same program;
+integer sums make the result bit-identical to one device.
+
 ``method="dense"`` evaluates the rule directly on chunks of budgets with ``lax.map``
 (``[chunk, N, M]`` at a time, same exact sums); the λ sweep always works this way.
 """
