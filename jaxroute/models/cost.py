@@ -34,8 +34,9 @@ class CostRegressor(nn.Module):
     Example:
         >>> import jax, jax.numpy as jnp
         >>> model = CostRegressor(num_models=3, log_cost=True)
-        >>> params = model.init(jax.random.key(0), jnp.zeros((1, 8)))
-        >>> model.apply(params, jnp.ones((2, 8)), method="predict_cost").shape
+        >>> x = jnp.ones((2, 8))
+        >>> params = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes only
+        >>> jax.eval_shape(lambda p: model.apply(p, x, method="predict_cost"), params).shape
         (2, 3)
         >>> float(model.target_to_cost(model.cost_to_target(jnp.float32(0.002))))
         0.002

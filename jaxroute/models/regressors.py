@@ -46,7 +46,7 @@ class MLPRegressor(nn.Module):
     Example:
         >>> import jax, jax.numpy as jnp
         >>> model = MLPRegressor(num_models=3, hidden_sizes=(8,))
-        >>> params = model.init(jax.random.key(0), jnp.zeros((1, 4)))
+        >>> params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 4)))
         >>> model.apply(params, jnp.ones((2, 4))).shape
         (2, 3)
     """
@@ -56,14 +56,17 @@ class MLPRegressor(nn.Module):
     activation: str = "relu"
     dropout: float = 0.0
 
-    @nn.compact
-    def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
-        """Scores ``[B, M]`` for features ``x`` of shape ``[B, D]``."""
+    def __post_init__(self) -> None:
         if self.activation not in _ACTIVATIONS:
             raise ValueError(
                 f"MLPRegressor.activation must be one of {sorted(_ACTIVATIONS)}, "
                 f"got {self.activation!r}"
             )
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        """Scores ``[B, M]`` for features ``x`` of shape ``[B, D]``."""
         act = _ACTIVATIONS[self.activation]
         h = x
         for i, width in enumerate(self.hidden_sizes):
@@ -82,7 +85,7 @@ class LinearRegressor(nn.Module):
     Example:
         >>> import jax, jax.numpy as jnp
         >>> model = LinearRegressor(num_models=3)
-        >>> params = model.init(jax.random.key(0), jnp.zeros((1, 4)))
+        >>> params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 4)))
         >>> model.apply(params, jnp.ones((2, 4))).shape
         (2, 3)
     """
@@ -112,7 +115,7 @@ class MatrixFactorisation(nn.Module):
     Example:
         >>> import jax, jax.numpy as jnp
         >>> model = MatrixFactorisation(num_models=3, dim=8)
-        >>> params = model.init(jax.random.key(0), jnp.zeros((1, 4)))
+        >>> params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 4)))
         >>> model.apply(params, jnp.ones((2, 4))).shape
         (2, 3)
     """

@@ -80,9 +80,12 @@ def test_fast_equals_plain_forward_and_grad(full_params):
     out, grads = {}, {}
     for fast in (True, False):
         model = EquiRouter(M, fast=fast)
-        loss = lambda p, model=model: jnp.mean((model.apply(p, x) - y) ** 2)
-        out[fast] = jax.jit(model.apply)(params, x)
-        grads[fast] = jax.jit(jax.grad(loss))(params)
+
+        def loss(p, model=model):
+            scores = model.apply(p, x)
+            return jnp.mean((scores - y) ** 2), scores
+
+        (_, out[fast]), grads[fast] = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
     assert out[True].shape == (16, M)
     np.testing.assert_allclose(out[True], out[False], rtol=1e-4, atol=1e-5)
     for g_fast, g_plain in zip(
@@ -101,9 +104,9 @@ def test_small_config_jit_eager_vmap():
     # vmap over a stack of parameter sets (several routers at once) equals a loop.
     stacked = jax.tree_util.tree_map(lambda a: jnp.stack([a, 2.0 * a]), params)
     doubled = jax.tree_util.tree_map(lambda a: 2.0 * a, params)
-    both = jax.vmap(model.apply, in_axes=(0, None))(stacked, x)
+    both = jax.jit(jax.vmap(model.apply, in_axes=(0, None)))(stacked, x)
     np.testing.assert_allclose(both[0], eager, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(both[1], model.apply(doubled, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(both[1], jax.jit(model.apply)(doubled, x), rtol=1e-5, atol=1e-6)
 
 
 def test_rejects_non_matrix_input():

@@ -16,8 +16,11 @@ from jaxroute.models import (
     make_model,
 )
 
+# Compiling an init (threefry for every parameter) dominates these tests' run time, so each
+# model below is initialised once and shared.
+D_SMALL, M_SMALL = 12, 5
 SMALL_KWARGS = {
-    "mlp": {"hidden_sizes": (16, 8)},
+    "mlp": {"hidden_sizes": (16, 8), "dropout": 0.5},
     "linear": {},
     "mf": {"dim": 8},
     "equirouter": {"trunk_sizes": (16, 8), "embed_dim": 4, "head_size": 8},
@@ -25,17 +28,34 @@ SMALL_KWARGS = {
 }
 
 
+@pytest.fixture(scope="module")
+def small_models():
+    out = {}
+    for i, (name, kwargs) in enumerate(sorted(SMALL_KWARGS.items())):
+        model = make_model(name, M_SMALL, **kwargs)
+        out[name] = (model, init_params(model, jax.random.key(i), D_SMALL))
+    return out
+
+
+@pytest.fixture(scope="module")
+def cost_params():
+    """The reference-size cost regressor (D=384, M=11)."""
+    return init_params(CostRegressor(11), jax.random.key(0), 384)
+
+
 @pytest.mark.parametrize("name", sorted(SMALL_KWARGS))
-def test_forward_shape_and_jit_matches_eager(name):
-    model = make_model(name, 5, **SMALL_KWARGS[name])
-    params = init_params(model, jax.random.key(0), 12)
-    x = jax.random.normal(jax.random.key(1), (7, 12))
-    eager = model.apply(params, x)
-    assert eager.shape == (7, 5)
-    assert eager.dtype == jnp.float32
-    assert bool(jnp.all(jnp.isfinite(eager)))
-    np.testing.assert_allclose(jax.jit(model.apply)(params, x), eager, rtol=1e-5, atol=1e-6)
-    shapes = jax.eval_shape(lambda k: init_params(model, k, 12), jax.random.key(0))
+def test_forward_shape_and_jit_matches_eager(small_models, name):
+    model, params = small_models[name]
+    assert model.num_models == M_SMALL
+    x = jax.random.normal(jax.random.key(1), (7, D_SMALL))
+    out = jax.jit(model.apply)(params, x)
+    assert out.shape == (7, M_SMALL)
+    assert out.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(out)))
+    if name != "equirouter":  # EquiRouter's eager == jit is in test_models_equirouter.py
+        np.testing.assert_allclose(model.apply(params, x), out, rtol=1e-5, atol=1e-6)
+    shapes = jax.eval_shape(lambda k: init_params(model, k, D_SMALL), jax.random.key(0))
+    assert jax.tree_util.tree_structure(shapes) == jax.tree_util.tree_structure(params)
     assert count_params(shapes) == count_params(params)
 
 
@@ -44,47 +64,49 @@ def test_make_model_unknown_name():
         make_model("gpt", 3)
 
 
-def test_num_models_is_a_field():
+def test_make_model_passes_fields():
     model = make_model("mlp", 3, hidden_sizes=(4,), activation="gelu")
-    assert isinstance(model, MLPRegressor) and model.num_models == 3
-    params = init_params(model, jax.random.key(0), 2)
-    assert params["params"]["out"]["kernel"].shape == (4, 3)
+    assert isinstance(model, MLPRegressor)
+    assert (model.num_models, model.hidden_sizes, model.activation) == (3, (4,), "gelu")
+    shapes = jax.eval_shape(lambda k: init_params(model, k, 2), jax.random.key(0))
+    assert shapes["params"]["out"]["kernel"].shape == (4, 3)
 
 
-def test_mlp_dropout_and_bad_activation():
-    model = MLPRegressor(3, hidden_sizes=(64,), dropout=0.5)
-    params = init_params(model, jax.random.key(0), 4)
-    x = jnp.ones((2, 4))
+def test_mlp_dropout_and_bad_activation(small_models):
+    model, params = small_models["mlp"]
+    x = jnp.ones((2, D_SMALL))
     det = model.apply(params, x)
     np.testing.assert_array_equal(model.apply(params, x, deterministic=True), det)
     noisy = model.apply(params, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
-    assert noisy.shape == (2, 3) and not np.allclose(noisy, det)
+    assert noisy.shape == (2, M_SMALL) and not np.allclose(noisy, det)
     with pytest.raises(ValueError, match="activation"):
-        init_params(MLPRegressor(3, activation="tanh"), jax.random.key(0), 4)
+        make_model("mlp", 3, activation="tanh")
 
 
-def test_mlp_init_is_xavier_with_zero_bias():
-    params = init_params(MLPRegressor(3, hidden_sizes=(256,)), jax.random.key(0), 128)["params"]
+def test_mlp_init_is_xavier_with_zero_bias(small_models):
+    params = small_models["mlp"][1]["params"]
     kernel = np.asarray(params["hidden_0"]["kernel"])
-    assert np.abs(kernel).max() <= math.sqrt(6.0 / (128 + 256))
+    assert kernel.shape == (D_SMALL, 16)
+    assert 0 < np.abs(kernel).max() <= math.sqrt(6.0 / (D_SMALL + 16))
     assert not np.any(np.asarray(params["hidden_0"]["bias"]))
 
 
-def test_matrix_factorisation_formula():
-    model = MatrixFactorisation(4, dim=6)
-    params = init_params(model, jax.random.key(0), 5)
+def test_matrix_factorisation_formula(small_models):
+    model, params = small_models["mf"]
+    assert isinstance(model, MatrixFactorisation)
     p = params["params"]
-    assert p["model_embedding"].shape == (4, 6) and p["model_bias"].shape == (4,)
+    assert p["model_embedding"].shape == (M_SMALL, 8) and p["model_bias"].shape == (M_SMALL,)
     assert "bias" not in p["prompt_proj"]
-    bias = jnp.arange(4.0)
+    assert abs(float(np.std(p["model_embedding"])) - 0.02) < 0.01
+    bias = jnp.arange(float(M_SMALL))
     params = {"params": {**p, "model_bias": bias}}
-    x = jax.random.normal(jax.random.key(1), (3, 5))
+    x = jax.random.normal(jax.random.key(1), (3, D_SMALL))
     expected = (x @ p["prompt_proj"]["kernel"]) @ p["model_embedding"].T + bias[None, :]
     np.testing.assert_allclose(model.apply(params, x), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_cost_regressor_architecture_and_init():
-    params = init_params(CostRegressor(11), jax.random.key(0), 384)["params"]
+def test_cost_regressor_architecture_and_init(cost_params):
+    params = cost_params["params"]
     shapes = {name: v["kernel"].shape for name, v in params.items()}
     assert shapes == {
         "bottleneck_down": (384, 96),
@@ -95,20 +117,19 @@ def test_cost_regressor_architecture_and_init():
     }
     for name, layer in params.items():
         assert abs(float(np.std(layer["kernel"])) - 0.01) < 0.001, name
+        assert abs(float(np.mean(layer["kernel"]))) < 0.001, name
         assert not np.any(np.asarray(layer["bias"])), name
 
 
-def test_cost_regressor_output_spaces():
-    x = jax.random.normal(jax.random.key(1), (3, 8))
-    raw = CostRegressor(2)
-    params = init_params(raw, jax.random.key(0), 8)
-    out = raw.apply(params, x)
-    np.testing.assert_array_equal(raw.apply(params, x, method="predict_cost"), out)
+def test_cost_regressor_output_spaces(cost_params):
+    x = jax.random.normal(jax.random.key(1), (3, 384))
+    raw = CostRegressor(11)
+    out = raw.apply(cost_params, x)
+    np.testing.assert_array_equal(raw.apply(cost_params, x, method="predict_cost"), out)
     np.testing.assert_array_equal(raw.cost_to_target(jnp.array([0.5])), jnp.array([0.5]))
 
-    logm = CostRegressor(2, log_cost=True)
-    out = logm.apply(params, x)  # same architecture, so the same parameters fit
-    usd = logm.apply(params, x, method="predict_cost")
+    logm = CostRegressor(11, log_cost=True)  # same parameter tree as the raw model
+    usd = logm.apply(cost_params, x, method="predict_cost")
     np.testing.assert_allclose(usd, jnp.exp(out) - logm.log_eps, rtol=1e-6)
     cost = jnp.array([0.0, 1e-5, 3e-3, 0.03])
     target = logm.cost_to_target(cost)
