@@ -184,3 +184,15 @@ def test_sharded_equals_single_device_8_fake_cpus():
         timeout=300,
     )
     assert "SHARD_OK" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_infinite_scores_follow_the_rule():
+    s = np.array([[-np.inf, -np.inf, 0.0], [-np.inf, 1.0, -np.inf]], np.float32)
+    pc = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]], np.float32)
+    y = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], np.float32)
+    budgets = [0.5, 1.0, 2.0, 3.0]
+    res = budget_sweep(s, pc, y, pc, budgets)
+    for j, b in enumerate(budgets):
+        ch = np.asarray(budget_choice(s, pc, b))
+        ref = y.astype(np.float64)[np.arange(2), ch].mean()
+        assert res.quality[j] == pytest.approx(ref, rel=1e-12)
