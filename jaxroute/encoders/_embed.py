@@ -122,6 +122,8 @@ class Encoder:
         by_bucket: dict[int, list[int]] = {}
         for i, t in enumerate(ids):
             by_bucket.setdefault(self.bucket_of(len(t)), []).append(i)
+        # A few prompts need not fill a whole batch of pad rows: shrink to a power of 2.
+        batch_size = min(batch_size, 1 << (len(prompts) - 1).bit_length())
         bar = tqdm(total=len(prompts), desc="encoding", unit="prompt", disable=not progress)
         for length in sorted(by_bucket):
             rows = by_bucket[length]
@@ -200,7 +202,8 @@ def encode(
 
     Prompts are tokenised, truncated to the encoder's ``max_length``, grouped into
     length buckets and run in fixed-size batches (the last one padded), so the forward
-    compiles once per bucket used.
+    compiles once per bucket used (the batch shrinks to the next power of two when
+    there are fewer than ``batch_size`` prompts in all).
 
     Args:
       prompts: N non-blank strings.
