@@ -63,39 +63,59 @@ def make_optimizer(
 class Task:
     """What one group of K routers learns: a module, an objective and an optimiser.
 
-    ``objective(outputs, batch) -> (loss, aux)`` gets the module's ``[B, M]`` outputs and
-    the batch (``quality``, ``cost``, ``mask`` ``[B]``); masked rows must not count.
+    ``objective(outputs, batch, **hparams) -> loss`` gets the module's ``[B, M]`` outputs,
+    the batch (``x``, ``quality``, ``cost``, ``mask`` ``[B]``; masked rows must not
+    count) and the router's hyper-parameters from its state (see :func:`init_states`).
     """
 
     module: nn.Module
-    objective: Callable[[jax.Array, Batch], jax.Array]
+    objective: Callable[..., jax.Array]
     tx: optax.GradientTransformation
 
 
-def init_state(task: Task, seed: int, feature_dim: int) -> dict[str, Any]:
-    """One train state from ``seed`` (the parameters' shapes come from eval_shape)."""
-    key = jax.random.key(seed)
-    init_key, rng = jax.random.split(key)
-    x = jnp.zeros((1, feature_dim), jnp.float32)
-    params = jax.jit(task.module.init)(init_key, x)
+def _init_one(task: Task, feature_dim: int, seed: jax.Array, hparams) -> dict[str, Any]:
+    init_key, rng = jax.random.split(jax.random.key(seed))
+    params = task.module.init(init_key, jnp.zeros((1, feature_dim), jnp.float32))
     return {
         "params": params,
         "opt_state": task.tx.init(params),
         "step": jnp.zeros((), jnp.int32),
         "rng": jax.random.key_data(rng),
+        "hparams": hparams,
     }
 
 
-def init_states(task: Task, seeds, feature_dim: int) -> dict[str, Any]:
-    """K train states stacked on a leading axis."""
-    states = [init_state(task, int(s), feature_dim) for s in seeds]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+@functools.lru_cache(maxsize=32)
+def _compiled_init(task: Task, feature_dim: int):
+    return jax.jit(jax.vmap(functools.partial(_init_one, task, feature_dim)))
 
 
-def _loss_and_grads(task: Task, params, batch: Batch, rng):
+def init_states(task: Task, seeds, feature_dim: int, hparams=None) -> dict[str, Any]:
+    """K train states, one per seed, stacked on a leading axis (one compiled init).
+
+    Args:
+      task: what to train.
+      seeds: K seeds (initialisation and dropout).
+      feature_dim: D.
+      hparams: optional dict name -> K values: per-router loss hyper-parameters (a loss
+        weight, a temperature, λ) passed to ``task.objective`` as keyword arguments, so
+        K routers that differ only in them train as one vmapped state.
+    """
+    seeds = jnp.asarray(list(seeds), jnp.uint32)
+    hp = {k: jnp.asarray(v, jnp.float32).reshape(len(seeds)) for k, v in (hparams or {}).items()}
+    return _compiled_init(task, int(feature_dim))(seeds, hp)
+
+
+def init_state(task: Task, seed: int, feature_dim: int, hparams=None) -> dict[str, Any]:
+    """One train state from ``seed`` (``hparams``: name -> scalar)."""
+    hp = {k: [v] for k, v in (hparams or {}).items()}
+    return jax.tree.map(lambda a: a[0], init_states(task, [seed], feature_dim, hp))
+
+
+def _loss_and_grads(task: Task, params, batch: Batch, rng, hparams):
     def loss_fn(p):
         out = task.module.apply(p, batch["x"], deterministic=False, rngs={"dropout": rng})
-        return task.objective(out, batch)
+        return task.objective(out, batch, **hparams)
 
     return jax.value_and_grad(loss_fn)(params)
 
@@ -105,11 +125,12 @@ def train_step(task: Task, state, data: Batch, idx: jax.Array, valid: jax.Array)
     batch = {k: v[idx] for k, v in data.items()}
     batch["mask"] = valid
     rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
-    loss, grads = _loss_and_grads(task, state["params"], batch, rng)
+    loss, grads = _loss_and_grads(task, state["params"], batch, rng, state["hparams"])
     updates, opt_state = task.tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     new = {"params": params, "opt_state": opt_state, "step": state["step"] + 1}
     new["rng"] = state["rng"]
+    new["hparams"] = state["hparams"]
     return new, loss
 
 
@@ -124,12 +145,12 @@ def compiled_epoch(task: Task, data_sharding=None):
     return jax.jit(jax.vmap(functools.partial(train_epoch, task)), donate_argnums=0)
 
 
-def eval_loss(task: Task, params, data: Batch) -> jax.Array:
+def eval_loss(task: Task, state, data: Batch) -> jax.Array:
     """Objective on a whole (small) split, all rows valid."""
     batch = dict(data)
     batch["mask"] = jnp.ones(batch["x"].shape[0], bool)
-    out = task.module.apply(params, batch["x"])
-    return task.objective(out, batch)
+    out = task.module.apply(state["params"], batch["x"])
+    return task.objective(out, batch, **state["hparams"])
 
 
 @functools.lru_cache(maxsize=32)

@@ -22,7 +22,7 @@ def _equirouter_task(num_models: int, *, fast: bool = True, small: bool = False)
     kw = dict(trunk_sizes=(64, 32, 32), embed_dim=16, head_size=32) if small else {}
     module = jmodels.make_model("equirouter", num_models, fast=fast, **kw)
 
-    def objective(out, batch):
+    def objective(out, batch, **hp):
         where = np.broadcast_to(True, out.shape) & batch["mask"][:, None]
         return jlosses.equirouter_loss(out, batch["quality"], batch["cost"], where=where)
 

@@ -172,7 +172,7 @@ def build_task(rc, num_models: int, tc, steps_per_epoch: int) -> T.Task:
     )
     if kind == "cost":
 
-        def objective(out, batch):
+        def objective(out, batch, **hp):
             return _masked_mse(out, module.cost_to_target(batch["cost"]), batch["mask"])
 
         return T.Task(module, objective, tx)
@@ -181,9 +181,10 @@ def build_task(rc, num_models: int, tc, steps_per_epoch: int) -> T.Task:
     loss_fn = jlosses.LOSSES[rc.loss]
     loss_kwargs = dict(rc.get("loss_kwargs", {}) or {})
 
-    def objective(out, batch):
+    def objective(out, batch, **hparams):
         where = jnp.broadcast_to(batch["mask"][:, None], out.shape)
-        return loss_fn(out, batch["quality"], costs=batch["cost"], where=where, **loss_kwargs)
+        kwargs = {**loss_kwargs, **hparams}
+        return loss_fn(out, batch["quality"], costs=batch["cost"], where=where, **kwargs)
 
     return T.Task(module, objective, tx)
 
@@ -270,7 +271,7 @@ def train_group(
         train_loss = losses.mean(axis=1)
         record = {"train_loss": train_loss}
         if val is not None:
-            record["val_loss"] = np.asarray(eval_fn(state["params"], val))
+            record["val_loss"] = np.asarray(eval_fn(state, val))
         metric = float(np.mean(record.get("val_loss", train_loss)))
         ckpt.save(epoch + 1, state, {"val_loss": metric})
         writer.write(

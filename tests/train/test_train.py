@@ -167,3 +167,48 @@ np.save(sys.argv[2], np.concatenate([np.ravel(x) for x in jax.tree.leaves(_param
     E.fit(c, tmp_path / "w1")
     one = np.concatenate([np.ravel(x) for x in jax.tree.leaves(_params(tmp_path / "w1", c))])
     np.testing.assert_allclose(np.load(out), one, rtol=1e-4, atol=1e-5)
+
+
+def test_hparams_vmap_equals_separate_runs():
+    """Routers differing only in a loss weight train as one vmapped state."""
+    from jaxroute.losses import equirouter_loss
+    from jaxroute.models import make_model
+
+    def objective(out, batch, rank_weight):
+        where = jax.numpy.broadcast_to(batch["mask"][:, None], out.shape)
+        return equirouter_loss(
+            out, batch["quality"], batch["cost"], rank_weight=rank_weight, where=where
+        )
+
+    task = T.Task(make_model("mlp", 3, hidden_sizes=(8,)), objective, T.make_optimizer(1e-2))
+    rng = np.random.default_rng(0)
+    data = {
+        "x": rng.normal(size=(20, 4)).astype(np.float32),
+        "quality": rng.integers(0, 2, size=(20, 3)).astype(np.float32),
+        "cost": rng.uniform(size=(20, 3)).astype(np.float32),
+    }
+    idx, valid = T.epoch_indices(20, 8, seed=0, epoch=0)
+    fn = T.compiled_epoch(task)
+    weights = [0.0, 50.0]
+    stacked = jax.tree.map(lambda a: np.stack([a, a]), data)
+    both, _ = fn(
+        T.init_states(task, [0, 0], 4, {"rank_weight": weights}),
+        stacked,
+        np.stack([idx, idx]),
+        np.stack([valid, valid]),
+    )
+    for k, w in enumerate(weights):
+        one, _ = fn(
+            T.init_states(task, [0], 4, {"rank_weight": [w]}),
+            jax.tree.map(lambda a: a[None], data),
+            idx[None],
+            valid[None],
+        )
+        for a, b in zip(
+            jax.tree.leaves(both["params"]), jax.tree.leaves(one["params"]), strict=True
+        ):
+            np.testing.assert_allclose(np.asarray(a)[k], np.asarray(b)[0], rtol=1e-5, atol=1e-6)
+    p0, p1 = (
+        np.concatenate([np.ravel(x[k]) for x in jax.tree.leaves(both["params"])]) for k in (0, 1)
+    )
+    assert not np.allclose(p0, p1)  # the weight mattered
