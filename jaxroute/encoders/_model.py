@@ -138,10 +138,11 @@ class SentenceEncoder(nn.Module):
     ...                  max_position_embeddings=12)
     >>> model = SentenceEncoder(cfg)
     >>> ids = jnp.array([[1, 5, 2, 0]]); mask = jnp.array([[1, 1, 1, 0]])
-    >>> params = model.init(jax.random.key(0), ids, mask)
-    >>> out = model.apply(params, ids, mask)
-    >>> out.shape, round(float(jnp.linalg.norm(out)), 4)
-    ((1, 8), 1.0)
+    >>> params = jax.eval_shape(model.init, jax.random.key(0), ids, mask)  # shapes only
+    >>> params["params"]["layer_0"]["intermediate"]["kernel"].shape
+    (8, 16)
+    >>> jax.eval_shape(model.apply, params, ids, mask).shape
+    (1, 8)
     """
 
     config: BertConfig

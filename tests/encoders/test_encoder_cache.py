@@ -61,7 +61,7 @@ def test_changed_encoder_never_served_stale(tmp_path, tiny_dir):
     a = _embed(prompts, tiny_dir, tmp_path / "cache")
     other = make_tiny_folder(tmp_path / "other_weights", seed=3)
     b = _embed(prompts, other, tmp_path / "cache")
-    expected = encoders.load_encoder(other)(prompts, progress=False)
+    expected = _cache._get_encoder(other)(prompts, progress=False)
     np.testing.assert_allclose(b, expected, atol=1e-6)
     assert not np.allclose(a, b)
     shorter = make_tiny_folder(tmp_path / "shorter", seed=0, max_seq_length=32)

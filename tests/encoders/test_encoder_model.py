@@ -3,7 +3,6 @@
 import json
 import shutil
 
-import jax
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
@@ -155,12 +154,3 @@ def test_fingerprint_tracks_content(tmp_path, tiny_dir):
     assert encoders.encoder_fingerprint(other) != a
     same = make_tiny_folder(tmp_path / "same", seed=0)
     assert encoders.encoder_fingerprint(same) == a
-
-
-def test_jit_matches_eager(tiny_encoder):
-    model = encoders.SentenceEncoder(tiny_encoder.config)
-    ids = np.array([[101, 7592, 102, 0], [101, 2088, 2088, 102]], np.int32)
-    mask = (ids > 0).astype(np.int32)
-    eager = model.apply(tiny_encoder.params, ids, mask)
-    jitted = jax.jit(model.apply)(tiny_encoder.params, ids, mask)
-    np.testing.assert_allclose(eager, jitted, atol=1e-6)
