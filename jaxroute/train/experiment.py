@@ -447,20 +447,26 @@ def evaluate(
             )
         strong = models.index(config.eval.strong_model)
     budgets = (config.eval.grid, int(config.eval.n_budgets))
-    cost_preds = predicted_costs(config, splits, workdir)
+    part = config.eval.get("split", "test")
+    if part not in ("test", "val"):
+        raise ValueError(f"config.eval.split must be 'test' or 'val', got '{part}'")
+    if part == "val" and splits.val[0] is None:
+        raise ValueError("config.eval.split='val' needs config.train.val_fraction > 0")
+    evaluated = getattr(splits, part)
+    cost_preds = predicted_costs(config, splits, workdir, part)
     routers: dict[str, list[dict]] = {}
     for name in names:
         rc = config.routers[name]
-        scores, pred_cost = predict_router(name, rc, config, splits, workdir, cost_preds)
+        scores, pred_cost = predict_router(name, rc, config, splits, workdir, cost_preds, part)
         routers[name] = [
             jrouting.evaluate_router(
                 scores[k], pred_cost[k], te.quality, te.cost, budgets=budgets, strong_model=strong
             )
-            for k, te in enumerate(splits.test)
+            for k, te in enumerate(evaluated)
         ]
     per_seed_ref = [
         jreport.reference_entries(te.quality, te.cost, budgets=budgets, seed=seed)
-        for seed, te in zip(splits.seeds, splits.test, strict=True)
+        for seed, te in zip(splits.seeds, evaluated, strict=True)
     ]
     reference = {
         name: merge_seed_entries([r[name] for r in per_seed_ref]) for name in per_seed_ref[0]
@@ -470,6 +476,8 @@ def evaluate(
     summary["seeds"] = splits.seeds
     summary["n_train"] = splits.train[0].num_prompts
     summary["n_test"] = splits.test[0].num_prompts
+    summary["evaluated_on"] = part
+    summary["n_evaluated"] = evaluated[0].num_prompts
     summary["split"] = config.data.split
     strong_name = models[strong] if strong is not None else None
     paths = jreport.write_report(
