@@ -226,6 +226,7 @@ def wtp_regret_loss(
     scores, labels, costs, where = prepare(scores, labels, costs, where)
     c_hat = costs if pred_costs is None else jnp.where(where, jnp.asarray(pred_costs), 0.0)
     lam = jnp.asarray(DEFAULT_LAMBDAS if lambdas is None else lambdas, scores.dtype)  # [K]
+    lam = jnp.broadcast_to(lam, scores.shape[:-1] + (1,) + lam.shape)  # [..., 1, K]
     scale = _cost_scale(costs, where, cost_scale)
     c_t, c_hat_t = costs / scale, c_hat / scale
     utility = labels[..., None] - lam * c_t[..., None]  # [..., M, K]
@@ -235,7 +236,7 @@ def wtp_regret_loss(
     value = jnp.sum(p * jnp.where(allowed, utility, 0.0), axis=-2)  # [..., K]
     oracle = jnp.max(jnp.where(allowed, utility, -jnp.inf), axis=-2)
     any_valid = jnp.any(where, axis=-1)
-    regret = jnp.where(any_valid[..., None], (oracle - value) / (1.0 + lam), 0.0)
+    regret = jnp.where(any_valid[..., None], (oracle - value) / (1.0 + lam[..., 0, :]), 0.0)
     per_list = jnp.mean(regret, axis=-1)
     list_w = list_weights(weights, scores.shape[:-1], scores.dtype)
     return safe_reduce(per_list, any_valid, list_w, reduce_fn)

@@ -25,6 +25,41 @@ def _squash(z: jax.Array) -> jax.Array:
     return jax.nn.sigmoid(z - jnp.mean(z))
 
 
+def _soft_ranks(soft_sort, x: jax.Array, epsilon: float, max_iterations: int) -> jax.Array:
+    """``ott.tools.soft_sort.ranks`` along the last axis (ascending, 0-based).
+
+    ott broadcasts implicit ranks inside, which fails under
+    ``jax_numpy_rank_promotion='raise'``; a custom VJP lets both its forward and its
+    backward pass be traced with rank promotion allowed, and nowhere else.
+    """
+
+    def ranks(x):
+        return soft_sort.ranks(
+            x,
+            axis=-1,
+            squashing_fun=_squash,
+            implicit_diff=None,
+            max_iterations=max_iterations,
+            epsilon=epsilon,
+        )
+
+    @jax.custom_vjp
+    def f(x):
+        with jax.numpy_rank_promotion("allow"):
+            return ranks(x)
+
+    def f_fwd(x):
+        with jax.numpy_rank_promotion("allow"):
+            return jax.vjp(ranks, x)
+
+    def f_bwd(vjp_fn, g):
+        with jax.numpy_rank_promotion("allow"):
+            return vjp_fn(g)
+
+    f.defvjp(f_fwd, f_bwd)
+    return f(x)
+
+
 def label_ranks(labels: jax.Array, where: jax.Array, costs: jax.Array | None = None) -> jax.Array:
     """Ascending 0-based ranks of the labels (best model = highest rank).
 
@@ -101,14 +136,7 @@ def ot_ranks_loss(
     # ott's default squashing divides by std(z) + 1e-10, whose gradient is NaN (or huge)
     # when scores tie; its implicit differentiation hits a singular linear system when
     # the transport is nearly hard. Centred sigmoid and unrolled Sinkhorn avoid both.
-    soft = soft_sort.ranks(
-        filled,
-        axis=-1,
-        squashing_fun=_squash,
-        implicit_diff=None,
-        max_iterations=max_iterations,
-        epsilon=epsilon,
-    )
+    soft = _soft_ranks(soft_sort, filled, epsilon, max_iterations)
     hard = label_ranks(labels, where, costs)
     n = jnp.sum(where, axis=-1).astype(scores.dtype)
     nn = jnp.maximum(n, 1.0)[..., None]

@@ -28,7 +28,7 @@ def _row_col_masks(where: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Valid rows (the first n positions) and the ``[..., M, M]`` valid-column mask."""
     m = where.shape[-1]
     n = jnp.sum(where, axis=-1, keepdims=True)
-    rows = jnp.arange(m) < n  # [..., M]
+    rows = jnp.broadcast_to(jnp.arange(m), where.shape) < n  # [..., M]
     cols = jnp.broadcast_to(where[..., None, :], where.shape + (m,))
     return rows, cols
 
@@ -40,7 +40,7 @@ def _neuralsort_logits(scores: jax.Array, tau: float, where: jax.Array) -> jax.A
     pair = where[..., :, None] & where[..., None, :]
     abs_diff = jnp.where(pair, jnp.abs(scores[..., :, None] - scores[..., None, :]), 0.0)
     row_sum = jnp.sum(abs_diff, axis=-1)  # [..., M] = A_s 1
-    i = jnp.arange(1, m + 1, dtype=scores.dtype)
+    i = jnp.broadcast_to(jnp.arange(1, m + 1, dtype=scores.dtype), scores.shape)
     coef = n + 1.0 - 2.0 * i  # [..., M]
     return (coef[..., :, None] * scores[..., None, :] - row_sum[..., None, :]) / tau
 
