@@ -41,7 +41,7 @@ def make_model(name: str, num_models: int, **kwargs: Any) -> nn.Module:
 def init_params(model: nn.Module, rng: jax.Array, feature_dim: int) -> dict[str, Any]:
     """Initial variables of ``model`` for ``feature_dim``-dimensional features.
 
-    Pure in ``rng`` and compiled with ``jax.jit`` (same values as ``model.init``), so
+    Pure in ``rng`` and compiled with ``jax.jit`` (``model.init``'s values up to float rounding), so
     ``jax.eval_shape(lambda k: init_params(model, k, d), rng)`` gives the parameter shapes
     without allocating them.
 
