@@ -153,16 +153,8 @@ class FeatureCache:
         _atomic_write(self.manifest_path, lambda f: f.write(data))
 
 
-_ENCODERS: dict[tuple[str, str], _embed.Encoder] = {}
-
-
 def _get_encoder(encoder_dir: str | os.PathLike | None) -> _embed.Encoder:
-    """Loads an encoder once per process (per folder and fingerprint)."""
-    folder = _model.resolve_encoder_dir(encoder_dir)
-    key = (str(folder.resolve()), _model.encoder_fingerprint(folder))
-    if key not in _ENCODERS:
-        _ENCODERS[key] = _embed.load_encoder(folder)
-    return _ENCODERS[key]
+    return _embed.cached_encoder(encoder_dir)
 
 
 def embed_prompts(

@@ -14,10 +14,9 @@ from absl import app, flags, logging
 
 from jaxroute import encoders
 from jaxroute.data import load_data
+from jaxroute.launch import common  # --data_path, --data_format (shared by the apps)
 
-_DATA_PATH = flags.DEFINE_string("data_path", None, "Routing data file or folder.", required=True)
-_OUTPUT = flags.DEFINE_string("output", None, "Output .npy ([N, D] float32).", required=True)
-_DATA_FORMAT = flags.DEFINE_string("data_format", None, "Data format (default: detect).")
+_OUTPUT = flags.DEFINE_string("output", None, "Output .npy ([N, D] float32).")
 _ENCODER_DIR = flags.DEFINE_string(
     "encoder_dir", None, "HF-format encoder folder (default: installed all-MiniLM-L6-v2)."
 )
@@ -25,15 +24,15 @@ _CACHE_DIR = flags.DEFINE_string(
     "cache_dir", encoders.DEFAULT_CACHE_DIR, "Feature cache folder ('' disables the cache)."
 )
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", encoders.DEFAULT_BATCH_SIZE, "Rows per batch.")
-_DROP_INCOMPLETE = flags.DEFINE_bool(
-    "drop_incomplete", False, "Drop samples with a missing model instead of failing."
-)
 
 
 def main(argv):
-    del argv
-    data = load_data(_DATA_PATH.value, _DATA_FORMAT.value, drop_incomplete=_DROP_INCOMPLETE.value)
-    logging.info("loaded %d prompts from %s", len(data.sample_ids), _DATA_PATH.value)
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not common.DATA_PATH.value or not _OUTPUT.value:
+        raise app.UsageError("--data_path and --output are required")
+    data = load_data(common.DATA_PATH.value, common.DATA_FORMAT.value)
+    logging.info("loaded %d prompts from %s", len(data.sample_ids), common.DATA_PATH.value)
     features = encoders.features_for(
         data,
         encoder_dir=_ENCODER_DIR.value,

@@ -39,3 +39,18 @@ def test_embed_app_writes_features_ids_and_cache(tmp_path, tiny_dir, tiny_encode
     assert (tmp_path / "out.ids").read_text().split() == ["q1", "q2", "q3"]
     np.testing.assert_array_equal(encoders.load_features(out, sample_ids=data.sample_ids), x)
     assert list((tmp_path / "cache").glob("*/manifest.json"))
+
+
+def test_embed_flags_do_not_clash_with_other_apps():
+    # pytest --doctest-modules imports every app in one process: a flag name defined
+    # twice raises DuplicateFlagError. (Static check: the apps' source.)
+    import re
+    from pathlib import Path
+
+    folder = Path(embed.__file__).parent
+    pattern = re.compile(r"DEFINE_\w+\(\s*\"(\w+)\"")
+    ours = set(pattern.findall((folder / "embed.py").read_text()))
+    assert ours >= {"output", "encoder_dir", "cache_dir"}
+    for f in folder.glob("*.py"):
+        if f.name != "embed.py":
+            assert not ours & set(pattern.findall(f.read_text())), f
