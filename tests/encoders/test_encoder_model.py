@@ -154,3 +154,9 @@ def test_fingerprint_tracks_content(tmp_path, tiny_dir):
     assert encoders.encoder_fingerprint(other) != a
     same = make_tiny_folder(tmp_path / "same", seed=0)
     assert encoders.encoder_fingerprint(same) == a
+
+
+def test_bench_encoder_reports(tiny_dir):
+    r = encoders.bench_encoder(n_prompts=6, encoder_dir=tiny_dir, batch_size=4, compare_torch=False)
+    assert r["n_prompts"] == 6 and r["jaxroute_prompts_per_s"] > 0
+    assert r["ratio"] is None and r["torch_prompts_per_s"] is None
