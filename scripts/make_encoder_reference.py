@@ -1,6 +1,6 @@
 """Writes tests/encoders/fixtures/reference.json: prompts and sentence-transformers vectors.
 
-The parity test (tests/encoders/test_parity.py) checks jaxroute's Flax encoder against
+The parity test (tests/encoders/test_encoder_parity.py) checks jaxroute's Flax encoder against
 these vectors without needing torch. Run this ONCE, in a separate virtual environment
 outside the repository that has torch and sentence-transformers (never in .venv):
 
@@ -82,7 +82,7 @@ def main() -> None:
         "--check_csv",
         nargs="*",
         help="instead: encode the 'prompt' column of these CSVs (first --n rows overall) "
-        "and write the vectors to --check_out as .npy (nothing goes into the repo)",
+        "and write prompts + vectors to --check_out (.npz) (nothing goes into the repo)",
     )
     p.add_argument("--n", type=int, default=50)
     p.add_argument("--check_out", default="/tmp/encoder_check.npz")
