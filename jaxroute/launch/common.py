@@ -8,6 +8,12 @@ from absl import flags, logging
 DATA_PATH = flags.DEFINE_string(
     "data_path", None, "Data file or folder (or synthetic[:k=v,...]); overrides config.data.path."
 )
+WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Workdir: config.json, checkpoints, metrics.jsonl, report and figures."
+)
+DROP_INCOMPLETE = flags.DEFINE_bool(
+    "drop_incomplete", False, "Drop samples with a model missing after merging (logged)."
+)
 DATA_FORMAT = flags.DEFINE_string(
     "data_format", None, "auto | wide | long | generic | synthetic | tfds; overrides the config."
 )

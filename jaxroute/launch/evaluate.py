@@ -12,7 +12,7 @@ from jaxroute.data import DataError
 from jaxroute.launch import common
 from jaxroute.train import experiment
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A trained workdir (config.json, checkpoints).")
+_WORKDIR = common.WORKDIR
 _OUTPUT = flags.DEFINE_string("output_dir", None, "Where the report goes (default: workdir).")
 flags.mark_flag_as_required("workdir")
 

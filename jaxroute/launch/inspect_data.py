@@ -11,12 +11,12 @@ with the validation message (file, column, sample id).
 import json
 import sys
 
-from absl import app, flags
+from absl import app
 
 from jaxroute.data import DataError, load_data
 from jaxroute.launch import common
 
-_DROP = flags.DEFINE_bool("drop_incomplete", False, "Drop samples missing a model.")
+_DROP = common.DROP_INCOMPLETE
 
 
 def main(argv):

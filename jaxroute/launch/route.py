@@ -16,7 +16,7 @@ from absl import app, flags
 from jaxroute.launch import common  # noqa: F401  (shared flags)
 from jaxroute.train import routing_service
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A trained workdir.")
+_WORKDIR = common.WORKDIR
 _ROUTER = flags.DEFINE_string("router", None, "Router name (default: the first trained one).")
 _SEED_INDEX = flags.DEFINE_integer("seed_index", 0, "Which of the K seeds' routers to use.")
 _BUDGET = flags.DEFINE_float("budget", None, "Budget rule: max predicted USD per prompt.")

@@ -16,7 +16,7 @@ from jaxroute.train import train_and_evaluate
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "jaxroute/configs/base.py", "Experiment config file.", lock_config=True
 )
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and the report go.")
+_WORKDIR = common.WORKDIR
 flags.mark_flag_as_required("workdir")
 
 
