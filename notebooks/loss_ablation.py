@@ -37,6 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Image, Markdown, display
+from matplotlib.ticker import NullFormatter
 
 from jaxroute import routing
 from jaxroute.configs import loss_ablation
@@ -110,6 +111,8 @@ metrics.sort_values("nauc", ascending=False).round(4)
 # %%
 def show(fig, name):
     """Saves a figure to the workdir and shows it (inline under any matplotlib backend)."""
+    for ax in fig.axes:  # log axes over a narrow range: label the major ticks only
+        ax.xaxis.set_minor_formatter(NullFormatter())
     path = WORKDIR / name
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
