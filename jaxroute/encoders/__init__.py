@@ -41,8 +41,12 @@ from jaxroute.encoders._model import (
     params_from_tensors,
     resolve_encoder_dir,
 )
+from jaxroute.encoders._views import PROMPT_VIEWS, apply_view, question_view
 
 __all__ = [
+    "PROMPT_VIEWS",
+    "apply_view",
+    "question_view",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_BUCKETS",
     "DEFAULT_CACHE_DIR",

@@ -24,6 +24,9 @@ _CACHE_DIR = flags.DEFINE_string(
     "cache_dir", encoders.DEFAULT_CACHE_DIR, "Feature cache folder ('' disables the cache)."
 )
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", encoders.DEFAULT_BATCH_SIZE, "Rows per batch.")
+_VIEW = flags.DEFINE_enum(
+    "prompt_view", "full", list(encoders.PROMPT_VIEWS), "Which part of each prompt to embed."
+)
 
 
 def main(argv):
@@ -32,6 +35,8 @@ def main(argv):
     if not common.DATA_PATH.value or not _OUTPUT.value:
         raise app.UsageError("--data_path and --output are required")
     data = load_data(common.DATA_PATH.value, common.DATA_FORMAT.value)
+    if _VIEW.value != "full" and data.prompts is not None:
+        data = data.replace(prompts=encoders.apply_view(data.prompts.tolist(), _VIEW.value))
     logging.info("loaded %d prompts from %s", len(data.sample_ids), common.DATA_PATH.value)
     features = encoders.features_for(
         data,

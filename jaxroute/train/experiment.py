@@ -104,8 +104,12 @@ def load_experiment_data(config) -> jdata.RoutingData:
         return data
     from jaxroute import encoders  # lazy: only runs that embed need tokenizers & weights
 
+    view = fc.get("prompt_view", "full")
+    encoded = data
+    if source == "encoder" and view != "full" and data.prompts is not None:
+        encoded = data.replace(prompts=encoders.apply_view(data.prompts.tolist(), view))
     feats = encoders.features_for(
-        data,
+        encoded,
         encoder_dir=fc.encoder_dir or None,
         cache_dir=fc.cache_dir or encoders.DEFAULT_CACHE_DIR,
         features_path=(fc.path or None) if source == "file" else None,
@@ -158,7 +162,11 @@ def _masked_mse(out, target, mask):
 def build_task(rc, num_models: int, tc, steps_per_epoch: int) -> T.Task:
     """The Task (module, objective, optimiser) of one router config ``rc``."""
     kind = rc.model
-    module_kwargs = dict(rc.get("model_kwargs", {}) or {})
+    # Lists (from a config.json read back) become tuples: Flax modules must hash.
+    module_kwargs = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in dict(rc.get("model_kwargs", {}) or {}).items()
+    }
     module = jmodels.make_model(kind, num_models, **module_kwargs)
     epochs = int(rc.get("epochs", 0) or tc.epochs)
     tx = T.make_optimizer(

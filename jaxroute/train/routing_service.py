@@ -44,6 +44,7 @@ class TrainedRouter:
     score_fn: object
     cost_fn: object
     encoder_dir: str | None
+    prompt_view: str = "full"
 
     def scores_and_costs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(features, np.float32)
@@ -53,7 +54,9 @@ class TrainedRouter:
         from jaxroute import encoders
         from jaxroute import routing as jrouting
 
-        x = encoders.encode(prompts, self.encoder_dir, progress=False)
+        x = encoders.encode(
+            encoders.apply_view(list(prompts), self.prompt_view), self.encoder_dir, progress=False
+        )
         scores, costs = self.scores_and_costs(x)
         if budget is not None:
             choice = np.asarray(jrouting.budget_choice(scores, costs, budget))
@@ -129,6 +132,7 @@ def load_router(workdir, *, router: str | None = None, seed_index: int = 0) -> T
         score_fn=lambda x: score_fn(params, x),
         cost_fn=cost_fn,
         encoder_dir=config.features.encoder_dir or None,
+        prompt_view=config.features.get("prompt_view", "full"),
     )
 
 
