@@ -1,0 +1,37 @@
+"""Reproduce "When Routing Collapses" on RouterBench-format data (issue: the paper).
+
+    python -m jaxroute.launch.train --flagfile=launch/paper_routerbench_20_80.flags \
+        --data_path=../shared/data/routerbench_5shot_subset
+
+Every router of METHOD.md §4 plus EquiRouter as the reference code has it and with cost
+tie-break, over seeds 42-46, with the reference routers in the report. ``get_config``
+args (comma list): ``tiny``; ``question`` embeds the question a few-shot prompt ends with
+instead of its first 256 tokens (see ``jaxroute.encoders.question_view``).
+"""
+
+import ml_collections
+
+from jaxroute.configs import base
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    args = {a.strip() for a in (arg or "").split(",") if a.strip()}
+    tiny = "tiny" in args
+    c = base.get_config(",".join(sorted(args & {"tiny"})) or None)
+    c.features.source = "data" if tiny else "encoder"
+    if not tiny:
+        c.data.path = ""  # must be given: --data_path=...
+    if "question" in args:
+        c.features.prompt_view = "question"
+    R = base.router
+    hidden = (32,) if tiny else (256, 256)
+    eq_kwargs = {"trunk_sizes": (32, 16, 16), "embed_dim": 8, "head_size": 16} if tiny else {}
+    r = ml_collections.ConfigDict()
+    r.mlp = R("mlp", "mse", model_kwargs={"hidden_sizes": hidden})
+    r.linear = R("linear", "mse")
+    r.mf = R("mf", "bce", model_kwargs={"dim": 8 if tiny else 128})
+    r.knn = R("knn", k=10 if tiny else 100, cost_source="own")
+    r.equirouter = R("equirouter", "equirouter", model_kwargs=dict(eq_kwargs))
+    r.equirouter_tb = R("equirouter", "equirouter_tb", model_kwargs=dict(eq_kwargs))
+    c.routers = r
+    return c
