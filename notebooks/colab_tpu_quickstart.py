@@ -125,10 +125,10 @@ prompts = [
     "Write a short poem about the sea.",
 ]
 low, high = report["dataset"]["cost_bounds"]
-routes = {}
+table = {}  # per budget: the model picked for each prompt (and its predicted cost)
 for budget in (low, (low * high) ** 0.5, high):
-    for r in router.route(prompts, budget=budget):
-        routes[(r["prompt"][:60], f"{budget:.2e} USD")] = (
-            f"{r['model']} (~{r['predicted_cost']:.1e} USD)"
-        )
-pd.Series(routes).unstack()  # model picked (and its predicted cost) per prompt and budget
+    picks = router.route(prompts, budget=budget)
+    table[f"budget {budget:.1e} USD"] = [
+        f"{r['model']} (~{r['predicted_cost']:.1e} USD)" for r in picks
+    ]
+pd.DataFrame(table, index=[p[:60] for p in prompts])
