@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Image, Markdown, display
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from jaxroute import routing
 from jaxroute.configs import loss_ablation
@@ -147,6 +147,7 @@ ax_q.set(xscale="log", xlabel="mean cost per prompt (USD)", ylabel="mean quality
 ax_q.set_title("quality vs cost")
 ax_s.set(xlabel="budget (USD per prompt)", ylim=(-0.02, 1.02))
 ax_s.set_xlim(*strong_budget_window([e["curve"] for e in report["routers"].values()]))
+ax_s.xaxis.set_major_locator(MaxNLocator(4))
 ax_s.set_ylabel(f"share sent to {strong}" if strong else "strong-model share")
 ax_s.set_title("strong-model call rate vs budget")
 ax_s.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -228,6 +229,7 @@ for w, r in zip(WEIGHTS, sweep, strict=True):
     ax_c.plot(r["curve"]["budget"], r["curve"]["strong_call_rate"], ".-", ms=3, label=f"w={w:g}")
 ax_c.set(xlabel="budget (USD per prompt)", ylabel="strong-model share")
 ax_c.set_xlim(*strong_budget_window([r["curve"] for r in sweep]))
+ax_c.xaxis.set_major_locator(MaxNLocator(4))
 ax_c.set(ylim=(-0.02, 1.02), title="strong-model call rate vs budget, by w")
 ax_c.legend(fontsize=8)
 show(fig, "nb_rank_weight.png")
