@@ -190,17 +190,21 @@ def headline_table(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _subplots(*args, figsize=None, **kwargs):
+    """``pyplot.subplots`` on a plain Figure: draws off-screen without switching the
+    process's matplotlib backend, so a notebook keeps its inline plots."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
+
+
 def _figures(report, workdir, model_names, strong_name) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     paths = {}
     routers = report["routers"]
     ref = report.get("reference", {})
 
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = _subplots(figsize=(7, 5))
     for name, e in routers.items():
         ax.plot(e["curve"]["cost"], e["curve"]["quality"], ".-", ms=3, label=name)
     if "oracle" in ref:
@@ -221,10 +225,11 @@ def _figures(report, workdir, model_names, strong_name) -> dict[str, str]:
     ax.set_title("quality vs cost")
     paths["quality_vs_cost"] = os.path.join(workdir, "quality_vs_cost.png")
     fig.savefig(paths["quality_vs_cost"], dpi=100, bbox_inches="tight")
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, e in list(routers.items()) + [(f"{k}", v) for k, v in ref.items()]:
+    fig, ax = _subplots(figsize=(7, 4))
+    # Single-model references are flat lines at 0 or 1 on a budget axis of their own.
+    refs = [(k, v) for k, v in ref.items() if k not in ("best_single", "cheapest")]
+    for name, e in list(routers.items()) + refs:
         curve = e.get("curve", {})
         if "strong_call_rate" in curve and curve.get("budget"):
             ax.plot(curve["budget"], curve["strong_call_rate"], ".-", ms=3, label=name)
@@ -236,11 +241,10 @@ def _figures(report, workdir, model_names, strong_name) -> dict[str, str]:
     ax.set_title("strong-model call rate vs budget")
     paths["strong_call_rate"] = os.path.join(workdir, "strong_call_rate.png")
     fig.savefig(paths["strong_call_rate"], dpi=100, bbox_inches="tight")
-    plt.close(fig)
 
     with_shares = [(k, e) for k, e in routers.items() if "shares" in e["curve"]]
     if with_shares:
-        fig, axes = plt.subplots(
+        fig, axes = _subplots(
             len(with_shares), 1, figsize=(7, 2.6 * len(with_shares)), squeeze=False
         )
         for ax, (name, e) in zip(axes[:, 0], with_shares, strict=True):
@@ -257,7 +261,6 @@ def _figures(report, workdir, model_names, strong_name) -> dict[str, str]:
         axes[0, 0].legend(fontsize=6, ncol=3, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         paths["model_shares"] = os.path.join(workdir, "model_shares.png")
         fig.savefig(paths["model_shares"], dpi=100, bbox_inches="tight")
-        plt.close(fig)
     return paths
 
 
