@@ -27,9 +27,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     hidden = (32,) if tiny else (256, 256)
     eq_kwargs = {"trunk_sizes": (32, 16, 16), "embed_dim": 8, "head_size": 16} if tiny else {}
     r = ml_collections.ConfigDict()
-    r.mlp = R("mlp", "mse", model_kwargs={"hidden_sizes": hidden})
-    r.linear = R("linear", "mse")
-    r.mf = R("mf", "bce", model_kwargs={"dim": 8 if tiny else 128})
+    # METHOD.md fixes EquiRouter's schedule only; the score regressors train until their
+    # training loss flattens (20 epochs at 1e-3), as a converged regressor is what collapses.
+    fit = {} if tiny else {"epochs": 20, "learning_rate": 1e-3}
+    r.mlp = R("mlp", "mse", model_kwargs={"hidden_sizes": hidden}, **fit)
+    r.linear = R("linear", "mse", **fit)
+    r.mf = R("mf", "bce", model_kwargs={"dim": 8 if tiny else 128}, **fit)
     r.knn = R("knn", k=10 if tiny else 100, cost_source="own")
     r.equirouter = R("equirouter", "equirouter", model_kwargs=dict(eq_kwargs))
     r.equirouter_tb = R("equirouter", "equirouter_tb", model_kwargs=dict(eq_kwargs))

@@ -78,15 +78,18 @@ class RouterBench(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, data: RoutingData):
         empty = np.zeros((0,), np.float32)
         for i in range(data.num_prompts):
-            yield str(data.sample_ids[i]), {
-                "index": i,
-                "sample_id": str(data.sample_ids[i]),
-                "eval_name": str(data.tasks[i]),
-                "prompt": "" if data.prompts is None else str(data.prompts[i]),
-                "quality": data.quality[i],
-                "cost": data.cost[i],
-                "features": empty if data.features is None else data.features[i],
-            }
+            yield (
+                str(data.sample_ids[i]),
+                {
+                    "index": i,
+                    "sample_id": str(data.sample_ids[i]),
+                    "eval_name": str(data.tasks[i]),
+                    "prompt": "" if data.prompts is None else str(data.prompts[i]),
+                    "quality": data.quality[i],
+                    "cost": data.cost[i],
+                    "features": empty if data.features is None else data.features[i],
+                },
+            )
 
 
 def prepare(config: str, data_dir: str, manual_dir: str | None = None, **kwargs) -> RouterBench:

@@ -8,7 +8,6 @@ With ``--data_path`` the whole of that data is the test set of every seed.
 
 from absl import app, flags
 
-from jaxroute.data import DataError
 from jaxroute.launch import common
 from jaxroute.train import experiment
 
@@ -32,7 +31,7 @@ def main(argv):
         report = experiment.evaluate(
             config, _WORKDIR.value, test_data=test, output_dir=_OUTPUT.value
         )
-    except (DataError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:  # DataError is a ValueError
         raise SystemExit(f"error: {e}") from None
     print(report["headline"])
     print(f"report: {report['paths']}")

@@ -9,7 +9,6 @@ resumes from the checkpoints in ``--workdir``.
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxroute.data import DataError
 from jaxroute.launch import common
 from jaxroute.train import train_and_evaluate
 
@@ -27,7 +26,7 @@ def main(argv):
     common.start(config)
     try:
         report = train_and_evaluate(config, _WORKDIR.value)
-    except (DataError, FileNotFoundError, FloatingPointError) as e:
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:  # DataError is a ValueError
         raise SystemExit(f"error: {e}") from None
     print(report["headline"])
     print(f"report: {report['paths']}")

@@ -64,6 +64,33 @@ def write_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) 
     return path
 
 
+def check_resumable(config, workdir) -> None:
+    """A workdir resumes only the run it holds: training fields must match config.json.
+
+    ``eval`` and ``run_routers`` may change between runs (they do not touch checkpoints).
+    """
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    new = json.loads(json.dumps(config.to_dict(), default=list))
+    differ = sorted(
+        k
+        for k in set(old) | set(new)
+        if k not in ("eval", "run_routers", "routers") and old.get(k) != new.get(k)
+    )
+    differ += sorted(
+        f"routers.{k}"
+        for k in set(old.get("routers", {})) & set(new.get("routers", {}))
+        if old["routers"][k] != new["routers"][k]
+    )
+    if differ:
+        raise ValueError(
+            f"{workdir} holds a run with a different config ({', '.join(differ)} differ from "
+            f"its config.json); resuming would mix the two. Use a new --workdir or delete it."
+        )
+
+
 def write_run_info(workdir, data: jdata.RoutingData, splits) -> None:
     """What ``route`` needs to rebuild the routers without the data: names and shapes."""
     info = {
@@ -322,6 +349,7 @@ def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = Non
     """Trains the cost model and every configured router (resuming), returns the splits."""
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    check_resumable(config, workdir)
     write_config(config, workdir)
     data = data if data is not None else load_experiment_data(config)
     splits = make_splits(config, data)

@@ -212,3 +212,15 @@ def test_hparams_vmap_equals_separate_runs():
         np.concatenate([np.ravel(x[k]) for x in jax.tree.leaves(both["params"])]) for k in (0, 1)
     )
     assert not np.allclose(p0, p1)  # the weight mattered
+
+
+def test_workdir_with_another_config_is_refused(tmp_path):
+    c = tiny(routers="mlp", epochs=1)
+    c.cost_model.enabled = False
+    E.fit(c, tmp_path)
+    c.train.learning_rate = 0.5
+    with pytest.raises(ValueError, match="train differ"):
+        E.fit(c, tmp_path)
+    c.train.learning_rate = get_config("tiny").train.learning_rate
+    c.eval.n_budgets = 7  # evaluation settings may change
+    E.fit(c, tmp_path)
