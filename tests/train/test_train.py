@@ -155,7 +155,8 @@ assert len(jax.devices()) == 8, jax.devices()
 c = tiny(routers="mlp", epochs=2)
 c.cost_model.enabled = False
 E.fit(c, sys.argv[1])
-np.save(sys.argv[2], np.concatenate([np.ravel(x) for x in jax.tree.leaves(_params(sys.argv[1], c))]))
+leaves = jax.tree.leaves(_params(sys.argv[1], c))
+np.save(sys.argv[2], np.concatenate([np.ravel(x) for x in leaves]))
 """
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
     out = tmp_path / "p8.npy"
