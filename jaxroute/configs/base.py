@@ -17,7 +17,11 @@ def router(model: str, loss: str = "mse", **fields) -> ml_collections.ConfigDict
     rc.model = model  # mlp | linear | mf | equirouter | cost | knn
     rc.loss = loss  # a key of jaxroute.losses.LOSSES
     rc.loss_kwargs = ml_collections.ConfigDict(fields.pop("loss_kwargs", {}))
-    rc.model_kwargs = ml_collections.ConfigDict(fields.pop("model_kwargs", {}))
+    # Every field of the model's module is declared (with its default), so that
+    # --config.routers.NAME.model_kwargs.FIELD=... works on a locked config.
+    model_kwargs = _module_defaults(model)
+    model_kwargs.update(fields.pop("model_kwargs", {}))
+    rc.model_kwargs = ml_collections.ConfigDict(model_kwargs)
     rc.epochs = fields.pop("epochs", 0)  # 0: train.epochs
     rc.learning_rate = fields.pop("learning_rate", 0.0)  # 0: train.learning_rate
     rc.k = fields.pop("k", 0)  # kNN neighbours
@@ -25,6 +29,21 @@ def router(model: str, loss: str = "mse", **fields) -> ml_collections.ConfigDict
     if fields:
         raise ValueError(f"router(): unknown fields {sorted(fields)}")
     return rc
+
+
+def _module_defaults(model: str) -> dict:
+    """The Flax module's own fields and defaults (none for kNN)."""
+    import dataclasses
+
+    from jaxroute.models import MODELS
+
+    if model not in MODELS:
+        return {}
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(MODELS[model])
+        if f.name not in ("num_models", "parent", "name") and f.default is not dataclasses.MISSING
+    }
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -92,10 +111,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.train.epochs = 3
         c.train.batch_size = 32
         c.train.learning_rate = 1e-3
-        c.routers.equirouter.model_kwargs = ml_collections.ConfigDict(
-            {"trunk_sizes": (32, 16, 16), "embed_dim": 8, "head_size": 16}
-        )
-        c.routers.equirouter_tb.model_kwargs = c.routers.equirouter.model_kwargs
+        for name in ("equirouter", "equirouter_tb"):
+            c.routers[name].model_kwargs.update(
+                {"trunk_sizes": (32, 16, 16), "embed_dim": 8, "head_size": 16}
+            )
         c.routers.mlp.model_kwargs.hidden_sizes = (32,)
         c.routers.knn.k = 10
         c.eval.n_budgets = 30

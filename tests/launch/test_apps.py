@@ -1,0 +1,138 @@
+"""The absl apps, run as a user runs them (subprocesses), on tiny settings."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jaxroute import data as jd
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TINY = ["--config=jaxroute/configs/base.py:tiny", "--config.seeds=(0,)"]
+
+
+def run(module, *args, check=True, timeout=600):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, "-m", f"jaxroute.launch.{module}", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def test_inspect_data_prints_summary_json():
+    out = run("inspect_data", "--data_path=synthetic:n_prompts=300").stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["n_prompts"] == 300 and summary["n_models"] == 11
+    d = jd.synthetic(n_prompts=300)
+    q = d.quality
+    s = np.sort(q, axis=1)
+    assert summary["top2_tie_share"] == pytest.approx((s[:, -1] == s[:, -2]).mean())
+    strong = d.models.index(jd.STRONG_MODEL)
+    assert summary["mean_cost"][jd.STRONG_MODEL] == pytest.approx(d.cost[:, strong].mean(), 1e-5)
+    best = q.max(1, keepdims=True)
+    oracle = np.where(q == best, d.cost, np.inf).argmin(1)
+    assert summary["oracle"]["quality"] == pytest.approx(best.mean(), 1e-6)
+    assert summary["oracle"]["strong_model_share"] == pytest.approx((oracle == strong).mean())
+    assert summary["best_single"]["model"] == jd.STRONG_MODEL
+
+
+def test_inspect_data_bad_input_exits_with_message(tmp_path):
+    d = jd.synthetic(n_prompts=30)
+    df = jd.to_wide_frame(d)
+    m = d.models[2]
+    df[m] = df[m].astype(object)
+    df.loc[4, m] = "oops"
+    df.to_csv(tmp_path / "bad.csv")
+    proc = run("inspect_data", f"--data_path={tmp_path / 'bad.csv'}", check=False)
+    assert proc.returncode != 0
+    assert m in proc.stderr and d.sample_ids[4] in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_train_evaluate_route(tmp_path):
+    """The real entry points: train (resumable), evaluate reproduces report.json, route."""
+    wd = tmp_path / "w"
+    args = [
+        *TINY,
+        "--config.data.path=synthetic:n_prompts=160,feature_dim=8",
+        "--config.features.source=encoder",
+        "--config.run_routers=equirouter,knn",
+        "--config.train.epochs=2",
+        f"--workdir={wd}",
+    ]
+    out = run("train", *args).stdout
+    assert "| equirouter |" in out
+    report = json.loads((wd / "report.json").read_text())
+    assert set(report["routers"]) == {"equirouter", "knn"}
+    assert np.isfinite(report["routers"]["equirouter"]["nauc"])
+    for fig in ("quality_vs_cost.png", "strong_call_rate.png", "model_shares.png"):
+        assert (wd / fig).stat().st_size > 1000
+    assert sorted(os.listdir(wd / "checkpoints/equirouter")) == ["1", "2"]
+    lines = (wd / "metrics.jsonl").read_text().splitlines()
+    run("train", *args)  # resumes: nothing left to train, same report
+    assert (wd / "metrics.jsonl").read_text().splitlines() == lines
+    again = json.loads((wd / "report.json").read_text())
+    assert again["routers"] == report["routers"]
+
+    run("evaluate", f"--workdir={wd}", f"--output_dir={tmp_path / 'e'}")
+    rebuilt = json.loads((tmp_path / "e/report.json").read_text())
+    assert rebuilt["routers"] == report["routers"]
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "Write a python function to sort a list."}\n"What is 2+2?"\n')
+    proc = run("route", f"--workdir={wd}", "--budget=0.01", f"--prompts_file={prompts}", "Hi")
+    rows = [json.loads(x) for x in proc.stdout.strip().splitlines()]
+    assert [r["prompt"] for r in rows] == [
+        "Hi",
+        "Write a python function to sort a list.",
+        "What is 2+2?",
+    ]
+    for r in rows:
+        assert r["model"] in report["dataset"]["models"]
+        assert len(r["scores"]) == 11
+        assert r["predicted_cost"] == pytest.approx(r["predicted_costs"][r["model"]])
+    bad = run("route", f"--workdir={wd}", "--budget=0.01", "--wtp=1", "x", check=False)
+    assert bad.returncode != 0 and "exactly one" in bad.stderr
+
+
+def test_flagfiles_name_existing_config_fields():
+    """Every --config.a.b=... in launch/*.flags names a field of its config."""
+    import importlib.util
+
+    for flagfile in sorted((ROOT / "launch").glob("*.flags")):
+        lines = [ln.strip() for ln in flagfile.read_text().splitlines()]
+        lines = [ln for ln in lines if ln.startswith("--")]
+        spec = next(ln for ln in lines if ln.startswith("--config="))
+        path, _, arg = spec.removeprefix("--config=").partition(":")
+        mod_spec = importlib.util.spec_from_file_location("cfg", ROOT / path)
+        mod = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(mod)
+        config = mod.get_config(arg or None)
+        for ln in lines:
+            m = re.match(r"--config\.([\w.]+)=", ln)
+            if m:
+                node = config
+                for part in m.group(1).split("."):
+                    assert part in node, f"{flagfile.name}: {m.group(1)} is not a config field"
+                    node = node[part]
+        assert any(ln.startswith("--workdir=") for ln in lines), flagfile.name
+
+
+def test_benchmark_quick_prints_json_last():
+    proc = run("benchmark", "--only=sweep,train_vmap", "--quick")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in ("sweep", "train_vmap"):
+        for key in ("ratio", "baseline_s", "jaxroute_s", "peak_mem_mb"):
+            assert np.isfinite(result[name][key]), (name, key)
