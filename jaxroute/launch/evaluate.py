@@ -13,10 +13,11 @@ from jaxroute.train import experiment
 
 _WORKDIR = common.WORKDIR
 _OUTPUT = flags.DEFINE_string("output_dir", None, "Where the report goes (default: workdir).")
-flags.mark_flag_as_required("workdir")
 
 
 def main(argv):
+    if not _WORKDIR.value:  # checked here: a global "required" would bind every app
+        raise app.UsageError("--workdir is required")
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     common.start()

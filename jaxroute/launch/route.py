@@ -24,10 +24,11 @@ _WTP = flags.DEFINE_float("wtp", None, "Willingness-to-pay rule: λ in s - λ·�
 _PROMPTS_FILE = flags.DEFINE_string(
     "prompts_file", None, "JSON lines: a string or an object with a 'prompt' field per line."
 )
-flags.mark_flag_as_required("workdir")
 
 
 def main(argv):
+    if not _WORKDIR.value:  # checked here: a global "required" would bind every app
+        raise app.UsageError("--workdir is required")
     prompts = list(argv[1:])
     try:
         if _PROMPTS_FILE.value:

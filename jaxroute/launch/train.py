@@ -6,7 +6,7 @@ Flags after ``--flagfile`` win (e.g. ``--config.train.epochs=10``). A restarted 
 resumes from the checkpoints in ``--workdir``.
 """
 
-from absl import app, flags
+from absl import app
 from ml_collections import config_flags
 
 from jaxroute.launch import common
@@ -16,10 +16,11 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", "jaxroute/configs/base.py", "Experiment config file.", lock_config=True
 )
 _WORKDIR = common.WORKDIR
-flags.mark_flag_as_required("workdir")
 
 
 def main(argv):
+    if not _WORKDIR.value:  # checked here: a global "required" would bind every app
+        raise app.UsageError("--workdir is required")
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = common.apply_data_flags(_CONFIG.value)
