@@ -96,7 +96,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.grid = "orbit"  # orbit (predicted-cost quantiles) | log (shared log grid)
     c.eval.n_budgets = 100
     c.eval.strong_model = ""  # '' = the model of highest mean cost
-    c.eval.split = "test"  # test | val (tuning: needs train.val_fraction > 0)
+    c.eval.split = "test"  # test | val (tuning: train.val_fraction > 0) | train (collapse)
 
     c.devices = ml_collections.ConfigDict()
     c.devices.data_parallel = True  # shard the batch axis over all devices

@@ -13,6 +13,13 @@ from jaxroute.train import experiment
 
 _WORKDIR = common.WORKDIR
 _OUTPUT = flags.DEFINE_string("output_dir", None, "Where the report goes (default: workdir).")
+_SPLIT = flags.DEFINE_enum(
+    "split",
+    None,
+    ["test", "val", "train"],
+    "Evaluate on this part (train: collapse on the "
+    "training split); default: the run's config.eval.split.",
+)
 
 
 def main(argv):
@@ -23,6 +30,8 @@ def main(argv):
     common.start()
     try:
         config = experiment.read_config(_WORKDIR.value)
+        if _SPLIT.value:
+            config.eval.split = _SPLIT.value
         test = None
         if common.DATA_PATH.value:
             other = experiment.config_with_data(

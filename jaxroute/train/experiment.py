@@ -484,8 +484,8 @@ def evaluate(
         strong = models.index(config.eval.strong_model)
     budgets = (config.eval.grid, int(config.eval.n_budgets))
     part = config.eval.get("split", "test")
-    if part not in ("test", "val"):
-        raise ValueError(f"config.eval.split must be 'test' or 'val', got '{part}'")
+    if part not in ("test", "val", "train"):
+        raise ValueError(f"config.eval.split must be test, val or train, got '{part}'")
     if part == "val" and splits.val[0] is None:
         raise ValueError("config.eval.split='val' needs config.train.val_fraction > 0")
     evaluated = getattr(splits, part)

@@ -136,3 +136,24 @@ def test_benchmark_quick_prints_json_last():
     for name in ("sweep", "train_vmap"):
         for key in ("ratio", "baseline_s", "jaxroute_s", "peak_mem_mb"):
             assert np.isfinite(result[name][key]), (name, key)
+
+
+def test_diagnose_reports_ties_noise_and_feature_diversity(tmp_path):
+    d = jd.synthetic(n_prompts=200, seed=2)
+    np.save(tmp_path / "f.npy", d.features)
+    (tmp_path / "f.ids").write_text("\n".join(d.sample_ids) + "\n")
+    proc = run(
+        "diagnose",
+        "--data_path=synthetic:n_prompts=200,seed=2",
+        f"--features={tmp_path / 'f.npy'}",
+        "--noise_scales=0,0.5",
+    )
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(out["tasks"]) == set(d.task_names)
+    for task, e in out["tasks"].items():
+        q = d.quality[d.tasks == task]
+        s = np.sort(q, axis=1)
+        assert e["top2_tie_share"] == pytest.approx((s[:, -1] == s[:, -2]).mean())
+        assert 0 < e["mean_within_task_cosine"] < 1
+    rates = out["noise_injection"]["strong_call_rate"]
+    assert len(rates) == 2 and rates[0] < rates[1]
