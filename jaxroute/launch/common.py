@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging as std_logging
+
 import jax
 from absl import flags, logging
 
@@ -31,8 +33,16 @@ def apply_data_flags(config):
     return config
 
 
+class _QuietLibraries(std_logging.Filter):
+    """Drops orbax's per-save INFO lines (warnings and errors still show)."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+
+
 def start(config=None):
-    """Multi-host init when asked, then log the devices."""
+    """Quiet library chatter, multi-host init when asked, then log the devices."""
+    logging.get_absl_handler().addFilter(_QuietLibraries())
     if config is not None and config.devices.distributed:
         jax.distributed.initialize()
     logging.info("JAX process %d/%d", jax.process_index(), jax.process_count())
