@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging as std_logging
+import sys
 
 import jax
 from absl import flags, logging
@@ -31,6 +32,21 @@ def apply_data_flags(config):
     if not config.data.path:
         raise SystemExit("no data: give --data_path=PATH (or set config.data.path)")
     return config
+
+
+def load_data_or_exit():
+    """``--data_path`` loaded and validated, or exit 2 with the validation message."""
+    from absl import app
+
+    from jaxroute.data import DataError, load_data
+
+    if not DATA_PATH.value:
+        raise app.UsageError("--data_path is required")
+    try:
+        return load_data(DATA_PATH.value, DATA_FORMAT.value, drop_incomplete=DROP_INCOMPLETE.value)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 class _QuietLibraries(std_logging.Filter):

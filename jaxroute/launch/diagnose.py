@@ -17,7 +17,6 @@ import numpy as np
 from absl import app, flags
 
 from jaxroute import routing
-from jaxroute.data import DataError, load_data
 from jaxroute.launch import common
 
 _FEATURES = flags.DEFINE_string("features", None, "Optional features .npy (+ .ids).")
@@ -29,18 +28,16 @@ _SCALES = flags.DEFINE_list(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not common.DATA_PATH.value:
-        raise app.UsageError("--data_path is required")
-    try:
-        data = load_data(common.DATA_PATH.value, common.DATA_FORMAT.value)
-        feats = None
-        if _FEATURES.value:
-            from jaxroute.encoders import load_features
+    data = common.load_data_or_exit()
+    feats = None
+    if _FEATURES.value:
+        from jaxroute.encoders import load_features
 
+        try:
             feats = load_features(_FEATURES.value, sample_ids=data.sample_ids)
-    except (DataError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
     strong = routing.strong_model(data.cost)
     out = {"strong_model": data.models[strong], "tasks": {}}
     for task in data.task_names:

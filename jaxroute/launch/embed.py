@@ -13,7 +13,6 @@ The output loads back with ``jaxroute.encoders.load_features(path, sample_ids=..
 from absl import app, flags, logging
 
 from jaxroute import encoders
-from jaxroute.data import load_data
 from jaxroute.launch import common  # --data_path, --data_format (shared by the apps)
 
 _OUTPUT = flags.DEFINE_string("output", None, "Output .npy ([N, D] float32).")
@@ -34,7 +33,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not common.DATA_PATH.value or not _OUTPUT.value:
         raise app.UsageError("--data_path and --output are required")
-    data = load_data(common.DATA_PATH.value, common.DATA_FORMAT.value)
+    data = common.load_data_or_exit()
     if _VIEW.value != "full" and data.prompts is not None:
         data = data.replace(prompts=encoders.apply_view(data.prompts.tolist(), _VIEW.value))
     logging.info("loaded %d prompts from %s", len(data.sample_ids), common.DATA_PATH.value)

@@ -9,30 +9,18 @@ with the validation message (file, column, sample id).
 """
 
 import json
-import sys
 
 from absl import app
 
-from jaxroute.data import DataError, load_data
 from jaxroute.launch import common
-
-_DROP = common.DROP_INCOMPLETE
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not common.DATA_PATH.value:
-        raise app.UsageError("--data_path is required")
     from jaxroute.routing import dataset_summary
 
-    try:
-        data = load_data(
-            common.DATA_PATH.value, common.DATA_FORMAT.value, drop_incomplete=_DROP.value
-        )
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    data = common.load_data_or_exit()
     summary = dataset_summary(data.quality, data.cost, data.models, data.tasks)
     print(json.dumps(summary, allow_nan=False))
 
