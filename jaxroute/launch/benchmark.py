@@ -12,7 +12,9 @@ import jax
 from absl import app, flags, logging
 
 _ONLY = flags.DEFINE_list(
-    "only", ["sweep", "train_vmap", "equirouter_head", "encoder"], "Which benchmarks to run."
+    "only",
+    ["sweep", "train_vmap", "train_vmap_small", "equirouter_head", "encoder"],
+    "Which benchmarks to run.",
 )
 _QUICK = flags.DEFINE_bool("quick", False, "Small sizes (a smoke run, not a measurement).")
 
@@ -30,6 +32,15 @@ def _benchmarks(quick: bool):
             return bench.bench_train_vmap(k=2, n_prompts=256, epochs=1, small=True)
         return bench.bench_train_vmap()
 
+    def train_vmap_small():
+        # A small EquiRouter (trunk 64-32-32): per-step overhead, not FLOPs, dominates.
+        return bench.bench_train_vmap(
+            k=2 if quick else 8,
+            n_prompts=256 if quick else 2048,
+            epochs=1 if quick else 5,
+            small=True,
+        )
+
     def equirouter_head():
         return bench.bench_equirouter_head(n_prompts=512 if quick else 7300)
 
@@ -41,6 +52,7 @@ def _benchmarks(quick: bool):
     return {
         "sweep": sweep,
         "train_vmap": train_vmap,
+        "train_vmap_small": train_vmap_small,
         "equirouter_head": equirouter_head,
         "encoder": encoder,
     }
