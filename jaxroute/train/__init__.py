@@ -15,11 +15,17 @@ from jaxroute.train._trainer import (
 from jaxroute.train.checkpoint import Checkpointer
 from jaxroute.train.experiment import (
     MetricWriter,
+    build_task,
     evaluate,
     fit,
     load_experiment_data,
     make_splits,
+    predict_router,
+    predicted_costs,
+    read_config,
+    router_names,
     train_and_evaluate,
+    train_group,
     write_config,
 )
 
@@ -27,6 +33,7 @@ __all__ = [
     "Checkpointer",
     "MetricWriter",
     "Task",
+    "build_task",
     "check_finite",
     "compiled_epoch",
     "epoch_indices",
@@ -38,8 +45,13 @@ __all__ = [
     "make_optimizer",
     "make_splits",
     "predict",
+    "predict_router",
+    "predicted_costs",
+    "read_config",
+    "router_names",
     "train_and_evaluate",
     "train_epoch",
+    "train_group",
     "train_step",
     "write_config",
 ]
