@@ -178,9 +178,7 @@ splits = experiment.make_splits(config, data)
 train, test = splits.train[0], splits.test[0]
 n, k = train.num_prompts, len(WEIGHTS)
 batch_size = config.train.batch_size
-task = experiment.build_task(
-    config.routers.equirouter, train.num_models, config.train, -(-n // batch_size)
-)
+task = experiment.build_task(config.routers.equirouter, train.num_models, config.train, n)
 stacked = {  # the same training data for every router: [K, N, ...]
     "x": np.stack([train.features] * k),
     "quality": np.stack([train.quality] * k),

@@ -180,13 +180,22 @@ def _stack(parts, field):
     return np.stack([getattr(p, field) for p in parts])
 
 
+def _device_arrays(parts) -> dict[str, jax.Array]:
+    """Features, quality and cost of K same-size parts, stacked ``[K, N, ...]``."""
+    return {
+        "x": jnp.asarray(_stack(parts, "features")),
+        "quality": jnp.asarray(_stack(parts, "quality")),
+        "cost": jnp.asarray(_stack(parts, "cost")),
+    }
+
+
 # ---------------------------------------------------------------------- tasks
-def _masked_mse(out, target, mask):
-    w = jnp.broadcast_to(mask[:, None], out.shape).astype(out.dtype)
-    return jnp.sum(w * (out - target) ** 2) / jnp.maximum(jnp.sum(w), 1.0)
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Batches per epoch; the last partial batch counts (it is padded and masked)."""
+    return -(-n_train // batch_size)
 
 
-def build_task(rc, num_models: int, tc, steps_per_epoch: int) -> T.Task:
+def build_task(rc, num_models: int, tc, n_train: int) -> T.Task:
     """The Task (module, objective, optimiser) of one router config ``rc``."""
     kind = rc.model
     # Lists (from a config.json read back) become tuples: Flax modules must hash.
@@ -195,20 +204,20 @@ def build_task(rc, num_models: int, tc, steps_per_epoch: int) -> T.Task:
         for k, v in dict(rc.get("model_kwargs", {}) or {}).items()
     }
     module = jmodels.make_model(kind, num_models, **module_kwargs)
-    epochs = int(rc.get("epochs", 0) or tc.epochs)
     tx = T.make_optimizer(
         float(rc.get("learning_rate", 0) or tc.learning_rate),
         optimizer=tc.optimizer,
         weight_decay=tc.weight_decay,
         schedule=tc.schedule,
         warmup_steps=tc.warmup_steps,
-        total_steps=epochs * steps_per_epoch,
+        total_steps=_epochs(rc, tc) * steps_per_epoch(n_train, tc.batch_size),
         grad_clip=tc.grad_clip,
     )
     if kind == "cost":
 
         def objective(out, batch, **hp):
-            return _masked_mse(out, module.cost_to_target(batch["cost"]), batch["mask"])
+            where = jnp.broadcast_to(batch["mask"][:, None], out.shape)
+            return jlosses.mse_loss(out, module.cost_to_target(batch["cost"]), where=where)
 
         return T.Task(module, objective, tx)
     if rc.loss not in jlosses.LOSSES:
@@ -264,18 +273,8 @@ def train_group(
     n = splits.train[0].num_prompts
     if any(t.num_prompts != n for t in splits.train):
         raise ValueError("vmapped training needs the same training size for every seed")
-    data = {
-        "x": jnp.asarray(_stack(splits.train, "features")),
-        "quality": jnp.asarray(_stack(splits.train, "quality")),
-        "cost": jnp.asarray(_stack(splits.train, "cost")),
-    }
-    val = None
-    if splits.val[0] is not None:
-        val = {
-            "x": jnp.asarray(_stack(splits.val, "features")),
-            "quality": jnp.asarray(_stack(splits.val, "quality")),
-            "cost": jnp.asarray(_stack(splits.val, "cost")),
-        }
+    data = _device_arrays(splits.train)
+    val = _device_arrays(splits.val) if splits.val[0] is not None else None
     state = T.init_states(task, [s + init_seed_offset for s in splits.seeds], feature_dim)
     ckpt = Checkpointer(workdir / "checkpoints" / name, keep=keep)
     start = 0
@@ -291,7 +290,7 @@ def train_group(
         rep = NamedSharding(mesh, P())
         data = jax.device_put(data, rep)
         state = jax.device_put(state, rep)
-    steps = -(-n // batch_size)
+    steps = steps_per_epoch(n, batch_size)
     bar = tqdm(range(start, epochs), desc=f"train {name}", initial=start, total=epochs)
     for epoch in bar:
         t0 = time.perf_counter()
@@ -336,15 +335,27 @@ def restore_params(name: str, task: T.Task, seeds, feature_dim: int, workdir, *,
     return got[1]["params"]
 
 
+def trained_group(
+    name: str,
+    rc,
+    config,
+    seeds,
+    feature_dim: int,
+    num_models: int,
+    n_train: int,
+    workdir,
+    *,
+    offset: int = 0,
+):
+    """``(task, stacked final params)`` of a trained group, rebuilt from its checkpoints."""
+    task = build_task(rc, num_models, config.train, n_train)
+    params = restore_params(
+        name, task, seeds, feature_dim, workdir, epochs=_epochs(rc, config.train), offset=offset
+    )
+    return task, params
+
+
 # ---------------------------------------------------------------------- the run
-def _router_specs(config, names):
-    specs = {}
-    for name in names:
-        rc = config.routers[name]
-        specs[name] = rc
-    return specs
-
-
 def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = None) -> Splits:
     """Trains the cost model and every configured router (resuming), returns the splits."""
     workdir = pathlib.Path(workdir)
@@ -358,16 +369,14 @@ def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = Non
     mesh = data_mesh(config)
     tc = config.train
     n = splits.train[0].num_prompts
-    steps = -(-n // tc.batch_size)
-    m = data.num_models
     groups = []
     if config.cost_model.enabled:
         groups.append((COST_GROUP, config.cost_model, COST_SEED_OFFSET))
-    for name, rc in _router_specs(config, router_names(config)).items():
-        if rc.model != "knn":
-            groups.append((name, rc, 0))
+    for name in router_names(config):
+        if config.routers[name].model != "knn":
+            groups.append((name, config.routers[name], 0))
     for name, rc, offset in groups:
-        task = build_task(rc, m, tc, steps)
+        task = build_task(rc, data.num_models, tc, n)
         train_group(
             name,
             task,
@@ -386,7 +395,6 @@ def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = Non
 # ---------------------------------------------------------------------- evaluation
 def predict_router(name, rc, config, splits: Splits, workdir, cost_preds, part="test"):
     """Scores and predicted costs ``[K, N, M]`` of router ``name`` on a split part."""
-    tc = config.train
     sets = getattr(splits, part)
     x = _stack(sets, "features")
     if rc.model == "knn":
@@ -400,12 +408,11 @@ def predict_router(name, rc, config, splits: Splits, workdir, cost_preds, part="
         scores, own_cost = np.stack(scores), np.stack(own_cost)
         pred_cost = own_cost if rc.get("cost_source", "own") == "own" else cost_preds
         return scores, pred_cost
-    n = splits.train[0].num_prompts
-    steps = -(-n // tc.batch_size)
-    task = build_task(rc, splits.train[0].num_models, tc, steps)
-    params = restore_params(name, task, splits.seeds, x.shape[-1], workdir, epochs=_epochs(rc, tc))
-    scores = T.predict(task.module, params, x)
-    return scores, cost_preds
+    train = splits.train[0]
+    task, params = trained_group(
+        name, rc, config, splits.seeds, x.shape[-1], train.num_models, train.num_prompts, workdir
+    )
+    return T.predict(task.module, params, x), cost_preds
 
 
 def predicted_costs(config, splits: Splits, workdir, part="test") -> np.ndarray:
@@ -413,17 +420,17 @@ def predicted_costs(config, splits: Splits, workdir, part="test") -> np.ndarray:
     sets = getattr(splits, part)
     if not config.cost_model.enabled:
         return _stack(sets, "cost")
-    tc = config.train
-    n = splits.train[0].num_prompts
-    task = build_task(config.cost_model, splits.train[0].num_models, tc, -(-n // tc.batch_size))
+    train = splits.train[0]
     x = _stack(sets, "features")
-    params = restore_params(
+    task, params = trained_group(
         COST_GROUP,
-        task,
+        config.cost_model,
+        config,
         splits.seeds,
         x.shape[-1],
+        train.num_models,
+        train.num_prompts,
         workdir,
-        epochs=_epochs(config.cost_model, tc),
         offset=COST_SEED_OFFSET,
     )
     out = T.predict(task.module, params, x)
@@ -540,14 +547,14 @@ def merge_seed_entries(entries: list[dict]) -> dict:
             continue
         if isinstance(value, int | float) or value is None:
             vals = [e.get(key) for e in entries if isinstance(e.get(key), int | float)]
-            if vals and not isinstance(value, bool):
+            if vals:
                 out[key] = float(np.mean(vals))
                 out[f"{key}_std"] = float(np.std(vals))
     if "best_single_reached" in entries[0]:
         k = sum(bool(e.get("best_single_reached")) for e in entries)
         out["best_single_reached"] = k == len(entries)
         out["reached_best_single"] = f"{k}/{len(entries)}"
-    out["seeds"] = [e.get("seeds", [e])[0] if "seeds" in e else e for e in entries]
+    out["seeds"] = [e["seeds"][0] if "seeds" in e else e for e in entries]
     return out
 
 

@@ -101,31 +101,17 @@ def load_router(workdir, *, router: str | None = None, seed_index: int = 0) -> T
     seeds = info["seeds"]
     if not 0 <= seed_index < len(seeds):
         raise ValueError(f"--seed_index={seed_index} out of range for seeds {seeds}")
-    tc = config.train
-    steps = -(-info["n_train"] // tc.batch_size)
-    m, d = len(info["models"]), info["feature_dim"]
-    rc = config.routers[name]
-    task = E.build_task(rc, m, tc, steps)
-    params = E.restore_params(name, task, seeds, d, workdir, epochs=E._epochs(rc, tc))
-    params = jax.tree.map(lambda a: a[seed_index], params)
-    score_fn = jax.jit(task.module.apply)
-
-    if config.cost_model.enabled:
-        ctask = E.build_task(config.cost_model, m, tc, steps)
-        cparams = E.restore_params(
-            E.COST_GROUP,
-            ctask,
-            seeds,
-            d,
-            workdir,
-            epochs=E._epochs(config.cost_model, tc),
-            offset=E.COST_SEED_OFFSET,
-        )
-        cparams = jax.tree.map(lambda a: a[seed_index], cparams)
-        capply = jax.jit(ctask.module.apply)
-        cost_fn = lambda x: ctask.module.target_to_cost(capply(cparams, x))  # noqa: E731
-    else:
+    if not config.cost_model.enabled:
         raise ValueError(f"{workdir}: trained without a cost model; cannot price new prompts")
+    shape = (seeds, info["feature_dim"], len(info["models"]), info["n_train"], workdir)
+    task, params = E.trained_group(name, config.routers[name], config, *shape)
+    ctask, cparams = E.trained_group(
+        E.COST_GROUP, config.cost_model, config, *shape, offset=E.COST_SEED_OFFSET
+    )
+    params, cparams = jax.tree.map(lambda a: a[seed_index], (params, cparams))
+    score_fn = jax.jit(task.module.apply)
+    capply = jax.jit(ctask.module.apply)
+    cost_fn = lambda x: ctask.module.target_to_cost(capply(cparams, x))  # noqa: E731
     return TrainedRouter(
         name=name,
         models=list(info["models"]),

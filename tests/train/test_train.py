@@ -30,10 +30,18 @@ def tiny(routers="mlp", **changes):
 def _params(workdir, config, name="mlp"):
     data = E.load_experiment_data(config)
     splits = E.make_splits(config, data)
-    task = E.build_task(config.routers[name], data.num_models, config.train, 1)
-    return E.restore_params(
-        name, task, splits.seeds, data.features.shape[1], workdir, epochs=config.train.epochs
+    train = splits.train[0]
+    _, params = E.trained_group(
+        name,
+        config.routers[name],
+        config,
+        splits.seeds,
+        data.features.shape[1],
+        data.num_models,
+        train.num_prompts,
+        workdir,
     )
+    return params
 
 
 def test_epoch_indices_cover_and_reshuffle():
@@ -114,7 +122,7 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path, caplog):
             f.write_bytes(b"\0garbage" * 4)
     data = E.load_experiment_data(c)
     splits = E.make_splits(c, data)
-    task = E.build_task(c.routers.mlp, data.num_models, c.train, 1)
+    task = E.build_task(c.routers.mlp, data.num_models, c.train, splits.train[0].num_prompts)
     target = T.init_states(task, splits.seeds, data.features.shape[1])
     from jaxroute.train.checkpoint import Checkpointer
 
