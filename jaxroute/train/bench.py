@@ -9,8 +9,6 @@ import jax
 import numpy as np
 
 from jaxroute import data as jdata
-from jaxroute import losses as jlosses
-from jaxroute import models as jmodels
 from jaxroute.train import _trainer as T
 
 
@@ -19,14 +17,13 @@ def _maxrss_mb() -> float:
 
 
 def _equirouter_task(num_models: int, *, fast: bool = True, small: bool = False) -> T.Task:
+    """EquiRouter with its reference objective and schedule, as the trainer builds it."""
+    from jaxroute.configs import base
+    from jaxroute.train.experiment import build_task
+
     kw = dict(trunk_sizes=(64, 32, 32), embed_dim=16, head_size=32) if small else {}
-    module = jmodels.make_model("equirouter", num_models, fast=fast, **kw)
-
-    def objective(out, batch, **hp):
-        where = np.broadcast_to(True, out.shape) & batch["mask"][:, None]
-        return jlosses.equirouter_loss(out, batch["quality"], batch["cost"], where=where)
-
-    return T.Task(module, objective, T.make_optimizer(1e-4))
+    rc = base.router("equirouter", "equirouter", model_kwargs={"fast": fast, **kw})
+    return build_task(rc, num_models, base.get_config().train, n_train=1)
 
 
 def _run(task, seeds, train, epochs, batch_size):
