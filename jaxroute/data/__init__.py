@@ -9,7 +9,6 @@ from jaxroute.data._readers import (
     write_generic,
 )
 from jaxroute.data._splits import (
-    epoch_batches,
     holdout,
     split_in_domain,
     split_out_of_domain,
@@ -32,7 +31,6 @@ __all__ = [
     "SyntheticConfig",
     "concat",
     "detect_format",
-    "epoch_batches",
     "holdout",
     "load_data",
     "read_generic",

@@ -1,8 +1,8 @@
-"""Splits (METHOD.md §6) and epoch batch iterators."""
+"""Splits (METHOD.md §6). Epoch batches: ``jaxroute.train.epoch_indices``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -56,17 +56,3 @@ def split_seeds(
 def holdout(data: RoutingData, fraction: float, seed: int) -> tuple[RoutingData, RoutingData]:
     """Splits a validation part off a training split (for tuning without the test set)."""
     return split_in_domain(data, 1.0 - fraction, seed)
-
-
-def epoch_batches(
-    n: int, batch_size: int, rng: np.random.Generator, *, drop_last: bool = False
-) -> Iterator[np.ndarray]:
-    """Index batches of one epoch, reshuffled by ``rng``; the last partial one is kept.
-
-    >>> [b.tolist() for b in epoch_batches(5, 2, np.random.default_rng(0))]
-    [[2, 4], [3, 0], [1]]
-    """
-    perm = rng.permutation(n)
-    stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
-        yield perm[start : start + batch_size]
