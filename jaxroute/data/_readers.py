@@ -200,14 +200,13 @@ def _merge(cells, models, *, drop_incomplete, source):
             f"{cost[i, j]} while quality is {q[i, j]}"
         )
     uniq, inverse = np.unique(ids, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
     n, m = len(uniq), len(models)
     out_q = np.full((n, m), np.nan)
     out_c = np.full((n, m), np.nan)
     best_row = np.full(n, -1)
     best_count = np.full(n, -1)
     counts = has_q.sum(axis=1)
-    for r in order:  # rows grouped by id, file order kept within a group
+    for r in range(len(ids)):  # file order: the first row holding a model's quality wins
         g = inverse[r]
         for j in np.flatnonzero(has_q[r]):
             if np.isnan(out_q[g, j]):
