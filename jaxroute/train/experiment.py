@@ -56,11 +56,16 @@ def _jsonable(v):
     return v
 
 
+def _config_json(config) -> dict:
+    """The config as JSON values (tuples become lists), as config.json stores it."""
+    return json.loads(json.dumps(config.to_dict(), default=list))
+
+
 def write_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pathlib.Path:
     """The resolved config as ``workdir/config.json``."""
     path = pathlib.Path(workdir) / "config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list) + "\n")
+    path.write_text(json.dumps(_config_json(config), indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -73,7 +78,7 @@ def check_resumable(config, workdir) -> None:
     if not path.exists():
         return
     old = json.loads(path.read_text())
-    new = json.loads(json.dumps(config.to_dict(), default=list))
+    new = _config_json(config)
     differ = sorted(
         k
         for k in set(old) | set(new)
