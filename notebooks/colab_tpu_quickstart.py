@@ -110,14 +110,14 @@ for key in ("quality_vs_cost", "strong_call_rate", "model_shares"):
 # %% [markdown]
 # ## Route new prompts
 #
-# `routing_service.load_router` restores the trained router and cost model from the
+# `serving.load_router` restores the trained router and cost model from the
 # workdir; `route` embeds the prompts with the same encoder and picks, per prompt, the
 # best-scored model whose predicted cost fits the budget (USD per prompt).
 
 # %%
-from jaxroute.train import routing_service
+from jaxroute import serving
 
-router = routing_service.load_router(WORKDIR)
+router = serving.load_router(WORKDIR)
 prompts = [
     "['gsm8k question 1: a apples trains percent total simple basic problem.']",
     "['mbpp question 2: a python function list sort tricky nested problem.']",

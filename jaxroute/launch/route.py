@@ -13,8 +13,8 @@ import sys
 
 from absl import app, flags
 
+from jaxroute import serving
 from jaxroute.launch import common  # noqa: F401  (shared flags)
-from jaxroute.train import routing_service
 
 _WORKDIR = common.WORKDIR
 _ROUTER = flags.DEFINE_string("router", None, "Router name (default: the first trained one).")
@@ -32,12 +32,12 @@ def main(argv):
     prompts = list(argv[1:])
     try:
         if _PROMPTS_FILE.value:
-            prompts += routing_service.read_prompts_file(_PROMPTS_FILE.value)
+            prompts += serving.read_prompts_file(_PROMPTS_FILE.value)
         if not prompts:
             raise ValueError("no prompts: pass them as arguments or with --prompts_file")
         if (_BUDGET.value is None) == (_WTP.value is None):
             raise ValueError("give exactly one of --budget=USD and --wtp=LAMBDA")
-        router = routing_service.load_router(
+        router = serving.load_router(
             _WORKDIR.value, router=_ROUTER.value, seed_index=_SEED_INDEX.value
         )
         for line in router.route(prompts, budget=_BUDGET.value, wtp=_WTP.value):
