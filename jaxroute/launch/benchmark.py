@@ -49,7 +49,13 @@ def _benchmarks(quick: bool):
 
         return bench_encoder(n_prompts=32) if quick else bench_encoder()
 
+    def serve():  # not in the default --only: it trains a tiny workdir and starts servers
+        from jaxroute.serving.bench import bench_serve
+
+        return bench_serve(quick=quick)
+
     return {
+        "serve": serve,
         "sweep": sweep,
         "train_vmap": train_vmap,
         "train_vmap_small": train_vmap_small,

@@ -1,5 +1,33 @@
-"""Serving trained routers: restore a workdir's router once and route new prompts."""
+"""Serving trained routers: restore a workdir's router once, calibrate it, route, serve."""
 
-from jaxroute.serving.router import TrainedRouter, load_router, read_prompts_file
+from jaxroute.serving.calibration import (
+    CALIBRATION_FILE,
+    calibrate_workdir,
+    calibration_scores,
+    read_calibration,
+    resolve_target,
+)
+from jaxroute.serving.router import (
+    POLICY_FIELDS,
+    Policy,
+    TrainedRouter,
+    check_prompts,
+    load_router,
+    policy_fields,
+    read_prompts_file,
+)
 
-__all__ = ["TrainedRouter", "load_router", "read_prompts_file"]
+__all__ = [
+    "CALIBRATION_FILE",
+    "POLICY_FIELDS",
+    "Policy",
+    "TrainedRouter",
+    "calibrate_workdir",
+    "calibration_scores",
+    "check_prompts",
+    "load_router",
+    "policy_fields",
+    "read_calibration",
+    "read_prompts_file",
+    "resolve_target",
+]

@@ -1,15 +1,28 @@
-"""Routes new prompts with the routers of a trained workdir (the ``route`` app's library)."""
+"""Routes new prompts with a trained workdir's router (the ``route`` and ``serve`` library).
+
+A :class:`TrainedRouter` holds one router and the cost model of one seed, compiled once;
+:meth:`TrainedRouter.embed` runs the sentence encoder, :meth:`TrainedRouter.scores_and_costs`
+the two networks (rows padded to a power of two, so a handful of shapes compile), and
+:meth:`TrainedRouter.decide` applies a :class:`Policy`: a budget, a willingness to pay,
+or a calibrated target (``target_cost`` / ``target_share`` / ``target_quality``, resolved
+from the workdir's calibration curve, see :mod:`jaxroute.serving.calibration`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
 
-from jaxroute.train import experiment as E
+from jaxroute.serving import calibration as scal
+
+POLICY_FIELDS = ("budget", "wtp", "target_cost", "target_share", "target_quality")
 
 
 def read_prompts_file(path) -> list[str]:
@@ -31,8 +44,76 @@ def read_prompts_file(path) -> list[str]:
             obj = obj["prompt"]
         if not isinstance(obj, str):
             raise ValueError(f"{p}: line {i}: prompt is {type(obj).__name__}, not a string")
+        if not obj.strip():
+            raise ValueError(f"{p}: line {i}: the prompt is empty or whitespace only")
         prompts.append(obj)
     return prompts
+
+
+def check_prompts(prompts: Any, *, max_chars: int | None = None) -> list[str]:
+    """A non-empty list of non-blank strings (one line naming the bad prompt)."""
+    if isinstance(prompts, str) or not isinstance(prompts, list | tuple):
+        raise ValueError(f"prompts must be a list of strings, got {type(prompts).__name__}")
+    if not prompts:
+        raise ValueError("no prompts: give at least one")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise ValueError(f"prompt {i} is {type(p).__name__}, not a string")
+        if not p.strip():
+            raise ValueError(f"prompt {i} is empty or whitespace only")
+        if max_chars is not None and len(p) > max_chars:
+            raise ValueError(f"prompt {i} has {len(p)} characters, more than {max_chars}")
+    return list(prompts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """How to pick a model from scores and predicted costs.
+
+    Attributes:
+      rule: ``"budget"`` (parameter = USD per prompt) or ``"lambda"`` (parameter = λ).
+      parameter: the rule's parameter.
+      target: ``{"kind", "value", "model", "calibration_value"}`` for a calibrated
+        target, else None.
+    """
+
+    rule: str
+    parameter: float
+    target: dict | None = None
+
+    def describe(self) -> dict:
+        out = {"rule": self.rule, "parameter": self.parameter}
+        if self.target is not None:
+            out["target"] = self.target
+        return out
+
+
+def policy_fields(spec: dict) -> dict:
+    """The policy fields of a request or of flags, checked (one line naming the field)."""
+    given = {k: spec[k] for k in POLICY_FIELDS if spec.get(k) is not None}
+    if len(given) != 1:
+        raise ValueError(
+            f"give exactly one of {', '.join(POLICY_FIELDS)}; got {sorted(given) or 'none'}"
+        )
+    ((field, value),) = given.items()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{field} must be a finite number, got {value!r}")
+    if field == "budget" and value <= 0:
+        raise ValueError(f"budget must be > 0 USD per prompt, got {value!r}")
+    if field == "wtp" and value < 0:
+        raise ValueError(f"wtp (λ) must be >= 0, got {value!r}")
+    if field.startswith("target_"):
+        scal.check_target(field.removeprefix("target_"), value)
+    rule, model = spec.get("rule"), spec.get("model")
+    if rule is not None and not field.startswith("target_"):
+        raise ValueError(f"rule only applies to a target, not to {field}")
+    if rule is not None and rule not in ("budget", "lambda"):
+        raise ValueError(f"rule must be 'budget' or 'lambda', got {rule!r}")
+    if model is not None and field != "target_share":
+        raise ValueError(f"model only applies to target_share, not to {field}")
+    if model is not None and not isinstance(model, str):
+        raise ValueError(f"model must be a model name, got {model!r}")
+    return {"field": field, "value": float(value), "rule": rule or "budget", "model": model}
 
 
 @dataclasses.dataclass
@@ -41,47 +122,133 @@ class TrainedRouter:
 
     name: str
     models: list[str]
-    score_fn: object
-    cost_fn: object
+    score_fn: Any
+    cost_fn: Any
     encoder_dir: str | None
     prompt_view: str = "full"
+    seed: int = 0
+    workdir: str = ""
+    calibration: dict = dataclasses.field(default_factory=dict)
+    feature_dim: int = 0
+    _encoder: Any = None
 
-    def scores_and_costs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = np.asarray(features, np.float32)
-        return np.asarray(self.score_fn(x)), np.asarray(self.cost_fn(x))
+    # ------------------------------------------------------------------ pieces
+    @property
+    def encoder(self):
+        """The sentence encoder (loaded on first use, then kept)."""
+        if self._encoder is None:
+            from jaxroute import encoders
 
-    def route(self, prompts, *, budget=None, wtp=None) -> list[dict]:
+            self._encoder = encoders.cached_encoder(self.encoder_dir)
+        return self._encoder
+
+    def embed(self, prompts: Sequence[str], *, batch_size: int = 32):
+        """``([N, D] features, [N] truncated)``: the encoder's vectors of the prompts."""
         from jaxroute import encoders
+
+        viewed = encoders.apply_view(list(prompts), self.prompt_view)
+        enc = self.encoder
+        x = enc(viewed, batch_size=batch_size, progress=False)
+        truncated = np.array(
+            [bool(e.overflowing) for e in enc.tokenizer.encode_batch(viewed)], bool
+        )
+        return x, truncated
+
+    def scores_and_costs(self, features) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and predicted costs ``[N, M]``; rows padded to a power of two inside."""
+        x = np.asarray(features, np.float32)
+        n = x.shape[0]
+        size = 1 << max(0, (n - 1).bit_length())
+        if size != n:
+            x = np.concatenate([x, np.zeros((size - n, x.shape[1]), np.float32)])
+        return np.asarray(self.score_fn(x))[:n], np.asarray(self.cost_fn(x))[:n]
+
+    def warmup(self, batch_sizes: Sequence[int] = (1, 8, 32), lengths=None) -> None:
+        """Compiles the encoder (each batch size x bucket) and the two networks."""
+        enc = self.encoder
+        for b in batch_sizes:
+            enc.warmup(b, lengths)
+            self.scores_and_costs(np.zeros((b, enc.dim), np.float32))
+
+    # ------------------------------------------------------------------ policy
+    def policy(self, spec: dict) -> Policy:
+        """A :class:`Policy` from ``budget`` / ``wtp`` / ``target_*`` (+ ``rule``, ``model``)."""
+        f = policy_fields(spec)
+        if f["field"] == "budget":
+            return Policy("budget", f["value"])
+        if f["field"] == "wtp":
+            return Policy("lambda", f["value"])
+        kind = f["field"].removeprefix("target_")
+        cal = scal.resolve_target(
+            self.calibration,
+            workdir=self.workdir,
+            router=self.name,
+            seed=self.seed,
+            kind=kind,
+            target=f["value"],
+            rule=f["rule"],
+            model=f["model"],
+        )
+        target = {
+            "kind": kind,
+            "value": f["value"],
+            "calibration_value": cal.calibration_value,
+        }
+        if kind == "share":
+            target["model"] = self.models[cal.model]
+        return Policy(cal.rule, cal.parameter, target)
+
+    def decide(self, prompts, scores, costs, policy: Policy, truncated=None) -> list[dict]:
+        """One output object per prompt (what ``route`` prints and ``/route`` returns)."""
         from jaxroute import routing as jrouting
 
-        x = encoders.encode(
-            encoders.apply_view(list(prompts), self.prompt_view), self.encoder_dir, progress=False
-        )
-        scores, costs = self.scores_and_costs(x)
-        if budget is not None:
-            choice = np.asarray(jrouting.budget_choice(scores, costs, budget))
+        scores = np.asarray(scores, np.float32)
+        costs = np.asarray(costs, np.float32)
+        p = np.float32(policy.parameter)
+        if policy.rule == "budget":
+            choice = np.asarray(jrouting.budget_choice(scores, costs, p))
+            over = ~(costs <= p).any(axis=1)
         else:
-            choice = np.asarray(jrouting.lambda_choice(scores, costs, wtp))
+            choice = np.asarray(jrouting.lambda_choice(scores, costs, p))
+            over = np.zeros(len(choice), bool)
+        if truncated is None:
+            truncated = np.zeros(len(choice), bool)
         out = []
-        for i, p in enumerate(prompts):
+        for i, prompt in enumerate(prompts):
             j = int(choice[i])
-            out.append(
-                {
-                    "prompt": p,
-                    "router": self.name,
-                    "model": self.models[j],
-                    "predicted_cost": float(costs[i, j]),
-                    "scores": {m: float(s) for m, s in zip(self.models, scores[i], strict=True)},
-                    "predicted_costs": {
-                        m: float(c) for m, c in zip(self.models, costs[i], strict=True)
-                    },
-                }
-            )
+            row = {
+                "prompt": prompt,
+                "router": self.name,
+                "model": self.models[j],
+                "predicted_cost": float(costs[i, j]),
+                **policy.describe(),
+                "over_budget": bool(over[i]),
+                "truncated": bool(truncated[i]),
+                "scores": {m: float(s) for m, s in zip(self.models, scores[i], strict=True)},
+                "predicted_costs": {
+                    m: float(c) for m, c in zip(self.models, costs[i], strict=True)
+                },
+            }
+            out.append(row)
         return out
+
+    def route(self, prompts, *, budget=None, wtp=None, **targets) -> list[dict]:
+        """Embeds and routes ``prompts``: ``budget=``, ``wtp=`` or a ``target_*=`` value.
+
+        ``targets`` may hold ``target_cost``, ``target_share``, ``target_quality``, and
+        ``rule`` / ``model`` for them (a calibrated workdir, see ``calibrate``).
+        """
+        prompts = check_prompts(list(prompts))
+        policy = self.policy({"budget": budget, "wtp": wtp, **targets})
+        x, truncated = self.embed(prompts)
+        scores, costs = self.scores_and_costs(x)
+        return self.decide(prompts, scores, costs, policy, truncated)
 
 
 def load_router(workdir, *, router: str | None = None, seed_index: int = 0) -> TrainedRouter:
     """Restores router ``router`` (default: the first trained one) of seed ``seed_index``."""
+    from jaxroute.train import experiment as E
+
     workdir = pathlib.Path(workdir)
     config = E.read_config(workdir)
     info_path = workdir / "run_info.json"
@@ -94,15 +261,18 @@ def load_router(workdir, *, router: str | None = None, seed_index: int = 0) -> T
             f"({info['feature_dim']}-d), not on the sentence encoder's, so new prompts "
             "cannot be routed with them; train with --config.features.source=encoder"
         )
-    trained = [n for n in E.router_names(config) if config.routers[n].model != "knn"]
+    names = E.router_names(config)
+    trained = [n for n in names if config.routers[n].model != "knn"]
     name = router or (trained[0] if trained else None)
     if name not in trained:
-        raise ValueError(f"router '{router}' is not a trained router of {workdir}: {trained}")
+        why = " (kNN needs the training data at routing time)" if name in names else ""
+        raise ValueError(f"router '{name}' is not a trained router of {workdir}: {trained}{why}")
     seeds = info["seeds"]
     if not 0 <= seed_index < len(seeds):
         raise ValueError(f"--seed_index={seed_index} out of range for seeds {seeds}")
     if not config.cost_model.enabled:
         raise ValueError(f"{workdir}: trained without a cost model; cannot price new prompts")
+    calibration = scal.read_calibration(workdir)
     shape = (seeds, info["feature_dim"], len(info["models"]), info["n_train"], workdir)
     task, params = E.trained_group(name, config.routers[name], config, *shape)
     ctask, cparams = E.trained_group(
@@ -110,16 +280,27 @@ def load_router(workdir, *, router: str | None = None, seed_index: int = 0) -> T
     )
     params, cparams = jax.tree.map(lambda a: a[seed_index], (params, cparams))
     score_fn = jax.jit(task.module.apply)
-    capply = jax.jit(ctask.module.apply)
-    cost_fn = lambda x: ctask.module.target_to_cost(capply(cparams, x))  # noqa: E731
+    capply = jax.jit(lambda p, x: ctask.module.target_to_cost(ctask.module.apply(p, x)))
     return TrainedRouter(
         name=name,
         models=list(info["models"]),
         score_fn=lambda x: score_fn(params, x),
-        cost_fn=cost_fn,
+        cost_fn=lambda x: capply(cparams, x),
         encoder_dir=config.features.encoder_dir or None,
         prompt_view=config.features.get("prompt_view", "full"),
+        seed=int(seeds[seed_index]),
+        workdir=str(workdir),
+        calibration=calibration,
+        feature_dim=int(info["feature_dim"]),
     )
 
 
-__all__ = ["TrainedRouter", "load_router", "read_prompts_file"]
+__all__ = [
+    "POLICY_FIELDS",
+    "Policy",
+    "TrainedRouter",
+    "check_prompts",
+    "load_router",
+    "policy_fields",
+    "read_prompts_file",
+]

@@ -1,0 +1,363 @@
+"""Calibrating a decision rule to a target: mean cost, share of one model, or quality.
+
+Users ask for "at most 0.5 cents per prompt on average", "at most 20% of prompts to the
+strong model" or "this quality at the lowest cost", not for a budget ``B`` or a λ. On a
+calibration split (a held-back part of the training split, never the test split) the
+realised mean cost, share and quality of either rule are piecewise constant in its
+parameter:
+
+- budget rule ``argmax_{m: ĉ ≤ B} s``: the choice of prompt ``i`` can only change where
+  ``B`` reaches one of its predicted costs ``ĉ[i, m]``; the pieces are
+  ``[u_k, u_{k+1})`` over the sorted distinct predicted costs ``u`` (plus ``B < u_0``).
+- λ rule ``argmax_m s − λ·ĉ``: the choice of prompt ``i`` follows the upper envelope of
+  its ``M`` lines in λ and changes at most ``M − 1`` times, at the envelope's
+  breakpoints (λ ≥ 0).
+
+:func:`rule_pieces` returns one parameter inside every piece (the midpoint, geometric
+for budgets), :func:`calibration_curve` evaluates the rule exactly at all of them with
+the exact sweeps (:func:`~jaxroute.routing.budget_sweep` /
+:func:`~jaxroute.routing.lambda_sweep`, exact integer sums), and :func:`select` picks
+the piece that meets the target:
+
+- ``cost``: the largest calibration mean cost ``≤`` target (ties: higher quality);
+- ``share``: the largest share of the named model ``≤`` target (ties: higher quality,
+  then lower cost);
+- ``quality``: the lowest calibration mean cost whose quality ``≥`` target (ties: higher
+  quality).
+
+Every value the function takes on the calibration split is one of the curve's points,
+so the choice is the exact optimum over all parameters, not a grid's approximation.
+:func:`realised` then applies the chosen parameter to another split (the test split)
+and gives the mean with a seeded, vectorised bootstrap 95% interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+from jax.typing import ArrayLike
+
+from jaxroute.routing.rules import budget_choice, lambda_choice
+from jaxroute.routing.sweep import SweepResult, budget_sweep, lambda_sweep
+
+RULES = ("budget", "lambda")
+MERGE_RTOL = 1e-6  # λ breakpoints closer than this (relative) are one breakpoint
+
+
+class CalibrationError(ValueError):
+    """A target no parameter of the rule reaches on the calibration split."""
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _midpoints(lo: np.ndarray, hi: np.ndarray, geometric: bool) -> np.ndarray:
+    """float32 points in ``[lo, hi)`` (the midpoint, or ``lo`` when none fits)."""
+    lo64, hi64 = lo.astype(np.float64), hi.astype(np.float64)
+    if geometric:
+        pos = (lo64 > 0) & (hi64 > 0)
+        mid = np.where(pos, np.sqrt(np.where(pos, lo64 * hi64, 1.0)), 0.5 * (lo64 + hi64))
+    else:
+        mid = 0.5 * (lo64 + hi64)
+    mid = mid.astype(np.float32)
+    ok = (mid >= lo) & (mid < hi)
+    return np.where(ok, mid, lo)
+
+
+def lambda_breakpoints(scores: ArrayLike, pred_costs: ArrayLike) -> np.ndarray:
+    """Sorted distinct λ > 0 where some prompt's λ-rule choice changes (float64).
+
+    For each prompt the choice for λ ≥ 0 walks the upper envelope of the lines
+    ``s_m − λ·ĉ_m``: from the best-scored model (cheapest among equal scores) to ever
+    cheaper models, at most ``M − 1`` steps, vectorised over prompts.
+
+    >>> lambda_breakpoints([[1.0, 0.5, 0.0]], [[3.0, 2.0, 1.0]]).tolist()
+    [0.5]
+    """
+    s = np.asarray(scores, np.float32).astype(np.float64)
+    c = np.asarray(pred_costs, np.float32).astype(np.float64)
+    n, m = s.shape
+    rows = np.arange(n)
+    # Start at λ = 0+: the highest score, the lowest cost among equal scores.
+    key = np.where(s == s.max(axis=1, keepdims=True), c, np.inf)
+    cur = np.argmin(key, axis=1)
+    lam = np.zeros(n)
+    active = np.ones(n, bool)
+    out = []
+    for _ in range(m - 1):
+        sc, cc = s[rows, cur][:, None], c[rows, cur][:, None]
+        cheaper = c < cc
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cross = np.where(cheaper, (sc - s) / (cc - c), np.inf)
+        cross = np.maximum(cross, lam[:, None])  # a line already above (ties) crosses now
+        nxt_lam = cross.min(axis=1)
+        active &= np.isfinite(nxt_lam)
+        if not active.any():
+            break
+        # Among the lines crossing first, the cheapest dominates after the crossing.
+        tie = np.where(cross == nxt_lam[:, None], c, np.inf)
+        nxt = np.argmin(tie, axis=1)
+        out.append(nxt_lam[active])
+        lam = np.where(active, nxt_lam, lam)
+        cur = np.where(active, nxt, cur)
+    if not out:
+        return np.zeros(0)
+    b = np.unique(np.concatenate(out))
+    b = b[b > 0]
+    # One breakpoint computed through different pairs differs by float rounding; a
+    # "piece" between such twins has no parameter the float32 rule resolves reliably.
+    keep = np.ones(b.shape, bool)
+    keep[1:] = b[1:] > b[:-1] * (1 + MERGE_RTOL)
+    return b[keep]
+
+
+def rule_pieces(scores: ArrayLike, pred_costs: ArrayLike, rule: str) -> np.ndarray:
+    """One float32 parameter inside each piece where the rule's choices are constant.
+
+    Args:
+      scores: ``[N, M]`` router scores.
+      pred_costs: ``[N, M]`` predicted costs.
+      rule: ``"budget"`` or ``"lambda"``.
+
+    Returns:
+      ``[P]`` ascending float32 parameters; every choice vector the rule can produce on
+      these prompts (for any parameter ≥ 0 for λ, any real budget) is produced by one
+      of them, up to float32 ties at a breakpoint itself.
+    """
+    if rule == "budget":
+        u = np.unique(np.asarray(pred_costs, np.float32).ravel())
+        u = u[np.isfinite(u)]
+        below = np.nextafter(u[0], np.float32(-np.inf)) if u[0] <= 0 else u[0] / np.float32(2)
+        inner = _midpoints(u[:-1], u[1:], geometric=True)
+        return np.unique(np.concatenate([[below], inner, u[-1:]]).astype(np.float32))
+    if rule == "lambda":
+        b = lambda_breakpoints(scores, pred_costs).astype(np.float32)
+        b = np.unique(b[b > 0])
+        if b.size == 0:
+            return np.zeros(1, np.float32)
+        lo = np.concatenate([[np.float32(0)], b[:-1]])
+        inner = _midpoints(lo, b, geometric=False)
+        top = b[-1:] * np.float32(2)
+        return np.unique(np.concatenate([[np.float32(0)], inner, top]).astype(np.float32))
+    raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+
+
+def calibration_curve(
+    scores: ArrayLike, pred_costs: ArrayLike, quality: ArrayLike, cost: ArrayLike, rule: str
+) -> SweepResult:
+    """The rule's exact operating points at every piece of :func:`rule_pieces`."""
+    params = rule_pieces(scores, pred_costs, rule)
+    sweep = budget_sweep if rule == "budget" else lambda_sweep
+    return sweep(scores, pred_costs, quality, cost, params)
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetSpec:
+    """One kind of target: its curve value, its per-prompt value and its selection.
+
+    Attributes:
+      curve: ``(curve, model) -> [P]`` the calibration value at each piece.
+      per_prompt: ``(choice [N], quality, cost, model) -> [N]`` values whose mean is it.
+      at_most: the target is an upper bound (cost, share) rather than a lower one.
+      unit: for messages.
+    """
+
+    curve: Callable[[SweepResult, int], np.ndarray]
+    per_prompt: Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
+    at_most: bool
+    unit: str
+
+
+def _picked(values, choice):
+    return np.take_along_axis(np.asarray(values, np.float64), choice[:, None], 1)[:, 0]
+
+
+TARGETS: dict[str, TargetSpec] = {
+    "cost": TargetSpec(
+        curve=lambda r, m: r.cost,
+        per_prompt=lambda ch, q, c, m: _picked(c, ch),
+        at_most=True,
+        unit="USD mean cost per prompt",
+    ),
+    "share": TargetSpec(
+        curve=lambda r, m: r.shares[:, m],
+        per_prompt=lambda ch, q, c, m: (ch == m).astype(np.float64),
+        at_most=True,
+        unit="share of prompts",
+    ),
+    "quality": TargetSpec(
+        curve=lambda r, m: r.quality,
+        per_prompt=lambda ch, q, c, m: _picked(q, ch),
+        at_most=False,
+        unit="mean quality",
+    ),
+}
+
+
+def select(curve: SweepResult, kind: str, target: float, model: int = 0) -> int:
+    """Index of the curve point that meets ``target`` (rules in the module docstring).
+
+    Raises:
+      CalibrationError: no point meets the target (names the reachable range).
+    """
+    if kind not in TARGETS:
+        raise ValueError(f"target kind must be one of {sorted(TARGETS)}, got {kind!r}")
+    spec = TARGETS[kind]
+    value = np.asarray(spec.curve(curve, model), np.float64)
+    target = float(target)
+    if not np.isfinite(target):
+        raise ValueError(f"target_{kind} must be finite, got {target}")
+    eps = 1e-12 * max(1.0, abs(target))  # float64 means of exact sums; 0.2 == 16/80
+    ok = value <= target + eps if spec.at_most else value >= target - eps
+    if not ok.any():
+        bound = "lowest" if spec.at_most else "highest"
+        reach = value.min() if spec.at_most else value.max()
+        raise CalibrationError(
+            f"target_{kind}={target:g} cannot be met on the calibration split: the "
+            f"{bound} {spec.unit} any parameter reaches is {reach:.6g}"
+        )
+    idx = np.flatnonzero(ok)
+    q, c = curve.quality[idx], curve.cost[idx]
+    if kind == "quality":  # cheapest, then higher quality, then lowest parameter
+        order = np.lexsort((-q, c))
+    else:  # closest below the target, then higher quality, then lower cost
+        order = np.lexsort((c, -q, -value[idx]))
+    return int(idx[order[0]])
+
+
+def choose(scores: ArrayLike, pred_costs: ArrayLike, rule: str, parameter: float) -> np.ndarray:
+    """``[N]`` choices of ``rule`` at ``parameter`` (the same float32 rule as the sweeps)."""
+    fn = budget_choice if rule == "budget" else lambda_choice
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    return np.asarray(fn(scores, pred_costs, np.float32(parameter)))
+
+
+def bootstrap_mean_ci(
+    values: ArrayLike,
+    *,
+    n_resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+    chunk_elems: int = 1 << 22,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values``, resamples vectorised.
+
+    Resamples are drawn ``[chunk, N]`` at a time (``chunk·N ≤ chunk_elems``) from one
+    seeded generator, so the interval is reproducible and memory stays bounded.
+
+    >>> lo, hi = bootstrap_mean_ci(np.r_[np.zeros(50), np.ones(50)], seed=0)
+    >>> 0.38 < lo < 0.5 < hi < 0.62
+    True
+    """
+    v = np.asarray(values, np.float64).ravel()
+    n = v.size
+    if n == 0:
+        raise ValueError("bootstrap of an empty sample")
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_resamples, chunk_elems // n))
+    means = []
+    for start in range(0, n_resamples, chunk):
+        k = min(chunk, n_resamples - start)
+        idx = rng.integers(0, n, size=(k, n), dtype=np.int64)
+        means.append(v[idx].mean(axis=1))
+    means = np.concatenate(means)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+@dataclasses.dataclass
+class Calibration:
+    """A chosen parameter and what it gives on the calibration split."""
+
+    rule: str
+    kind: str
+    target: float
+    model: int
+    parameter: float
+    calibration_value: float
+    calibration_quality: float
+    calibration_cost: float
+    n_pieces: int
+
+
+def calibrate(
+    scores: ArrayLike,
+    pred_costs: ArrayLike,
+    quality: ArrayLike,
+    cost: ArrayLike,
+    *,
+    rule: str,
+    kind: str,
+    target: float,
+    model: int = 0,
+) -> tuple[Calibration, SweepResult]:
+    """Chooses ``rule``'s parameter on a calibration split; returns it and the curve."""
+    curve = calibration_curve(scores, pred_costs, quality, cost, rule)
+    return from_curve(curve, rule=rule, kind=kind, target=target, model=model), curve
+
+
+def from_curve(curve: SweepResult, *, rule: str, kind: str, target: float, model: int = 0):
+    """:class:`Calibration` for ``target`` from a stored calibration curve."""
+    i = select(curve, kind, target, model)
+    return Calibration(
+        rule=rule,
+        kind=kind,
+        target=float(target),
+        model=int(model),
+        parameter=float(curve.budget[i]),
+        calibration_value=float(TARGETS[kind].curve(curve, model)[i]),
+        calibration_quality=float(curve.quality[i]),
+        calibration_cost=float(curve.cost[i]),
+        n_pieces=int(curve.budget.shape[0]),
+    )
+
+
+def realised(
+    scores: ArrayLike,
+    pred_costs: ArrayLike,
+    quality: ArrayLike,
+    cost: ArrayLike,
+    cal: Calibration,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """The target's realised value on another split, with a bootstrap 95% interval."""
+    choice = choose(scores, pred_costs, cal.rule, cal.parameter)
+    v = TARGETS[cal.kind].per_prompt(choice, quality, cost, cal.model)
+    lo, hi = bootstrap_mean_ci(v, n_resamples=n_resamples, seed=seed)
+    value = float(v.mean())
+    return {
+        "realised": value,
+        "ci_low": lo,
+        "ci_high": hi,
+        "drift": value - cal.target,
+        "n": int(v.size),
+        "quality": float(_picked(quality, choice).mean()),
+        "cost": float(_picked(cost, choice).mean()),
+    }
+
+
+__all__ = [
+    "RULES",
+    "TARGETS",
+    "Calibration",
+    "CalibrationError",
+    "TargetSpec",
+    "bootstrap_mean_ci",
+    "calibrate",
+    "calibration_curve",
+    "choose",
+    "from_curve",
+    "lambda_breakpoints",
+    "realised",
+    "rule_pieces",
+    "select",
+]

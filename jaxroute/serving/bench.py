@@ -1,0 +1,184 @@
+"""Benchmark: ``serve`` latency and throughput under concurrent clients vs ``route`` per call.
+
+``bench_serve`` starts the real ``serve`` app on 127.0.0.1 (a free port), runs bounded
+request loops on loopback with 1, 8 and 32 concurrent clients (each request one prompt,
+``POST /route``), and times the baseline a user has without it: one ``python -m
+jaxroute.launch.route`` process per request (load, compile, embed, route).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def tiny_workdir(path) -> pathlib.Path:
+    """Trains the tiny MLP router on synthetic prompts (MiniLM features) into ``path``."""
+    from jaxroute import train
+    from jaxroute.configs import base
+
+    c = base.get_config("tiny")
+    c.data.path = "synthetic:n_prompts=300,feature_dim=8"
+    c.features.source = "encoder"
+    c.seeds = (0,)
+    c.run_routers = "mlp"
+    c.train.epochs = 2
+    path = pathlib.Path(path)
+    if not (path / "run_info.json").exists():
+        train.fit(c, path)
+    return path
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def _start_server(workdir, extra=(), timeout=600):
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxroute.launch.serve", f"--workdir={workdir}", "--port=0",
+         "--budget=0.003", *extra],
+        cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"serve exited with {proc.returncode}")
+        log.seek(0)
+        for line in log.read().splitlines():
+            if line.startswith("serving on "):
+                return proc, line.split()[2]
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"serve did not start within {timeout} s")
+
+
+def _stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _peak_rss_mb(pid) -> float | None:
+    try:
+        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+async def _load(url, clients: int, per_client: int):
+    import aiohttp
+
+    lat = []
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(timeout=timeout) as s:
+
+        async def client(c):
+            for i in range(per_client):
+                body = {"prompts": [f"client {c} question {i}: what is {i} plus {c}?"]}
+                t0 = time.perf_counter()
+                async with s.post(f"{url}/route", json=body) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"/route answered {r.status}")
+                lat.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(c) for c in range(clients)))
+        wall = time.perf_counter() - t0
+    return np.asarray(lat), wall
+
+
+def bench_serve(
+    workdir=None,
+    *,
+    concurrency=(1, 8, 32),
+    requests=64,
+    route_calls: int = 2,
+    quick: bool = False,
+) -> dict:
+    """p50 / p99 latency and throughput of ``serve`` at each concurrency, and the baseline.
+
+    Args:
+      workdir: a trained workdir with encoder features (default: a tiny one, trained in
+        a temporary folder).
+      concurrency: numbers of concurrent clients.
+      requests: requests per concurrency level (split evenly over the clients).
+      route_calls: ``route`` processes timed for the baseline.
+      quick: fewer requests and one ``route`` call (a smoke run).
+
+    Returns:
+      dict with ``ratio`` (route-per-request seconds / serve p50 at one client),
+      ``baseline_s`` (one ``route`` call), ``jaxroute_s`` (serve p50, one client),
+      ``startup_s``, ``levels`` (per concurrency: ``p50_ms``, ``p99_ms``, ``req_per_s``),
+      ``peak_mem_mb`` (the server's peak RSS).
+    """
+    if quick:
+        requests, route_calls = 16, 1
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="jaxroute_bench_serve_")
+        workdir = tiny_workdir(pathlib.Path(tmp.name) / "w")
+    try:
+        t0 = time.perf_counter()
+        proc, url = _start_server(workdir)
+        startup = time.perf_counter() - t0
+        levels = {}
+        try:
+            asyncio.run(_load(url, 1, 4))  # first requests after start
+            for c in concurrency:
+                per = max(1, requests // c)
+                lat, wall = asyncio.run(_load(url, c, per))
+                levels[str(c)] = {
+                    "clients": c,
+                    "requests": int(lat.size),
+                    "p50_ms": float(np.percentile(lat, 50) * 1e3),
+                    "p99_ms": float(np.percentile(lat, 99) * 1e3),
+                    "req_per_s": float(lat.size / wall),
+                }
+            peak = _peak_rss_mb(proc.pid)
+        finally:
+            _stop(proc)
+        route_s = []
+        for i in range(route_calls):
+            t0 = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "jaxroute.launch.route", f"--workdir={workdir}",
+                 "--budget=0.003", f"question {i}: what is 2 plus 2?"],
+                cwd=ROOT, env=_env(), check=True, capture_output=True, timeout=600,
+            )  # fmt: skip
+            route_s.append(time.perf_counter() - t0)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    one = levels[str(concurrency[0])]["p50_ms"] / 1e3
+    baseline = float(np.median(route_s))
+    return {
+        "what": "route per request (a process) / serve p50 at one client, POST /route",
+        "ratio": baseline / one,
+        "baseline_s": baseline,
+        "jaxroute_s": one,
+        "startup_s": startup,
+        "levels": levels,
+        "peak_mem_mb": peak,
+    }
+
+
+__all__ = ["bench_serve", "tiny_workdir"]
