@@ -492,7 +492,9 @@ async def serve_forever(service: RouterService, host: str, port: int, ready=None
     """Listens until SIGINT / SIGTERM; ``ready(url)`` is called once listening."""
     import signal
 
-    runner = web.AppRunner(make_app(service), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        make_app(service), access_log=None, handle_signals=False, shutdown_timeout=5.0
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -96,7 +96,7 @@ class StubBackend:
             if "FAIL500" in text:
                 return web.Response(status=500, text="Internal Server Error\nboom")
             if "SLOW" in text:
-                await asyncio.sleep(30)
+                await asyncio.sleep(5)
             if "HANGUP" in text:
                 request.transport.close()
                 await asyncio.sleep(1)
@@ -130,7 +130,7 @@ class StubBackend:
         async def start():
             app = web.Application()
             app.router.add_post("/v1/chat/completions", chat)
-            self._runner = web.AppRunner(app, access_log=None)
+            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
             await self._runner.setup()
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
             await site.start()
