@@ -24,7 +24,8 @@ lint: install
 	$(VENV)/bin/ruff check jaxroute tests notebooks
 	$(VENV)/bin/ruff format --check jaxroute tests notebooks
 
+# pytest-xdist: one worker per core (tests use their own tmp dirs and bind no fixed port).
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 .PHONY: install run lint test

@@ -54,7 +54,7 @@ def _seed_entry(res: Mapping[str, Any], keep_shares: bool) -> dict[str, Any]:
     for k in ("apgr", "cpt50", "quality_at_max_budget", "cost_at_max_budget"):
         if res.get(k) is not None:
             entry[k] = res[k]
-    curve = {k: list(res["curve"][k]) for k in CURVE_KEYS}
+    curve = {k: list(v) for k, v in res["curve"].items() if k != "shares"}
     if keep_shares and "shares" in res["curve"]:
         curve["shares"] = res["curve"]["shares"]
     entry["curve"] = curve
@@ -68,7 +68,9 @@ def aggregate_seeds(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     there are several); ``cost_at_best_single`` / ``cost_ratio`` average the seeds that
     reached the best single model and are ``null`` when none did;
     ``reached_best_single`` is ``"k/n"`` and ``best_single_reached`` is ``k == n``.
-    The top-level curve (with model shares) is the first seed's.
+    The top-level curve (with model shares) is the first seed's; every seed's curve is
+    under ``seeds``. When the results carry a ``"lambda"`` entry (the λ rule), the entry
+    gains a ``"lambda"`` object aggregated the same way.
     """
     if not per_seed:
         raise ValueError("no seeds")
@@ -93,6 +95,8 @@ def aggregate_seeds(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["n_seeds"] = n
     out["curve"] = first["curve"]
     out["seeds"] = seeds
+    if all("lambda" in r for r in per_seed):
+        out["lambda"] = aggregate_seeds([r["lambda"] for r in per_seed])
     return out
 
 
@@ -150,42 +154,95 @@ def reference_entries(
         bounds=bounds,
     )
     zr["curve"] = {"cost": hc.tolist(), "quality": hq.tolist()}
+    # Mixing single models needs no per-prompt rule: the same hull under both rules.
+    zr["lambda"] = {k: v for k, v in zr.items()}
     ref["zero_router"] = zr
     return ref
 
 
-def _fmt(v: Any, std: Any = None, digits: int = 4) -> str:
+# Decimals per metric in the markdown tables (the same for every row and for the std).
+_DECIMALS = {
+    "peak": 3,
+    "nauc": 3,
+    "aiq": 3,
+    "cost_ratio": 3,
+    "rci": 3,
+    "strong_call_rate_at_max_budget": 3,
+}
+
+
+def _fmt(v: Any, std: Any = None, digits: int | None = 3, sig: bool = False) -> str:
+    """A table cell: fixed decimals (or 3 significant digits for USD), ``± std``."""
     if v is None:
         return "—"
     if isinstance(v, str):
         return v
-    s = f"{v:.{digits}g}"
+    spec = ".3g" if sig else f".{digits}f"
+    s = f"{v:{spec}}"
     if std is not None:
-        s += f" ± {std:.2g}"
+        s += f" ± {std:{'.2g' if sig else spec}}"
     return s
+
+
+def _cell(entry: Mapping[str, Any] | None, key: str) -> str:
+    if not entry:
+        return "—"
+    v, std = entry.get(key), entry.get(f"{key}_std")
+    if key == "cost_at_best_single":
+        return _fmt(v, std, sig=True)
+    return _fmt(v, std, _DECIMALS.get(key, 3))
 
 
 TABLE_COLUMNS = (
     ("peak", "peak"),
     ("nauc", "nAUC"),
     ("aiq", "AIQ"),
-    ("cost_at_best_single", "C*"),
+    ("cost_at_best_single", "C* (USD)"),
     ("cost_ratio", "CR"),
     ("reached_best_single", "reached"),
     ("rci", "RCI"),
     ("strong_call_rate_at_max_budget", "strong@max"),
 )
+# The side-by-side headline: these metrics under the budget rule, then the λ rule.
+HEADLINE_COLUMNS = (
+    ("cost_ratio", "CR"),
+    ("reached_best_single", "reached"),
+    ("nauc", "nAUC"),
+    ("rci", "RCI"),
+    ("strong_call_rate_at_max_budget", "strong@max"),
+)
+RULES = (("budget", "budget rule"), ("lambda", "λ rule"))
+RULES_KEYS = tuple(r for r, _ in RULES)
+
+
+def _rule_entry(entry: Mapping[str, Any], rule: str) -> Mapping[str, Any] | None:
+    return entry if rule == "budget" else entry.get("lambda")
+
+
+def _rows(report: Mapping[str, Any]):
+    rows = list(report.get("routers", {}).items())
+    return rows + [(f"*{k}*", v) for k, v in report.get("reference", {}).items()]
 
 
 def headline_table(report: Mapping[str, Any]) -> str:
-    """Markdown table, routers × metrics (mean ± std over seeds when several), then the
-    reference rows."""
+    """Markdown table, routers (then the reference rows) × the key metrics under both
+    decision rules side by side (``B:`` budget rule, ``λ:`` λ rule); mean ± std over
+    seeds when several."""
+    head = ["router"] + [f"{t} {r}" for _, t in HEADLINE_COLUMNS for r in ("B", "λ")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, e in _rows(report):
+        cells = [_cell(_rule_entry(e, r), k) for k, _ in HEADLINE_COLUMNS for r in RULES_KEYS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def rule_table(report: Mapping[str, Any], rule: str = "budget") -> str:
+    """Markdown table of every metric under one rule (``"budget"`` or ``"lambda"``)."""
     head = "| router | " + " | ".join(t for _, t in TABLE_COLUMNS) + " |"
     lines = [head, "|" + "---|" * (len(TABLE_COLUMNS) + 1)]
-    rows = list(report.get("routers", {}).items())
-    rows += [(f"*{k}*", v) for k, v in report.get("reference", {}).items()]
-    for name, e in rows:
-        cells = [_fmt(e.get(k), e.get(f"{k}_std")) for k, _ in TABLE_COLUMNS]
+    for name, e in _rows(report):
+        sub = _rule_entry(e, rule)
+        cells = [_cell(sub, k) for k, _ in TABLE_COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -195,73 +252,214 @@ def _subplots(*args, figsize=None, **kwargs):
     process's matplotlib backend, so a notebook keeps its inline plots."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.subplots(*args, **kwargs)
 
 
+# 30 qualitative colours with distinct hues: matplotlib's tab10, then Kelly's colours of
+# maximum contrast (white, black and the near-duplicates of tab10 left out), then a few
+# dark/light variants. Model j always gets colour j.
+MODEL_COLOURS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#f3c300", "#875692", "#a1caf1", "#be0032", "#c2b280",
+    "#008856", "#e68fac", "#0067a5", "#f99379", "#604e97",
+    "#dcd300", "#882d17", "#8db600", "#654522", "#e25822",
+    "#2b3d26", "#00429d", "#93003a", "#4daf4a", "#000000",
+)  # fmt: skip
+ROUTER_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
+
+
+def model_colour(j: int) -> str:
+    """Colour of model ``j`` (distinct for the first 30 models, then cycling)."""
+    return MODEL_COLOURS[j % len(MODEL_COLOURS)]
+
+
+def _router_style(k: int) -> dict[str, Any]:
+    return {
+        "color": MODEL_COLOURS[k % 10] if k < 10 else MODEL_COLOURS[10 + k % 20],
+        "marker": ROUTER_MARKERS[k % len(ROUTER_MARKERS)],
+    }
+
+
+def _seed_label(report: Mapping[str, Any]) -> str:
+    seeds = report.get("dataset", {}).get("seeds") or []
+    n = max([e.get("n_seeds", 1) for e in report.get("routers", {}).values()] or [1])
+    if n > 1:
+        return f"mean of {n} seeds (band: ±1 std)"
+    return f"seed {seeds[0]}" if seeds else "one seed"
+
+
+def _rule_curves(entry: Mapping[str, Any], rule: str, key: str, c_best: float):
+    """Per seed ``(x, y)``: x = mean cost ÷ best single's cost, sorted by x."""
+    sub = _rule_entry(entry, rule)
+    if not sub:
+        return []
+    seeds = sub.get("seeds") or [sub]
+    out = []
+    for s in seeds:
+        curve = s.get("curve", {})
+        if key not in curve or "cost" not in curve:
+            continue
+        x = np.asarray(curve["cost"], np.float64) / c_best
+        y = np.asarray(curve[key], np.float64)
+        order = np.argsort(x, kind="stable")
+        out.append((x[order], y[order]))
+    return out
+
+
+def _draw_mean_band(ax, curves, style, label, n_markers=10, offset=0.0):
+    """One seed: its points; several: the mean over seeds on a shared log-x grid (each
+    seed's points linearly interpolated in log x) with a ±1 std band."""
+    if not curves:
+        return
+    if len(curves) == 1:
+        x, y = curves[0]
+        every = max(1, len(x) // n_markers)
+        start = int(offset * every) % every if every > 1 else 0
+        ax.plot(x, y, "-", lw=1.4, markevery=slice(start, None, every), ms=5, label=label, **style)
+        return
+    lo = max(c[0][0] for c in curves)
+    hi = min(c[0][-1] for c in curves)
+    if not (lo > 0 and hi > lo):
+        lo, hi = min(c[0][0] for c in curves), max(c[0][-1] for c in curves)
+    grid = np.geomspace(max(lo, 1e-12), max(hi, lo * (1 + 1e-9), 1e-12), 80)
+    ys = np.stack([np.interp(np.log(grid), np.log(np.maximum(x, 1e-300)), y) for x, y in curves])
+    mean, std = ys.mean(0), ys.std(0)
+    start = int(offset * 8) % 8
+    ax.plot(grid, mean, "-", lw=1.4, markevery=slice(start, None, 8), ms=5, label=label, **style)
+    ax.fill_between(grid, mean - std, mean + std, color=style["color"], alpha=0.18, lw=0)
+
+
+def _figure_paths(workdir: str) -> dict[str, str]:
+    names = ("quality_vs_cost", "strong_call_rate", "model_shares")
+    return {k: os.path.join(workdir, f"{k}.png") for k in names}
+
+
 def _figures(report, workdir, model_names, strong_name) -> dict[str, str]:
-    paths = {}
+    paths = _figure_paths(workdir)
     routers = report["routers"]
     ref = report.get("reference", {})
+    ds = report.get("dataset", {})
+    bs = ds.get("best_single") or {}
+    best_name = bs.get("model", "best single")
+    c_best = float(bs.get("cost") or ref.get("best_single", {}).get("cost") or 1.0)
+    q_best = bs.get("quality", ref.get("best_single", {}).get("quality"))
+    seed_label = _seed_label(report)
+    rules = [r for r in RULES if any(_rule_entry(e, r[0]) for e in routers.values())]
+    styles = {name: _router_style(k) for k, name in enumerate(routers)}
+    xlabel = f"mean cost per prompt ÷ {best_name}'s ({c_best:.3g} USD)"
 
-    fig, ax = _subplots(figsize=(7, 5))
-    for name, e in routers.items():
-        ax.plot(e["curve"]["cost"], e["curve"]["quality"], ".-", ms=3, label=name)
-    if "oracle" in ref:
-        ax.plot(
-            ref["oracle"]["curve"]["cost"], ref["oracle"]["curve"]["quality"], "k--", label="oracle"
-        )
-    if "zero_router" in ref:
-        z = ref["zero_router"]["curve"]
-        ax.plot(z["cost"], z["quality"], ":", color="gray", label="zero router")
-    if "best_single" in ref:
-        b = ref["best_single"]
-        ax.plot([b["cost"]], [b["quality"]], "r*", ms=12, label="best single")
-        ax.axhline(b["quality"], color="r", lw=0.5)
-    ax.set_xscale("log")
-    ax.set_xlabel("mean cost per prompt (USD)")
-    ax.set_ylabel("mean quality")
-    ax.legend(fontsize=7)
-    ax.set_title("quality vs cost")
-    paths["quality_vs_cost"] = os.path.join(workdir, "quality_vs_cost.png")
-    fig.savefig(paths["quality_vs_cost"], dpi=100, bbox_inches="tight")
+    # 1. Quality against cost, one panel per rule.
+    fig, axes = _subplots(1, len(rules), figsize=(6 * len(rules), 4.6), squeeze=False)
+    for ax, (rule, rule_title) in zip(axes[0], rules, strict=True):
+        for k, (name, e) in enumerate(routers.items()):
+            curves = _rule_curves(e, rule, "quality", c_best)
+            _draw_mean_band(ax, curves, styles[name], name, offset=k / max(1, len(routers)))
+        if "oracle" in ref:
+            for x, y in _rule_curves(ref["oracle"], rule, "quality", c_best)[:1]:
+                ax.plot(x, y, "k--", lw=1, label="oracle")
+        if "zero_router" in ref:
+            z = ref["zero_router"]["curve"]
+            ax.plot(np.asarray(z["cost"]) / c_best, z["quality"], ":", color="0.4", lw=1.2,
+                    label="zero router (single-model hull)")  # fmt: skip
+        if q_best is not None:
+            ax.plot([1.0], [q_best], "*", color="crimson", ms=14, ls="none",
+                    label=f"best single: {best_name}")  # fmt: skip
+            ax.axhline(q_best, color="crimson", lw=0.6, alpha=0.6)
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("mean quality")
+        ax.set_title(rule_title)
+        ax.grid(alpha=0.3, which="both", lw=0.4)
+    axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(f"Quality against cost — {seed_label}")
+    fig.savefig(paths["quality_vs_cost"], dpi=110)
 
-    fig, ax = _subplots(figsize=(7, 4))
-    # Single-model references are flat lines at 0 or 1 on a budget axis of their own.
-    refs = [(k, v) for k, v in ref.items() if k not in ("best_single", "cheapest")]
-    for name, e in list(routers.items()) + refs:
-        curve = e.get("curve", {})
-        if "strong_call_rate" in curve and curve.get("budget"):
-            ax.plot(curve["budget"], curve["strong_call_rate"], ".-", ms=3, label=name)
-    ax.set_xscale("log")
-    ax.set_xlabel("budget (USD per prompt)")
-    ax.set_ylabel(f"share of prompts sent to {strong_name}")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=7)
-    ax.set_title("strong-model call rate vs budget")
-    paths["strong_call_rate"] = os.path.join(workdir, "strong_call_rate.png")
-    fig.savefig(paths["strong_call_rate"], dpi=100, bbox_inches="tight")
+    # 2. Strong-model call rate against cost, one panel per rule.
+    fig, axes = _subplots(1, len(rules), figsize=(6 * len(rules), 4.4), squeeze=False)
+    for ax, (rule, rule_title) in zip(axes[0], rules, strict=True):
+        for k, (name, e) in enumerate(routers.items()):
+            curves = _rule_curves(e, rule, "strong_call_rate", c_best)
+            _draw_mean_band(ax, curves, styles[name], name, offset=k / max(1, len(routers)))
+        if "oracle" in ref:
+            for x, y in _rule_curves(ref["oracle"], rule, "strong_call_rate", c_best)[:1]:
+                ax.plot(x, y, "k--", lw=1, label="oracle")
+        ax.axvline(1.0, color="crimson", lw=0.8, alpha=0.7, label=f"best single: {best_name}")
+        ax.set_xscale("log")
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"share of prompts sent to {strong_name}")
+        ax.set_title(rule_title)
+        ax.grid(alpha=0.3, which="both", lw=0.4)
+    axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(f"Routing collapse: calls to {strong_name} — {seed_label}")
+    fig.savefig(paths["strong_call_rate"], dpi=110)
 
-    with_shares = [(k, e) for k, e in routers.items() if "shares" in e["curve"]]
+    # 3. Model shares as stacked areas over the operating points' rank (cheapest first).
+    with_shares = [
+        (name, rule, rt)
+        for name, e in routers.items()
+        for rule, rt in rules
+        if "shares" in ((_rule_entry(e, rule) or {}).get("curve") or {})
+    ]
     if with_shares:
+        names_r = list(dict.fromkeys(n for n, _, _ in with_shares))
         fig, axes = _subplots(
-            len(with_shares), 1, figsize=(7, 2.6 * len(with_shares)), squeeze=False
-        )
-        for ax, (name, e) in zip(axes[:, 0], with_shares, strict=True):
-            shares = np.asarray(e["curve"]["shares"], np.float64)
-            x = np.asarray(e["curve"]["budget"], np.float64)
-            ax.stackplot(x, shares.T, labels=list(model_names), step="post")
-            if np.all(x > 0):
-                ax.set_xscale("log")
-            ax.set_title(name, fontsize=9)
-            ax.set_ylabel("share")
-            ax.set_ylim(0, 1)
-        axes[-1, 0].set_xlabel("budget (USD per prompt)")
-        fig.tight_layout()
-        axes[0, 0].legend(fontsize=6, ncol=3, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        paths["model_shares"] = os.path.join(workdir, "model_shares.png")
-        fig.savefig(paths["model_shares"], dpi=100, bbox_inches="tight")
+            len(names_r), len(rules), figsize=(5.2 * len(rules), 2.3 * len(names_r) + 0.8),
+            squeeze=False, sharex=True, sharey=True,
+        )  # fmt: skip
+        used = set()
+        first_seed = (ds.get("seeds") or [None])[0]
+        for i, name in enumerate(names_r):
+            for j, (rule, rule_title) in enumerate(rules):
+                ax = axes[i, j]
+                curve = (_rule_entry(routers[name], rule) or {}).get("curve") or {}
+                if "shares" not in curve:
+                    ax.set_axis_off()
+                    continue
+                shares = np.asarray(curve["shares"], np.float64)
+                order = np.argsort(np.asarray(curve["cost"], np.float64), kind="stable")
+                shares = shares[order]
+                x = (np.arange(len(order)) + 0.5) / max(1, len(order))
+                used |= set(np.flatnonzero(shares.max(axis=0) > 0).tolist())
+                ax.stackplot(x, shares.T, colors=[model_colour(m) for m in range(shares.shape[1])],
+                             step="mid", lw=0)  # fmt: skip
+                ax.set_xlim(0, 1)
+                ax.set_ylim(0, 1)
+                if i == 0:
+                    ax.set_title(rule_title)
+                if j == 0:
+                    ax.set_ylabel(f"{name}\nshare")
+        for ax in axes[-1]:
+            ax.set_xlabel("operating point rank (cheapest → dearest)")
+        from matplotlib.patches import Patch
+
+        handles = [
+            Patch(color=model_colour(m), label=model_names[m] if m < len(model_names) else m)
+            for m in sorted(used)
+        ]
+        fig.legend(handles=handles, loc="outside right upper", fontsize=8, title="model")
+        seed_txt = f"seed {first_seed}" if first_seed is not None else "first seed"
+        fig.suptitle(f"Model shares along each router's curve — {seed_txt}")
+        fig.savefig(paths["model_shares"], dpi=110)
+    else:
+        paths.pop("model_shares")
     return paths
+
+
+FIGURE_CAPTIONS = {
+    "quality_vs_cost": "Quality against mean cost (÷ the best single model's cost), "
+    "budget rule and λ rule.",
+    "strong_call_rate": "Routing collapse: share of prompts sent to the strong model "
+    "against mean cost, per rule.",
+    "model_shares": "Which model each router calls along its curve (stacked shares, "
+    "operating points ranked by cost).",
+}
+
+
+def _missing_figure(line: str, paths: Mapping[str, str]) -> bool:
+    return line.startswith("![") and not any(line.endswith(f"({k}.png)") for k in paths)
 
 
 def write_report(
@@ -308,17 +506,27 @@ def write_report(
         "",
         f"{ds.get('n_prompts')} prompts, {ds.get('n_models')} models; best single: "
         f"{ds.get('best_single', {}).get('model')}; strong model: {strong_model}; "
-        f"top-2 tie share {_fmt(ds.get('top2_tie_share'))}.",
+        f"top-2 tie share {_fmt(ds.get('top2_tie_share'))}; {_seed_label(report)}.",
         "",
-        "C* = cost at the best single model's quality (— never reached), CR = C*/C_best; "
-        "nAUC and AIQ on the shared cost range [L, U]; RCI and strong@max at the largest "
-        "budget. Mean ± std over seeds where several.",
+        "Two decision rules: B = budget rule (per-prompt cap on the predicted cost, swept "
+        "over the budget grid), λ = willingness-to-pay rule (argmax of s − λ·ĉ, swept over "
+        "every breakpoint). C* = cost at the best single model's quality (— never reached), "
+        "CR = C*/C_best; nAUC and AIQ on the shared cost range [L, U]; RCI and strong@max "
+        "at the largest budget (λ = 0). Mean ± std over seeds where several.",
         "",
         headline_table(report),
         "",
     ]
-    with open(paths["markdown"], "w") as f:
-        f.write("\n".join(md))
+    for rule, title in RULES:
+        if rule == "budget" or any(_rule_entry(e, rule) for e in report["routers"].values()):
+            md += [f"## All metrics, {title}", "", rule_table(report, rule), ""]
+    if figures:
+        md += ["## Figures", ""]
+        for key, caption in FIGURE_CAPTIONS.items():
+            md += [f"![{caption}]({key}.png)", "", f"*{caption}*", ""]
     if figures:
         paths.update(_figures(report, workdir, model_names, strong_model))
+        md = [line for line in md if not _missing_figure(line, paths)]
+    with open(paths["markdown"], "w") as f:
+        f.write("\n".join(md))
     return paths

@@ -38,11 +38,13 @@ from jaxroute.routing.rules import budget_choice, lambda_choice, masked_argmax
 from jaxroute.routing.sweep import (
     SweepResult,
     budget_sweep,
+    lambda_grid,
     lambda_sweep,
     log_budget_grid,
     orbit_budget_grid,
     sweep_dense,
     sweep_events,
+    sweep_lambda_events,
 )
 
 __all__ = [
@@ -65,6 +67,7 @@ __all__ = [
     "dataset_summary",
     "evaluate_router",
     "lambda_choice",
+    "lambda_grid",
     "lambda_sweep",
     "log_budget_grid",
     "masked_argmax",
@@ -83,6 +86,7 @@ __all__ = [
     "strong_models",
     "sweep_dense",
     "sweep_events",
+    "sweep_lambda_events",
     "top2_tie_share",
     "zero_router",
 ]

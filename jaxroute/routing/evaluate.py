@@ -1,5 +1,12 @@
 """High-level evaluation: one router's metrics and curve, and the dataset summary.
 
+Both decision rules (METHOD.md §1) are evaluated: the budget rule's fields sit at the top
+level of :func:`evaluate_router`'s result and the λ rule's identical fields under
+``"lambda"``. The λ rule is swept over every breakpoint (:func:`lambda_grid`), so its
+metrics are exact; its stored curve keeps the points a metric can depend on (every
+Pareto-staircase point) plus ``n`` evenly spaced ones for the figures, so every metric
+recomputed from the stored curve equals the stored one.
+
 Everything returned is plain Python (floats, ints, lists, ``None``), JSON-able with
 ``allow_nan=False``: an unreachable cost ratio is ``None`` with
 ``best_single_reached=False``.
@@ -16,7 +23,13 @@ from jax.typing import ArrayLike
 from jaxroute.routing import metrics as M
 from jaxroute.routing.reference import best_single_model, oracle_choice
 from jaxroute.routing.rules import budget_choice
-from jaxroute.routing.sweep import budget_sweep, log_budget_grid, orbit_budget_grid
+from jaxroute.routing.sweep import (
+    budget_sweep,
+    lambda_grid,
+    lambda_sweep,
+    log_budget_grid,
+    orbit_budget_grid,
+)
 
 BudgetSpec = None | str | tuple | Mapping | ArrayLike
 
@@ -78,49 +91,34 @@ def curve_metrics(
     }
 
 
-def evaluate_router(
-    scores: ArrayLike,
-    pred_costs: ArrayLike,
-    quality: ArrayLike,
-    cost: ArrayLike,
-    *,
-    budgets: BudgetSpec = None,
-    strong_model: int | None = None,
-    best_single: int | None = None,
-    bounds: tuple[float, float] | None = None,
-    empty_quality: float | None = 0.0,
-    method: str = "events",
-) -> dict[str, Any]:
-    """All metrics and the curve of one router under the budget rule.
+def _staircase_index(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Indices of the Pareto-staircase points (:func:`metrics.pareto_staircase`)."""
+    order = np.lexsort((-quality, cost))
+    q = quality[order]
+    prev_best = np.concatenate([[-np.inf], np.maximum.accumulate(q)[:-1]])
+    return order[q > prev_best]
 
-    Args:
-      scores: ``[N, M]`` router scores.
-      pred_costs: ``[N, M]`` predicted costs.
-      quality: ``[N, M]`` true quality.
-      cost: ``[N, M]`` true cost.
-      budgets: grid spec (:func:`resolve_budgets`), default ORBIT's.
-      strong_model: model whose call rate is tracked (default: largest mean cost).
-      best_single: best single model (default: highest mean quality, cheaper on ties).
-      bounds: shared ``(L, U)`` for nAUC and AIQ (default :func:`metrics.cost_bounds`).
-      empty_quality: see :mod:`jaxroute.routing.metrics`.
-      method: sweep method.
 
-    Returns:
-      dict: ``peak``, ``cost_at_best_single``, ``cost_ratio``, ``best_single_reached``,
-      ``nauc``, ``aiq``, ``rci``, ``strong_call_rate_at_max_budget``,
-      ``quality_at_max_budget``, ``cost_at_max_budget``, ``apgr`` / ``cpt50`` (two-model
-      pools, else ``None``), ``curve`` = {``budget``, ``cost``, ``quality``,
-      ``strong_call_rate``, ``shares`` (``[B][M]``)}, and the context used
-      (``strong_model``, ``best_single``, ``bounds``).
-    """
-    q = np.asarray(quality, np.float32)
-    c = np.asarray(cost, np.float32)
-    m = q.shape[1]
-    grid = resolve_budgets(budgets, pred_costs, c)
-    res = budget_sweep(scores, pred_costs, q, c, grid, method=method)
-    strong = M.strong_model(c) if strong_model is None else int(strong_model)
-    best = best_single_model(q, c) if best_single is None else int(best_single)
-    bounds = M.cost_bounds(c) if bounds is None else (float(bounds[0]), float(bounds[1]))
+def thin_curve(cost: ArrayLike, quality: ArrayLike, n_points: int) -> np.ndarray:
+    """Indices (ascending) of a curve's points worth storing: ``n_points`` evenly spaced
+    ones (first and last included) and every Pareto-staircase point, so peak, C*, CR,
+    nAUC and AIQ computed from the kept points equal those of the whole curve."""
+    c = np.asarray(cost, np.float64)
+    q = np.asarray(quality, np.float64)
+    even = np.linspace(0, c.size - 1, max(2, int(n_points))).round().astype(int)
+    return np.unique(np.concatenate([even, _staircase_index(c, q)]))
+
+
+def lambda_zero_choice(scores: ArrayLike, pred_costs: ArrayLike) -> np.ndarray:
+    """The λ rule just above λ = 0: the best score, ties to the lowest predicted cost
+    (then the lowest index), as :func:`lambda_sweep` reports at λ = 0."""
+    s = np.asarray(scores, np.float32)
+    pc = np.asarray(pred_costs, np.float32)
+    top = s == s.max(axis=1, keepdims=True)
+    return np.argmin(np.where(top, pc, np.inf), axis=1)
+
+
+def _rule_entry(res, choice, q, c, *, strong, best, bounds, empty_quality, top, x_key):
     q64, c64 = q.astype(np.float64), c.astype(np.float64)
     out = curve_metrics(
         res.cost,
@@ -130,8 +128,6 @@ def evaluate_router(
         bounds=bounds,
         empty_quality=empty_quality,
     )
-    top = int(np.argmax(res.budget))
-    choice = np.asarray(budget_choice(scores, pred_costs, np.float32(res.budget[top])))
     strong_rate = res.shares[:, strong]
     out.update(
         rci=M.rci(choice, q, c),
@@ -144,14 +140,14 @@ def evaluate_router(
         best_single=best,
         bounds=list(bounds),
         curve={
-            "budget": res.budget.tolist(),
+            x_key: res.budget.tolist(),
             "cost": res.cost.tolist(),
             "quality": res.quality.tolist(),
             "strong_call_rate": strong_rate.tolist(),
             "shares": res.shares.tolist(),
         },
     )
-    if m == 2:
+    if q.shape[1] == 2:
         weak = 1 - strong
         qw, qs = float(q64[:, weak].mean()), float(q64[:, strong].mean())
         if qs != qw:
@@ -159,6 +155,69 @@ def evaluate_router(
             out["cpt50"] = M.cpt(strong_rate, res.quality, qw, qs, 0.5)
             if not np.isfinite(out["cpt50"]):
                 out["cpt50"] = None
+    return out
+
+
+def evaluate_router(
+    scores: ArrayLike,
+    pred_costs: ArrayLike,
+    quality: ArrayLike,
+    cost: ArrayLike,
+    *,
+    budgets: BudgetSpec = None,
+    strong_model: int | None = None,
+    best_single: int | None = None,
+    bounds: tuple[float, float] | None = None,
+    empty_quality: float | None = 0.0,
+    method: str = "events",
+    lambda_rule: bool = True,
+    lambda_points: int | None = None,
+) -> dict[str, Any]:
+    """All metrics and the curve of one router under the budget rule and the λ rule.
+
+    Args:
+      scores: ``[N, M]`` router scores.
+      pred_costs: ``[N, M]`` predicted costs.
+      quality: ``[N, M]`` true quality.
+      cost: ``[N, M]`` true cost.
+      budgets: grid spec (:func:`resolve_budgets`), default ORBIT's.
+      strong_model: model whose call rate is tracked (default: largest mean cost).
+      best_single: best single model (default: highest mean quality, cheaper on ties).
+      bounds: shared ``(L, U)`` for nAUC and AIQ (default :func:`metrics.cost_bounds`).
+      empty_quality: see :mod:`jaxroute.routing.metrics`.
+      method: sweep method.
+      lambda_rule: also evaluate the λ rule (``"lambda"`` entry).
+      lambda_points: evenly spaced λ points stored besides the staircase (default: the
+        size of the budget grid).
+
+    Returns:
+      dict: ``peak``, ``cost_at_best_single``, ``cost_ratio``, ``best_single_reached``,
+      ``nauc``, ``aiq``, ``rci``, ``strong_call_rate_at_max_budget``,
+      ``quality_at_max_budget``, ``cost_at_max_budget``, ``apgr`` / ``cpt50`` (two-model
+      pools, else ``None``), ``curve`` = {``budget``, ``cost``, ``quality``,
+      ``strong_call_rate``, ``shares`` (``[B][M]``)}, and the context used
+      (``strong_model``, ``best_single``, ``bounds``) — all for the budget rule — and
+      ``"lambda"``: the same fields for the λ rule, swept over every breakpoint, with
+      ``curve["lambda"]`` in place of ``curve["budget"]`` and "max budget" meaning
+      λ = 0 (right limit: ties to the cheaper predicted model).
+    """
+    q = np.asarray(quality, np.float32)
+    c = np.asarray(cost, np.float32)
+    grid = resolve_budgets(budgets, pred_costs, c)
+    res = budget_sweep(scores, pred_costs, q, c, grid, method=method)
+    strong = M.strong_model(c) if strong_model is None else int(strong_model)
+    best = best_single_model(q, c) if best_single is None else int(best_single)
+    bounds = M.cost_bounds(c) if bounds is None else (float(bounds[0]), float(bounds[1]))
+    ctx = dict(strong=strong, best=best, bounds=bounds, empty_quality=empty_quality)
+    top = int(np.argmax(res.budget))
+    choice = np.asarray(budget_choice(scores, pred_costs, np.float32(res.budget[top])))
+    out = _rule_entry(res, choice, q, c, top=top, x_key="budget", **ctx)
+    if lambda_rule:
+        lres = lambda_sweep(scores, pred_costs, q, c, lambda_grid(scores, pred_costs))
+        keep = thin_curve(lres.cost, lres.quality, lambda_points or len(grid))
+        lres = type(lres)(*(a[keep] for a in lres))
+        zero = lambda_zero_choice(scores, pred_costs)
+        out["lambda"] = _rule_entry(lres, zero, q, c, top=0, x_key="lambda", **ctx)
     return out
 
 

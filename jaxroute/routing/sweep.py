@@ -28,7 +28,19 @@ Sharding: ``shard="budget"`` or ``"router"`` places that axis on a 1-D ``Mesh`` 
 integer sums make the result bit-identical to one device.
 
 ``method="dense"`` evaluates the rule directly on chunks of budgets with ``lax.map``
-(``[chunk, N, M]`` at a time, same exact sums); the λ sweep always works this way.
+(``[chunk, N, M]`` at a time, same exact sums).
+
+The λ sweep (``method="events"``, the default) works the same way. For one prompt,
+``s_m − λ·ĉ_m`` is a line in λ and the rule's choice follows the upper envelope of the
+``M`` lines: model ``m`` is chosen on ``[lo_m, hi_m)``, where ``hi_m`` is the smallest
+crossing ``(s_m − s_k)/(ĉ_m − ĉ_k)`` with a cheaper ``k`` and ``lo_m`` the largest with
+a dearer one (an equal-cost model with a higher score, or the same score and a lower
+index, removes ``m``). The envelope models sorted by ``lo`` give at most ``M − 1``
+events per prompt (choice moves from one to the next); they are binned and summed as in
+the budget sweep, so memory stays ``O(N·M² + B·M)``. At a λ exactly on a breakpoint the
+sweep reports the right limit (the operating point on ``[λ, next breakpoint)``);
+:func:`lambda_grid` lists every breakpoint, so a sweep over it holds every operating
+point the rule can reach.
 """
 
 from __future__ import annotations
@@ -195,6 +207,101 @@ def _dense_one(scores, pred_costs, limbs, params, chunk, rule):
     return tuple(o.reshape((n_chunks * chunk,) + o.shape[2:])[:b] for o in out)
 
 
+def _lambda_envelope(scores, pred_costs):
+    """Per prompt, every model's interval ``[lo, hi)`` of λ on which it is chosen.
+
+    Returns ``(lo, on)``: ``[N, M]`` float32 interval starts and the mask of models whose
+    interval is non-empty (the upper envelope of the lines ``s − λ·ĉ``).
+    """
+    m = scores.shape[-1]
+    sa, sb = scores[:, :, None], scores[:, None, :]
+    pa, pb = pred_costs[:, :, None], pred_costs[:, None, :]
+    idx = jnp.arange(m, dtype=jnp.int32)
+    # One crossing per pair, symmetric bit for bit ((-x)/(-y) == x/y), so the end of one
+    # model's interval equals the start of the next one's.
+    same = pa == pb
+    cross = (sa - sb) / jnp.where(same, 1.0, pa - pb)
+    hi = jnp.min(jnp.where(pb < pa, cross, jnp.inf), axis=2)
+    lo = jnp.max(jnp.where(pb > pa, cross, -jnp.inf), axis=2)
+    beaten = same & ((sb > sa) | ((sb == sa) & (idx[None, None, :] < idx[None, :, None])))
+    beaten = jnp.any(beaten, axis=2)
+    on = (lo < hi) & ~beaten
+    return lo, on
+
+
+def _lambda_events(scores, pred_costs):
+    """Events of the λ rule: ``(t, from, to, base)`` with ``[N, M-1]`` times (``+inf`` for
+    padding) and model indices, and ``[N]`` the choice before the first event."""
+    lo, on = _lambda_envelope(scores, pred_costs)
+    key = jnp.where(on, lo, jnp.inf)
+    order = jnp.argsort(key, axis=1, stable=True).astype(jnp.int32)  # envelope models first
+    t_sorted = jnp.take_along_axis(key, order, 1)
+    base = order[:, 0]
+    t = t_sorted[:, 1:]
+    return t, order[:, :-1], order[:, 1:], base
+
+
+def _lambda_events_one(scores, pred_costs, limbs, lams, with_shares):
+    """Event sweep of the λ rule for one router (see the module docstring)."""
+    n, m = scores.shape
+    t, from_m, to_m, base_m = _lambda_events(scores, pred_costs)
+    delta = jnp.take_along_axis(limbs, to_m[..., None], 1) - jnp.take_along_axis(
+        limbs, from_m[..., None], 1
+    )  # [N, M-1, K]
+    base = jnp.sum(jnp.take_along_axis(limbs, base_m[:, None, None], 1)[:, 0], axis=0)
+    b = lams.shape[0]
+    border = jnp.argsort(lams)
+    sorted_l = lams[border]
+    # Event e counts for λ_j iff t_e <= λ_j; padding (t = +inf) lands in the dropped bin b.
+    bins = jnp.searchsorted(sorted_l, t.reshape(-1), side="left").astype(jnp.int32)
+    bins = jnp.where(jnp.isfinite(t.reshape(-1)), bins, b)
+    k = m - 1
+    per_bin = jax.ops.segment_sum(delta.reshape(n * k, -1), bins, num_segments=b + 1)
+    sums = base[None, :] + jnp.cumsum(per_bin[:b], axis=0)
+    if with_shares:
+        ones = jnp.ones((n * k,), jnp.int32)
+        n_seg = (b + 1) * m
+        dc = jax.ops.segment_sum(ones, bins * m + to_m.reshape(-1), num_segments=n_seg)
+        dc = dc - jax.ops.segment_sum(ones, bins * m + from_m.reshape(-1), num_segments=n_seg)
+        dc = dc.reshape(b + 1, m)
+        base_counts = jnp.bincount(base_m, length=m).astype(jnp.int32)
+        counts = base_counts[None, :] + jnp.cumsum(dc[:b], axis=0)
+    else:
+        counts = jnp.zeros((b, m), jnp.int32)
+    inv = jnp.argsort(border)
+    return sums[inv], counts[inv]
+
+
+@jax.jit
+def _lambda_breakpoints(scores, pred_costs):
+    TRACE_COUNTS["lambda_grid"] += 1
+    return _lambda_events(scores, pred_costs)[0]
+
+
+def lambda_grid(scores: ArrayLike, pred_costs: ArrayLike) -> np.ndarray:
+    """Every breakpoint of one router's λ rule, with 0: a λ sweep over this grid holds
+    every operating point the rule reaches for ``λ ≥ 0`` (exact, nothing interpolated).
+
+    Args:
+      scores: ``[N, M]`` router scores.
+      pred_costs: ``[N, M]`` predicted costs.
+
+    Returns:
+      ``[B]`` ascending float64 λ values (float32-representable): 0 and every per-prompt
+      envelope breakpoint above 0 (at most ``N·(M−1) + 1`` values).
+
+    >>> lambda_grid([[0.9, 0.5]], [[1.0, 0.1]]).tolist()  # (0.9-0.5)/(1.0-0.1)
+    [0.0, 0.4444444477558136]
+    """
+    s = np.asarray(scores, np.float32)
+    pc = np.asarray(pred_costs, np.float32)
+    if s.ndim != 2 or s.shape != pc.shape:
+        raise ValueError(f"scores {s.shape} and pred_costs {pc.shape} must be one [N, M]")
+    t = np.asarray(_lambda_breakpoints(s, pc)).astype(np.float64).ravel()
+    t = t[np.isfinite(t) & (t > 0)]
+    return np.concatenate([[0.0], np.unique(t)])
+
+
 def _limbs(quality, cost, q_inv, c_inv):
     return jnp.concatenate([to_limbs(quality, q_inv), to_limbs(cost, c_inv)], axis=-1)
 
@@ -237,6 +344,19 @@ def sweep_dense(
     limbs = _limbs(quality, cost, q_inv, c_inv)
     fn = functools.partial(_dense_one, chunk=chunk, rule=rule)
     return jax.vmap(fn, in_axes=(0, 0, None, 0))(scores, pred_costs, limbs, params)
+
+
+@functools.partial(jax.jit, static_argnames=("with_shares",))
+def sweep_lambda_events(scores, pred_costs, quality, cost, lams, q_inv, c_inv, *, with_shares=True):
+    """Jitted event sweep of the λ rule, vectorised over routers.
+
+    Same arguments and outputs as :func:`sweep_events`, with ``lams`` (``[R, B]`` λ
+    values, any order) in place of budgets; right limits at breakpoints.
+    """
+    TRACE_COUNTS["lambda_events"] += 1
+    limbs = _limbs(quality, cost, q_inv, c_inv)
+    fn = functools.partial(_lambda_events_one, with_shares=with_shares)
+    return jax.vmap(fn, in_axes=(0, 0, None, 0))(scores, pred_costs, limbs, lams)
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -372,19 +492,29 @@ def lambda_sweep(
     cost: ArrayLike,
     lambdas: ArrayLike,
     *,
+    method: str = "events",
     shard: str | None = None,
     devices: list | None = None,
+    with_shares: bool = True,
     chunk: int = 16,
 ) -> SweepResult:
-    """Evaluates the λ rule ``argmax_m s − λ·ĉ`` at many λ (direct, chunked).
+    """Evaluates the λ rule ``argmax_m s − λ·ĉ`` at many λ for one or several routers.
 
     Args and returns as :func:`budget_sweep`, with ``lambdas`` (``[B]`` or ``[R, B]``) in
-    place of budgets; ``SweepResult.budget`` holds the λ values.
+    place of budgets; ``SweepResult.budget`` holds the λ values. ``method="events"``
+    (default, exact, memory independent of ``B``) reports the right limit at a λ that is
+    exactly a breakpoint (ties go to the model chosen just above it, i.e. the cheaper
+    one); ``"dense"`` applies :func:`~jaxroute.routing.rules.lambda_choice` directly
+    (ties to the lowest index). Sweep over :func:`lambda_grid` for every operating point.
     """
     single, s, pc, y, c, params = _prepare(scores, pred_costs, quality, cost, lambdas)
     args, r, b = _place(shard, devices, s, pc, y, c, params)
     q_exp, c_exp = scale_exponent(y), scale_exponent(c)
-    out = sweep_dense(
-        *args, np.float32(2.0**-q_exp), np.float32(2.0**-c_exp), chunk=chunk, rule="lambda"
-    )
+    args = args + (np.float32(2.0**-q_exp), np.float32(2.0**-c_exp))
+    if method == "events":
+        out = sweep_lambda_events(*args, with_shares=with_shares)
+    elif method == "dense":
+        out = sweep_dense(*args, chunk=chunk, rule="lambda")
+    else:
+        raise ValueError(f"method must be 'events' or 'dense', got {method!r}")
     return _finish(single, params, y.shape[0], out, r, b, q_exp, c_exp)

@@ -560,6 +560,8 @@ def merge_seed_entries(entries: list[dict]) -> dict:
         out["best_single_reached"] = k == len(entries)
         out["reached_best_single"] = f"{k}/{len(entries)}"
     out["seeds"] = [e["seeds"][0] if "seeds" in e else e for e in entries]
+    if all(isinstance(e.get("lambda"), dict) for e in entries):
+        out["lambda"] = merge_seed_entries([e["lambda"] for e in entries])
     return out
 
 

@@ -104,7 +104,59 @@ def test_headline_table(built):
     rep = json.loads(open(paths["json"]).read())
     table = headline_table(rep)
     assert "| regressor |" in table and "±" in table and "*oracle*" in table
-    assert open(paths["markdown"]).read().count("| cheap_only |") == 1
+    md = open(paths["markdown"]).read()
+    # Headline (both rules side by side) and one full table per rule.
+    assert md.count("| cheap_only |") == 3
+    assert "CR B | CR λ" in table
+    for key in ("quality_vs_cost", "strong_call_rate", "model_shares"):
+        assert f"({key}.png)" in md  # every figure embedded
+
+
+def test_lambda_rule_metrics_recomputed_from_stored_curve(built):
+    """Every λ-rule metric equals the one recomputed from the stored (thinned) curve and
+    the one of the whole breakpoint sweep."""
+    from jaxroute.routing import lambda_grid, lambda_sweep
+
+    q, c, _, _, paths = built
+    rep = json.loads(open(paths["json"]).read())
+    bs = rep["dataset"]["best_single"]
+    bounds = tuple(rep["dataset"]["cost_bounds"])
+    keys = ("peak", "nauc", "aiq", "cost_at_best_single", "cost_ratio")
+    for name, entry in list(rep["routers"].items()) + list(rep["reference"].items()):
+        lam = entry["lambda"]
+        for key in keys:
+            assert key in lam, (name, key)
+        for seed in lam.get("seeds", [lam]):
+            got = curve_metrics(
+                seed["curve"]["cost"],
+                seed["curve"]["quality"],
+                best_single_quality=bs["quality"],
+                best_single_cost=bs["cost"],
+                bounds=bounds,
+            )
+            for key in keys:
+                if seed[key] is None:
+                    assert got[key] is None, (name, key)
+                else:
+                    assert got[key] == pytest.approx(seed[key], rel=1e-12), (name, key)
+    # The thinned curve keeps every metric of the whole sweep (a noisy regressor).
+    rng = np.random.default_rng(5)
+    s = (q.mean(0)[None, :] + rng.normal(0, 0.05, q.shape)).astype(np.float32)
+    full = lambda_sweep(s, c, q, c, lambda_grid(s, c))
+    want = curve_metrics(
+        full.cost,
+        full.quality,
+        best_single_quality=bs["quality"],
+        best_single_cost=bs["cost"],
+        bounds=bounds,
+    )
+    thin = evaluate_router(s, c, q, c, budgets=("log", 20), lambda_points=5)["lambda"]
+    assert len(thin["curve"]["lambda"]) < len(full.cost) / 2
+    for key in keys:
+        assert thin[key] == pytest.approx(want[key], rel=1e-12), key
+    lam = rep["routers"]["oracle_like"]["lambda"]
+    # λ = 0 (first stored point) is the "max budget" end: strong@max read off the curve.
+    assert lam["strong_call_rate_at_max_budget"] == lam["curve"]["strong_call_rate"][0]
 
 
 def test_aggregate_single_seed_has_no_std():

@@ -120,14 +120,87 @@ def test_empty_feasible_set_goes_to_cheapest_predicted():
     np.testing.assert_allclose(res.shares[0], [0, 0, 1])
 
 
-def test_lambda_sweep_equals_loop():
+def test_lambda_sweep_dense_equals_loop():
+    """method="dense" applies lambda_choice as is (ties to the lowest index, also on the
+    breakpoints λ = 10 and 100 of this problem)."""
     s, pc, y, c = tied_problem(r=2)
     lams = np.array([0.0, 10.0, 100.0, 1e3, 1e4])
-    res = lambda_sweep(s, pc * 1000, y, c, lams, chunk=2)
+    res = lambda_sweep(s, pc * 1000, y, c, lams, chunk=2, method="dense")
     for r in range(2):
         lq, lc, ls = loop64(s[r], pc[r] * 1000, y, c, lams, rule="lambda")
         assert rel(res.quality[r], lq) < 1e-6 and rel(res.cost[r], lc) < 1e-6
         np.testing.assert_allclose(res.shares[r], ls, atol=1e-12)
+
+
+def numpy_lambda_loop(scores, pred_costs, quality, cost):
+    """Every operating point of the λ rule, from a float64 NumPy loop: all pairwise
+    crossings of every prompt's lines as candidate breakpoints, the rule evaluated at
+    the midpoint of each gap (and below the first, above the last)."""
+    s, pc = scores.astype(np.float64), pred_costs.astype(np.float64)
+    n, m = s.shape
+    a, b = np.triu_indices(m, 1)
+    dc = pc[:, a] - pc[:, b]
+    cross = np.where(dc != 0, (s[:, a] - s[:, b]) / np.where(dc != 0, dc, 1), np.nan)
+    t = np.unique(cross[np.isfinite(cross) & (cross > 0)])
+    lams = np.concatenate([[0.0], (t[:-1] + t[1:]) / 2, [t[-1] * 2 + 1]]) if t.size else [0.0]
+    rows = np.arange(n)
+    points = []
+    for lam in lams:
+        if lam == 0.0:  # the right limit at 0: best score, ties to the cheapest
+            top = s == s.max(1, keepdims=True)
+            ch = np.argmin(np.where(top, pc, np.inf), axis=1)
+        else:
+            ch = np.argmax(s - lam * pc, axis=1)
+        q64, c64 = quality[rows, ch].astype(np.float64), cost[rows, ch].astype(np.float64)
+        points.append((q64.mean(), c64.mean()))
+    return np.array(points)
+
+
+def _distinct(points):
+    """Consecutive duplicates removed (a gap whose choice does not change)."""
+    keep = np.concatenate([[True], np.any(np.diff(points, axis=0) != 0, axis=1)])
+    return points[keep]
+
+
+@pytest.mark.parametrize("kind", ["random", "tied"])
+def test_lambda_sweep_exact_at_every_breakpoint(kind):
+    """The event sweep over lambda_grid gives exactly the operating points of a float64
+    NumPy loop over every breakpoint (same sequence, ~1e-12)."""
+    from jaxroute.routing import lambda_grid
+
+    for seed in range(3):
+        if kind == "random":
+            s, pc, y, c = synthetic_problem(300, 6, 1, seed)
+            s, pc = s[0], pc[0]
+        else:
+            s, pc, y, c = tied_problem(n=200, m=5, r=1, seed=seed)
+            s, pc = s[0], pc[0]
+        grid = lambda_grid(s, pc)
+        res = lambda_sweep(s, pc, y, c, grid)
+        got = _distinct(np.stack([res.quality, res.cost], 1))
+        want = _distinct(numpy_lambda_loop(s, pc, y, c))
+        assert got.shape == want.shape, (kind, seed, got.shape, want.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(res.shares.sum(1), 1.0, atol=1e-12)
+        # Between breakpoints the events sweep agrees with the direct (dense) rule.
+        mids = (grid[:-1] + grid[1:]) / 2
+        dense = lambda_sweep(s, pc, y, c, mids, method="dense")
+        events = lambda_sweep(s, pc, y, c, mids)
+        np.testing.assert_allclose(events.quality, dense.quality, rtol=1e-12)
+        np.testing.assert_allclose(events.shares, dense.shares, atol=1e-12)
+
+
+def test_lambda_grid_small_example():
+    from jaxroute.routing import lambda_grid
+
+    # Lines 0.9 - 1.0·λ, 0.5 - 0.1·λ, 0.2 - 0·λ: model 0 until λ = 4/9, model 1 until 3.
+    s = np.array([[0.9, 0.5, 0.2]], np.float32)
+    pc = np.array([[1.0, 0.1, 0.0]], np.float32)
+    g = lambda_grid(s, pc)
+    np.testing.assert_allclose(g, [0.0, 0.4 / 0.9, 3.0], rtol=1e-6)
+    y = np.array([[1.0, 0.5, 0.0]], np.float32)
+    res = lambda_sweep(s, pc, y, pc, g)
+    np.testing.assert_allclose(res.quality, [1.0, 0.5, 0.0])
 
 
 def test_grids():
