@@ -3,8 +3,17 @@
 from jaxroute.report.report import (
     aggregate_seeds,
     headline_table,
+    model_colour,
     reference_entries,
+    rule_table,
     write_report,
 )
 
-__all__ = ["aggregate_seeds", "headline_table", "reference_entries", "write_report"]
+__all__ = [
+    "aggregate_seeds",
+    "headline_table",
+    "model_colour",
+    "reference_entries",
+    "rule_table",
+    "write_report",
+]
