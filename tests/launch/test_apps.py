@@ -17,7 +17,14 @@ TINY = ["--config=jaxroute/configs/base.py:tiny", "--config.seeds=(0,)"]
 
 
 def run(module, *args, check=True, timeout=600):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    # The suite's persistent compilation cache: the second train, evaluate and route
+    # reuse the first run's compiled programs (safe across xdist workers).
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        JAX_COMPILATION_CACHE_DIR=os.environ.get("JAXROUTE_JIT_CACHE", "/tmp/jaxroute-jit-cache"),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2",
+    )
     proc = subprocess.run(
         [sys.executable, "-m", f"jaxroute.launch.{module}", *args],
         cwd=ROOT,
