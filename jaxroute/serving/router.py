@@ -131,6 +131,7 @@ class TrainedRouter:
     calibration: dict = dataclasses.field(default_factory=dict)
     feature_dim: int = 0
     _encoder: Any = None
+    _policies: dict = dataclasses.field(default_factory=dict)
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -174,6 +175,14 @@ class TrainedRouter:
     def policy(self, spec: dict) -> Policy:
         """A :class:`Policy` from ``budget`` / ``wtp`` / ``target_*`` (+ ``rule``, ``model``)."""
         f = policy_fields(spec)
+        key = tuple(sorted(f.items()))
+        if key not in self._policies:  # a target's curve is read once per target
+            if len(self._policies) > 1024:
+                self._policies.clear()
+            self._policies[key] = self._policy(f)
+        return self._policies[key]
+
+    def _policy(self, f: dict) -> Policy:
         if f["field"] == "budget":
             return Policy("budget", f["value"])
         if f["field"] == "wtp":
