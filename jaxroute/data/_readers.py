@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
-from jaxroute.data._types import DataError, RoutingData
+from jaxroute.data._pickle import read_pickle_frame
+from jaxroute.data._types import DataError, RoutingData, suspicious
 
 WIDE_SUFFIXES = (".pkl", ".pickle", ".csv", ".parquet")
 COST_SUFFIX = "|total_cost"
@@ -78,6 +79,8 @@ def load_data(
         if missing:
             raise DataError(f"{p}: column(s) {missing} missing; found {list(data.models)}")
         data = data.select_models(models)
+    for line in suspicious(data):  # warnings, not errors (see RoutingData docs)
+        logging.warning("%s", line)
     return data
 
 
@@ -106,16 +109,50 @@ def _list_files(p: pathlib.Path) -> list[pathlib.Path]:
 def _read_table(f: pathlib.Path, nrows: int | None = None) -> pd.DataFrame:
     try:
         if f.suffix == ".csv":
-            return pd.read_csv(f, nrows=nrows)
-        if f.suffix == ".parquet":
+            df = pd.read_csv(f, nrows=nrows)
+        elif f.suffix == ".parquet":
             df = pd.read_parquet(f)
-        else:
-            df = pd.read_pickle(f)
+        else:  # never pd.read_pickle: a pickle can run code (see _pickle.py)
+            df = read_pickle_frame(f)
+    except DataError:
+        raise
+    except UnicodeDecodeError:
+        raise DataError(_not_utf8(f)) from None
     except Exception as e:  # noqa: BLE001 - any parser failure becomes a DataError
-        raise DataError(f"{f}: cannot be read ({type(e).__name__}: {e})") from None
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise DataError(f"{f}: cannot be read ({type(e).__name__}: {msg})") from None
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{f}: expected a table (DataFrame), got {type(df).__name__}")
+    if len(df) == 0:  # header-only: nothing to route, and metrics need >= 1 prompt
+        raise DataError(
+            f"{f}: no data rows (the table has only a header: {len(df.columns)} columns)"
+        )
     return df if nrows is None else df.head(nrows)
+
+
+def _not_utf8(f: pathlib.Path) -> str:
+    """Where a CSV stops being UTF-8: data row (from 0, as in every reader message),
+    column and sample id, found with the csv module so quoted newlines count right."""
+    import csv
+
+    with f.open(newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        sid = header.index("sample_id") if "sample_id" in header else 0
+        for where, rec in enumerate([header, *reader]):
+            for j, v in enumerate(rec):
+                bad = [c for c in v if 0xDC80 <= ord(c) <= 0xDCFF]
+                if bad:
+                    col = header[j] if where and j < len(header) else f"#{j}"
+                    sid_text = (
+                        rec[sid].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    )
+                    row = "header" if where == 0 else f"row {where - 1}, sample id {sid_text!r}"
+                    return (
+                        f"{f}: {row}, column '{col}': byte 0x{ord(bad[0]) - 0xDC00:02x} is not "
+                        "UTF-8 (save the file as UTF-8)"
+                    )
+    return f"{f}: not UTF-8 text (save the file as UTF-8)"
 
 
 def _numeric(df: pd.DataFrame, column: str, f, ids: np.ndarray) -> np.ndarray:
@@ -126,8 +163,8 @@ def _numeric(df: pd.DataFrame, column: str, f, ids: np.ndarray) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{f}: column '{column}', sample id '{ids[i]}': cannot parse {raw.iloc[i]!r} as a "
-            "number"
+            f"{f}: column '{column}', sample id '{ids[i]}' (row {i}): cannot parse "
+            f"{raw.iloc[i]!r} as a number"
         )
     return num
 
@@ -184,6 +221,7 @@ def read_wide_frames(frames, *, drop_incomplete: bool = False, source: str | Non
 def _merge(cells, models, *, drop_incomplete, source):
     """Merge rows by sample id: each model's cells come from the row holding its quality."""
     f_of = np.concatenate([np.full(len(ids), str(f), dtype=object) for f, ids, *_ in cells])
+    row_of = np.concatenate([np.arange(len(ids)) for _, ids, *_ in cells])  # row in its file
     ids = np.concatenate([c[1] for c in cells])
     tasks = np.concatenate([c[2] for c in cells])
     have_prompts = all(c[3] is not None for c in cells)
@@ -195,9 +233,10 @@ def _merge(cells, models, *, drop_incomplete, source):
     bad_cost = has_q & ~np.isfinite(cost)
     if bad_cost.any():
         i, j = np.argwhere(bad_cost)[0]
+        what = "empty (NaN)" if np.isnan(cost[i, j]) else f"{cost[i, j]} (not finite)"
         raise DataError(
-            f"{f_of[i]}: column '{models[j]}{COST_SUFFIX}', sample id '{ids[i]}': cost is "
-            f"{cost[i, j]} while quality is {q[i, j]}"
+            f"{f_of[i]}: column '{models[j]}{COST_SUFFIX}', sample id '{ids[i]}' (row "
+            f"{row_of[i]}): cost is {what} while quality is {q[i, j]}"
         )
     uniq, inverse = np.unique(ids, return_inverse=True)
     n, m = len(uniq), len(models)
@@ -226,9 +265,9 @@ def _merge(cells, models, *, drop_incomplete, source):
         if not drop_incomplete:
             cols = [models[j] for j in np.flatnonzero(missing[g])]
             raise DataError(
-                f"{f_of[r]}: sample id '{uniq[g]}' has no value for column(s) {cols} in any "
-                f"row ({int((~keep).sum())} incomplete samples; pass drop_incomplete / "
-                "--drop_incomplete to drop them)"
+                f"{f_of[r]}: sample id '{uniq[g]}' (row {row_of[r]}): column(s) {cols} empty "
+                f"(NaN) in every row of that id ({int((~keep).sum())} incomplete samples; pass "
+                "drop_incomplete / --drop_incomplete to drop them)"
             )
         logging.warning("%s: dropped %d incomplete samples", source, int((~keep).sum()))
     # Keep the first-appearance order of ids (stable, reproducible).
@@ -264,7 +303,9 @@ def read_long_frames(frames, *, drop_incomplete: bool = False, source: str | Non
         for col, v in (("performance", perf), ("cost", cost)):
             if np.isnan(v).any():
                 i = int(np.flatnonzero(np.isnan(v))[0])
-                raise DataError(f"{f}: column '{col}', sample id '{ids[i]}': value is missing")
+                raise DataError(
+                    f"{f}: column '{col}', sample id '{ids[i]}' (row {i}): value is empty (NaN)"
+                )
         for name in dict.fromkeys(names):
             if name not in models:
                 models.append(name)

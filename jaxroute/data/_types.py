@@ -66,6 +66,8 @@ class RoutingData:
     def _validate(self):
         src = _where(self.source)
         n, m = self.quality.shape
+        if n == 0:
+            raise DataError(f"{src}field 'quality': no rows (0 prompts): nothing to route")
         if m < 2:
             raise DataError(f"{src}field 'quality': need at least 2 models, got {m}")
         if len(self.models) != m:
@@ -104,6 +106,7 @@ class RoutingData:
         if bad.any():
             i, j = np.argwhere(bad)[0]
             value = getattr(self, field)[i, j]
+            what = "is NaN (empty)" if np.isnan(value) else what
             raise DataError(
                 f"{_where(self.source)}field '{field}': value {value} at sample id "
                 f"'{self.sample_ids[i]}' (row {i}), model '{self.models[j]}' {what} "
@@ -178,6 +181,33 @@ class RoutingData:
 
     def with_features(self, features: np.ndarray) -> RoutingData:
         return dataclasses.replace(self, features=features)
+
+
+def suspicious(data: RoutingData) -> list[str]:
+    """Legitimate but suspicious data, one warning line each (the caller logs them).
+
+    A model whose quality is the same on every prompt (all 0: never right, or all 1) or
+    whose cost is 0 everywhere is usually a broken export, but can be real (a free local
+    model), so it is a warning, not an error.
+
+    >>> d = RoutingData(quality=[[1, 0], [1, 1]], cost=[[0, 1e-4], [0, 1e-4]],
+    ...                 models=["a", "b"], tasks=["t", "t"], sample_ids=["x", "y"])
+    >>> suspicious(d)  # doctest: +NORMALIZE_WHITESPACE
+    ["model 'a': quality is 1.0 on all 2 prompts (a constant column)",
+     "model 'a': cost is 0 on all 2 prompts"]
+    """
+    out = []
+    src = _where(data.source)
+    n = data.num_prompts
+    for j, m in enumerate(data.models):
+        q, c = data.quality[:, j], data.cost[:, j]
+        if n > 1 and (q == q[0]).all():
+            out.append(
+                f"{src}model '{m}': quality is {float(q[0])} on all {n} prompts (a constant column)"
+            )
+        if (c == 0).all():
+            out.append(f"{src}model '{m}': cost is 0 on all {n} prompts")
+    return out
 
 
 def concat(parts: Sequence[RoutingData]) -> RoutingData:

@@ -280,6 +280,13 @@ def load_features(
     if expected is not None and arr.shape[0] != expected:
         raise ValueError(f"{path}: has {arr.shape[0]} rows, the data has {expected}")
     ipath = ids_path(path)
+    if sample_ids is not None and not ipath.is_file():
+        logging.warning(
+            "%s: no %s beside it, so its rows cannot be checked against the data's sample "
+            "ids; they are used in file order",
+            path,
+            ipath.name,
+        )
     if sample_ids is None or not ipath.is_file():
         return arr
     file_ids = ipath.read_text(encoding="utf-8").splitlines()

@@ -11,6 +11,8 @@ import json
 import jax
 from absl import app, flags, logging
 
+from jaxroute.launch import common
+
 _ONLY = flags.DEFINE_list(
     "only",
     ["sweep", "train_vmap", "train_vmap_small", "equirouter_head", "encoder"],
@@ -82,4 +84,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -1,12 +1,22 @@
-"""Flags and start-up shared by the apps (each app stays a thin wrapper)."""
+"""Flags, start-up and exit codes shared by the apps (each app stays a thin wrapper).
+
+Exit codes (README "Reliability"): every app runs through :func:`run`, which maps the
+exception classes of :data:`EXIT_CODES` to one ``error: ...`` line on stderr and a code:
+2 for bad input (data, config, flags, a workdir that belongs to another run or is in
+use), 1 for failures of the run itself (checkpoint or OS errors such as a full disk, a
+diverged loss). The full traceback is logged at ``--verbosity=1``. Any other exception
+is a bug: absl prints its traceback and exits 1.
+"""
 
 from __future__ import annotations
 
+import json
 import logging as std_logging
+import math
 import sys
 
 import jax
-from absl import flags, logging
+from absl import app, flags, logging
 
 DATA_PATH = flags.DEFINE_string(
     "data_path", None, "Data file or folder (or synthetic[:k=v,...]); overrides config.data.path."
@@ -30,7 +40,7 @@ def apply_data_flags(config):
         if DATA_FORMAT.value:
             config.data.format = DATA_FORMAT.value
     if not config.data.path:
-        raise SystemExit("no data: give --data_path=PATH (or set config.data.path)")
+        raise ValueError("no data: give --data_path=PATH (or set config.data.path)")
     return config
 
 
@@ -50,15 +60,91 @@ def load_data_or_exit():
 
 
 class _QuietLibraries(std_logging.Filter):
-    """Drops orbax's per-save INFO lines (warnings and errors still show)."""
+    """Drops orbax's own log lines below ``--verbosity=1``: its save INFO lines and the
+    thread tracebacks it logs on a failed save or restore. Checkpointer reports each
+    checkpoint error itself, in one line (jaxroute.train.checkpoint)."""
 
     def filter(self, record: std_logging.LogRecord) -> bool:
-        return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+        return "orbax" not in record.pathname or logging.get_verbosity() >= 1
+
+
+_QUIET = _QuietLibraries()
+logging.get_absl_handler().addFilter(_QUIET)  # at import: apps that never call start()
+
+# Exception class (by module and name, looked up only if that module was imported) ->
+# exit code. The first match wins, so subclasses come before their bases.
+EXIT_BAD_INPUT, EXIT_FAILURE = 2, 1
+EXIT_CODES = (
+    ("jaxroute.data._types", "DataError", EXIT_BAD_INPUT),  # a reader's one-line message
+    ("jaxroute.train._guard", "WorkdirError", EXIT_BAD_INPUT),  # busy, other config/data
+    ("jaxroute.train.checkpoint", "CheckpointError", EXIT_FAILURE),  # unreadable, disk full
+    ("builtins", "FileNotFoundError", EXIT_BAD_INPUT),  # a path given does not exist
+    ("builtins", "ValueError", EXIT_BAD_INPUT),  # config values, flags, prompts files
+    ("builtins", "FloatingPointError", EXIT_FAILURE),  # a loss went NaN (names the epoch)
+    ("builtins", "OSError", EXIT_FAILURE),  # names the path and the OS reason
+)
+
+
+def exit_code(e: BaseException) -> int | None:
+    """The exit code of a known exception class, or None (a bug: show the traceback)."""
+    for module, name, code in EXIT_CODES:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(e, cls):
+            return code
+    return None
+
+
+def json_safe(obj, where: str = "$"):
+    """``obj`` with every NaN/inf float replaced by None, one warning per replacement
+    naming its place (``$.tasks.mmlu.cosine``): no app prints invalid JSON."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v, f"{where}.{k}") for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        logging.warning("%s is %s; written as null", where, obj)
+        return None
+    return obj
+
+
+def print_json(obj) -> None:
+    """One JSON line on stdout (strict JSON: no NaN, see :func:`json_safe`)."""
+    print(json.dumps(json_safe(obj), allow_nan=False))
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, but a bad flag exits 2 (bad input), not 1."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}\nPass --helpshort or --helpfull to see help on flags.", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def run(main):
+    """``app.run(main)`` with the exit codes of :data:`EXIT_CODES` (one line each)."""
+
+    def wrapped(argv):
+        try:
+            return main(argv)
+        except app.UsageError as e:
+            e.exitcode = EXIT_BAD_INPUT
+            raise
+        except Exception as e:  # noqa: BLE001 - mapped to a code, or re-raised (a bug)
+            code = exit_code(e)
+            if code is None:
+                raise
+            logging.debug("traceback of the error below", exc_info=True)
+            lines = str(e).splitlines() or [type(e).__name__]
+            print(f"error: {lines[0]}", file=sys.stderr)
+            sys.exit(code)
+
+    app.run(wrapped, flags_parser=_parse_flags)
 
 
 def start(config=None):
     """Quiet library chatter, multi-host init when asked, then log the devices."""
-    logging.get_absl_handler().addFilter(_QuietLibraries())
+    logging.get_absl_handler().addFilter(_QUIET)
     if config is not None and config.devices.distributed:
         jax.distributed.initialize()
     logging.info("JAX process %d/%d", jax.process_index(), jax.process_count())

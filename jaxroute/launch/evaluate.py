@@ -28,24 +28,19 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     common.start()
-    try:
-        config = experiment.read_config(_WORKDIR.value)
-        if _SPLIT.value:
-            config.eval.split = _SPLIT.value
-        test = None
-        if common.DATA_PATH.value:
-            other = experiment.config_with_data(
-                config, common.DATA_PATH.value, common.DATA_FORMAT.value
-            )
-            test = experiment.load_experiment_data(other)
-        report = experiment.evaluate(
-            config, _WORKDIR.value, test_data=test, output_dir=_OUTPUT.value
+    config = experiment.read_config(_WORKDIR.value)
+    if _SPLIT.value:
+        config.eval.split = _SPLIT.value
+    test = None
+    if common.DATA_PATH.value:
+        other = experiment.config_with_data(
+            config, common.DATA_PATH.value, common.DATA_FORMAT.value
         )
-    except (ValueError, FileNotFoundError) as e:  # DataError is a ValueError
-        raise SystemExit(f"error: {e}") from None
+        test = experiment.load_experiment_data(other)
+    report = experiment.evaluate(config, _WORKDIR.value, test_data=test, output_dir=_OUTPUT.value)
     print(report["headline"])
     print(f"report: {report['paths']}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -8,8 +8,6 @@ mean_quality, mean_cost, top2_tie_share, oracle, best_single. Bad input exits no
 with the validation message (file, column, sample id).
 """
 
-import json
-
 from absl import app
 
 from jaxroute.launch import common
@@ -22,8 +20,8 @@ def main(argv):
 
     data = common.load_data_or_exit()
     summary = dataset_summary(data.quality, data.cost, data.models, data.tasks)
-    print(json.dumps(summary, allow_nan=False))
+    common.print_json(summary)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -13,7 +13,6 @@ A target (``--target_cost`` / ``--target_share`` / ``--target_quality``) needs a
 workdir calibrated with ``python -m jaxroute.launch.calibrate``.
 """
 
-import json
 import sys
 
 from absl import app, flags
@@ -66,11 +65,11 @@ def main(argv):
             _WORKDIR.value, router=_ROUTER.value, seed_index=_SEED_INDEX.value
         )
         for line in router.route(prompts, **spec):
-            print(json.dumps(line))
+            common.print_json(line)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -25,13 +25,10 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = common.apply_data_flags(_CONFIG.value)
     common.start(config)
-    try:
-        report = train_and_evaluate(config, _WORKDIR.value)
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:  # DataError is a ValueError
-        raise SystemExit(f"error: {e}") from None
+    report = train_and_evaluate(config, _WORKDIR.value)  # errors: common.run's exit codes
     print(report["headline"])
     print(f"report: {report['paths']}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -73,3 +73,61 @@ def noise_injection(
         "quality": res.quality[:, 0],
         "cost": res.cost[:, 0],
     }
+
+
+def task_diagnostics(
+    quality: ArrayLike,
+    tasks: ArrayLike,
+    models: list[str],
+    strong: int,
+    features: ArrayLike | None = None,
+    sample_ids: ArrayLike | None = None,
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Per task: top-2 tie share, oracle and strong-model quality, the best model and,
+    with ``features``, the mean within-task cosine similarity (1.0: every prompt of the
+    task looks the same to a router).
+
+    A feature row of norm 0 has no direction: it is left out of the cosine (with a
+    warning naming its sample id), and a task with no other rows gets ``None``, never
+    NaN, so the JSON stays valid.
+
+    Returns:
+      ``(per_task, warnings)``: a dict task -> entry, and warning lines for the caller.
+    """
+    q_all = np.asarray(quality, np.float64)
+    tasks = np.asarray(tasks)
+    warnings = []
+    norms = None
+    if features is not None:
+        feats = np.asarray(features, np.float64)
+        norms = np.linalg.norm(feats, axis=1)
+        zero = np.flatnonzero(norms == 0)
+        if zero.size:
+            ids = np.arange(len(feats)) if sample_ids is None else np.asarray(sample_ids)
+            warnings.append(
+                f"features: {zero.size} all-zero row(s) left out of the within-task cosine "
+                f"(first: sample id '{ids[zero[0]]}', row {zero[0]})"
+            )
+    out = {}
+    for task in dict.fromkeys(tasks.tolist()):
+        rows = tasks == task
+        q = q_all[rows]
+        s = np.sort(q, axis=1)
+        entry = {
+            "n": int(rows.sum()),
+            "top2_tie_share": float((s[:, -1] == s[:, -2]).mean()),
+            "oracle_quality": float(q.max(1).mean()),
+            "strong_model_quality": float(q[:, strong].mean()),
+            "best_model": models[int(q.mean(0).argmax())],
+        }
+        if norms is not None:
+            keep = rows & (norms > 0)
+            if keep.any():
+                x = feats[keep] / norms[keep, None]
+                centroid = x.mean(0)
+                entry["mean_within_task_cosine"] = float(centroid @ centroid)
+            else:
+                entry["mean_within_task_cosine"] = None
+                warnings.append(f"task '{task}': every feature row is zero; cosine is null")
+        out[str(task)] = entry
+    return out, warnings
