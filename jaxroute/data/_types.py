@@ -106,7 +106,7 @@ class RoutingData:
         if bad.any():
             i, j = np.argwhere(bad)[0]
             value = getattr(self, field)[i, j]
-            what = "is NaN (empty)" if np.isnan(value) else what
+            what = f"{what} (NaN: an empty cell)" if np.isnan(value) else what
             raise DataError(
                 f"{_where(self.source)}field '{field}': value {value} at sample id "
                 f"'{self.sample_ids[i]}' (row {i}), model '{self.models[j]}' {what} "

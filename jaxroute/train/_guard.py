@@ -117,7 +117,7 @@ def workdir_lock(workdir: str | os.PathLike) -> Iterator[pathlib.Path]:
         raise
     previous = _pid_in(fd)
     if previous not in ("unknown", str(os.getpid())) and not _alive(previous):
-        logging.info("%s: taking over the lock of pid %s (no longer running)", path, previous)
+        logging.warning("%s: taking over the lock of pid %s (no longer running)", path, previous)
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     with _held_mutex:

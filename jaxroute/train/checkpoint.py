@@ -64,7 +64,8 @@ def os_reason(e: BaseException) -> str:
     for code in _TEXT_ERRNOS:  # TensorStore reports OS errors in its message text only
         if os.strerror(code) in text:
             return f"{os.strerror(code)} [{errno.errorcode[code]}]"
-    first = text.splitlines()[0][:200] if text else ""
+    first = text.splitlines()[0] if text else ""
+    first = first if len(first) <= 160 else first[:157] + "..."
     return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 

@@ -1,0 +1,78 @@
+"""Shared pieces of the fault tests: tiny configs, data files, app runs, tree snapshots."""
+
+import hashlib
+import os
+import pathlib
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from jaxroute import data as jd
+from jaxroute.configs.base import get_config
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+class Evil:
+    """Unpickling this creates ``marker`` (if any unpickler ever calls os.system)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def evil_pickle(path, marker):
+    path.write_bytes(pickle.dumps(Evil(marker)))
+    return path
+
+
+def tiny_config(data_path="synthetic:n_prompts=120,feature_dim=8", epochs=2, routers="mlp"):
+    c = get_config("tiny")
+    c.data.path = str(data_path)
+    c.seeds = (0,)
+    c.run_routers = routers
+    c.train.epochs = epochs
+    c.cost_model.enabled = False
+    c.eval.n_budgets = 8
+    return c
+
+
+def snapshot(folder) -> dict[str, str]:
+    """relative path -> sha256 of every file under ``folder`` (what "nothing changed" means)."""
+    folder = pathlib.Path(folder)
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def run_app(module, *args, timeout=300):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", f"jaxroute.launch.{module}", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The lines an app printed that are not absl log lines (I/W/E + date prefix)."""
+    import re
+
+    return [ln for ln in stderr.splitlines() if ln.strip() and not re.match(r"^[IWEF]\d{4} ", ln)]
+
+
+@pytest.fixture
+def good_csv(tmp_path):
+    path = tmp_path / "data" / "good.csv"
+    path.parent.mkdir()
+    jd.to_wide_frame(jd.synthetic(n_prompts=12, seed=0)).to_csv(path, index=False)
+    return path
