@@ -56,8 +56,14 @@ def _benchmarks(quick: bool):
 
         return bench_serve(quick=quick)
 
+    def lambda_sweep():  # the λ rule over every breakpoint vs a NumPy loop
+        from jaxroute.routing.lambda_bench import bench_lambda_sweep
+
+        return bench_lambda_sweep(n_prompts=2000 if quick else 36000)
+
     return {
         "serve": serve,
+        "lambda_sweep": lambda_sweep,
         "sweep": sweep,
         "train_vmap": train_vmap,
         "train_vmap_small": train_vmap_small,
