@@ -419,7 +419,9 @@ def _figures(report, workdir, model_names, strong_name) -> dict[str, str]:
                     ax.set_axis_off()
                     continue
                 shares = np.asarray(curve["shares"], np.float64)
-                order = np.argsort(np.asarray(curve["cost"], np.float64), kind="stable")
+                # Budget rank: budgets ascending, λ descending (spending grows to the right).
+                key = np.asarray(curve["budget"] if rule == "budget" else curve["lambda"])
+                order = np.argsort(key if rule == "budget" else -key, kind="stable")
                 shares = shares[order]
                 x = (np.arange(len(order)) + 0.5) / max(1, len(order))
                 used |= set(np.flatnonzero(shares.max(axis=0) > 0).tolist())
@@ -431,8 +433,10 @@ def _figures(report, workdir, model_names, strong_name) -> dict[str, str]:
                     ax.set_title(rule_title)
                 if j == 0:
                     ax.set_ylabel(f"{name}\nshare")
-        for ax in axes[-1]:
-            ax.set_xlabel("operating point rank (cheapest → dearest)")
+        for ax, (rule, _) in zip(axes[-1], rules, strict=True):
+            ax.set_xlabel(
+                "budget rank (B ascending)" if rule == "budget" else "λ rank (λ descending)"
+            )
         from matplotlib.patches import Patch
 
         handles = [
@@ -453,8 +457,8 @@ FIGURE_CAPTIONS = {
     "budget rule and λ rule.",
     "strong_call_rate": "Routing collapse: share of prompts sent to the strong model "
     "against mean cost, per rule.",
-    "model_shares": "Which model each router calls along its curve (stacked shares, "
-    "operating points ranked by cost).",
+    "model_shares": "Which model each router calls along its curve (stacked shares over "
+    "the budget rank: budgets ascending, λ descending).",
 }
 
 
