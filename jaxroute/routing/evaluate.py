@@ -109,15 +109,6 @@ def thin_curve(cost: ArrayLike, quality: ArrayLike, n_points: int) -> np.ndarray
     return np.unique(np.concatenate([even, _staircase_index(c, q)]))
 
 
-def lambda_zero_choice(scores: ArrayLike, pred_costs: ArrayLike) -> np.ndarray:
-    """The λ rule just above λ = 0: the best score, ties to the lowest predicted cost
-    (then the lowest index), as :func:`lambda_sweep` reports at λ = 0."""
-    s = np.asarray(scores, np.float32)
-    pc = np.asarray(pred_costs, np.float32)
-    top = s == s.max(axis=1, keepdims=True)
-    return np.argmin(np.where(top, pc, np.inf), axis=1)
-
-
 def _rule_entry(res, choice, q, c, *, strong, best, bounds, empty_quality, top, x_key):
     q64, c64 = q.astype(np.float64), c.astype(np.float64)
     out = curve_metrics(
@@ -199,7 +190,7 @@ def evaluate_router(
       (``strong_model``, ``best_single``, ``bounds``) — all for the budget rule — and
       ``"lambda"``: the same fields for the λ rule, swept over every breakpoint, with
       ``curve["lambda"]`` in place of ``curve["budget"]`` and "max budget" meaning
-      λ = 0 (right limit: ties to the cheaper predicted model).
+      λ = 0 (the best score, lowest index on ties).
     """
     q = np.asarray(quality, np.float32)
     c = np.asarray(cost, np.float32)
@@ -216,7 +207,7 @@ def evaluate_router(
         lres = lambda_sweep(scores, pred_costs, q, c, lambda_grid(scores, pred_costs))
         keep = thin_curve(lres.cost, lres.quality, lambda_points or len(grid))
         lres = type(lres)(*(a[keep] for a in lres))
-        zero = lambda_zero_choice(scores, pred_costs)
+        zero = np.argmax(np.asarray(scores, np.float32), axis=1)  # the rule at λ = 0
         out["lambda"] = _rule_entry(lres, zero, q, c, top=0, x_key="lambda", **ctx)
     return out
 

@@ -13,12 +13,14 @@ import numpy as np
 
 
 def numpy_lambda_loop(scores, pred_costs, quality, cost, lams) -> tuple[np.ndarray, np.ndarray]:
-    """The straightforward approach: for each λ, argmax of ``s − λ·ĉ``, gather, mean."""
+    """The straightforward approach: for each λ, argmax of ``s − λ·ĉ`` (float64), gather,
+    mean."""
     rows = np.arange(quality.shape[0])
+    scores, pred_costs = scores.astype(np.float64), pred_costs.astype(np.float64)
     q = np.empty(len(lams))
     c = np.empty(len(lams))
     for j, lam in enumerate(lams):
-        choice = np.argmax(scores - np.float32(lam) * pred_costs, axis=1)
+        choice = np.argmax(scores - lam * pred_costs, axis=1)
         q[j] = quality[rows, choice].astype(np.float64).mean()
         c[j] = cost[rows, choice].astype(np.float64).mean()
     return q, c

@@ -38,9 +38,10 @@ a dearer one (an equal-cost model with a higher score, or the same score and a l
 index, removes ``m``). The envelope models sorted by ``lo`` give at most ``M − 1``
 events per prompt (choice moves from one to the next); they are binned and summed as in
 the budget sweep, so memory stays ``O(N·M² + B·M)``. At a λ exactly on a breakpoint the
-sweep reports the right limit (the operating point on ``[λ, next breakpoint)``);
-:func:`lambda_grid` lists every breakpoint, so a sweep over it holds every operating
-point the rule can reach.
+sweep reports the right limit (the operating point on ``[λ, next breakpoint)``), except
+at λ = 0, which is the rule itself (the best score, lowest index on ties, like the
+budget rule at the largest budget); :func:`lambda_grid` lists every breakpoint, so a
+sweep over it holds every operating point the rule can reach.
 """
 
 from __future__ import annotations
@@ -207,75 +208,68 @@ def _dense_one(scores, pred_costs, limbs, params, chunk, rule):
     return tuple(o.reshape((n_chunks * chunk,) + o.shape[2:])[:b] for o in out)
 
 
-def _lambda_envelope(scores, pred_costs):
-    """Per prompt, every model's interval ``[lo, hi)`` of λ on which it is chosen.
+_ENVELOPE_ROWS = 4096  # prompts per host chunk of the [N, M, M] crossing table
 
-    Returns ``(lo, on)``: ``[N, M]`` float32 interval starts and the mask of models whose
-    interval is non-empty (the upper envelope of the lines ``s − λ·ĉ``).
+
+def _lambda_events(scores: np.ndarray, pred_costs: np.ndarray):
+    """Events of the λ rule for one router, on the host in float64.
+
+    For prompt ``i`` model ``m`` is chosen on ``[lo_m, hi_m)``: ``hi_m`` the smallest
+    crossing ``(s_m − s_k)/(ĉ_m − ĉ_k)`` with a cheaper ``k``, ``lo_m`` the largest with a
+    dearer one; a model beaten by an equal-cost one (higher score, or the same score and
+    a lower index) is never chosen. Each crossing is computed once per pair, so one
+    model's ``hi`` is bit for bit the next one's ``lo``. Float64 on float32 inputs: the
+    differences are exact and the quotient is rounded once, so breakpoints of different
+    prompts are ordered correctly unless they agree to ~1e-16.
+
+    Returns:
+      ``(t, from_m, to_m, base)``: ``[N, M−1]`` float64 event times (``+inf`` pads) and
+      int32 models (the choice moves from ``from_m`` to ``to_m`` at ``t``), and ``[N]``
+      the choice before the first event.
     """
-    m = scores.shape[-1]
-    sa, sb = scores[:, :, None], scores[:, None, :]
-    pa, pb = pred_costs[:, :, None], pred_costs[:, None, :]
-    idx = jnp.arange(m, dtype=jnp.int32)
-    # One crossing per pair, symmetric bit for bit ((-x)/(-y) == x/y), so the end of one
-    # model's interval equals the start of the next one's.
-    same = pa == pb
-    cross = (sa - sb) / jnp.where(same, 1.0, pa - pb)
-    hi = jnp.min(jnp.where(pb < pa, cross, jnp.inf), axis=2)
-    lo = jnp.max(jnp.where(pb > pa, cross, -jnp.inf), axis=2)
-    beaten = same & ((sb > sa) | ((sb == sa) & (idx[None, None, :] < idx[None, :, None])))
-    beaten = jnp.any(beaten, axis=2)
-    on = (lo < hi) & ~beaten
-    return lo, on
-
-
-def _lambda_events(scores, pred_costs):
-    """Events of the λ rule: ``(t, from, to, base)`` with ``[N, M-1]`` times (``+inf`` for
-    padding) and model indices, and ``[N]`` the choice before the first event."""
-    lo, on = _lambda_envelope(scores, pred_costs)
-    key = jnp.where(on, lo, jnp.inf)
-    order = jnp.argsort(key, axis=1, stable=True).astype(jnp.int32)  # envelope models first
-    t_sorted = jnp.take_along_axis(key, order, 1)
-    base = order[:, 0]
-    t = t_sorted[:, 1:]
-    return t, order[:, :-1], order[:, 1:], base
-
-
-def _lambda_events_one(scores, pred_costs, limbs, lams, with_shares):
-    """Event sweep of the λ rule for one router (see the module docstring)."""
     n, m = scores.shape
-    t, from_m, to_m, base_m = _lambda_events(scores, pred_costs)
+    idx = np.arange(m)
+    lo = np.empty((n, m))
+    on = np.empty((n, m), bool)
+    for r0 in range(0, n, _ENVELOPE_ROWS):
+        s = scores[r0 : r0 + _ENVELOPE_ROWS].astype(np.float64)
+        p = pred_costs[r0 : r0 + _ENVELOPE_ROWS].astype(np.float64)
+        sa, sb, pa, pb = s[:, :, None], s[:, None, :], p[:, :, None], p[:, None, :]
+        same = pa == pb
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cross = (sa - sb) / np.where(same, 1.0, pa - pb)
+        hi = np.min(np.where(pb < pa, cross, np.inf), axis=2)
+        lo_c = np.max(np.where(pb > pa, cross, -np.inf), axis=2)
+        beaten = same & ((sb > sa) | ((sb == sa) & (idx[None, None, :] < idx[None, :, None])))
+        lo[r0 : r0 + _ENVELOPE_ROWS] = lo_c
+        on[r0 : r0 + _ENVELOPE_ROWS] = (lo_c < hi) & ~beaten.any(axis=2)
+    key = np.where(on, lo, np.inf)
+    order = np.argsort(key, axis=1, kind="stable").astype(np.int32)  # envelope first
+    t = np.take_along_axis(key, order, 1)[:, 1:]
+    return t, order[:, :-1], order[:, 1:], order[:, 0]
+
+
+def _lambda_bins_one(limbs, from_m, to_m, base_m, bins, n_bins, with_shares):
+    """Exact sums of the λ rule for one router from host-binned events."""
+    n, k = from_m.shape
+    m = limbs.shape[1]
     delta = jnp.take_along_axis(limbs, to_m[..., None], 1) - jnp.take_along_axis(
         limbs, from_m[..., None], 1
     )  # [N, M-1, K]
     base = jnp.sum(jnp.take_along_axis(limbs, base_m[:, None, None], 1)[:, 0], axis=0)
-    b = lams.shape[0]
-    border = jnp.argsort(lams)
-    sorted_l = lams[border]
-    # Event e counts for λ_j iff t_e <= λ_j; padding (t = +inf) lands in the dropped bin b.
-    bins = jnp.searchsorted(sorted_l, t.reshape(-1), side="left").astype(jnp.int32)
-    bins = jnp.where(jnp.isfinite(t.reshape(-1)), bins, b)
-    k = m - 1
-    per_bin = jax.ops.segment_sum(delta.reshape(n * k, -1), bins, num_segments=b + 1)
-    sums = base[None, :] + jnp.cumsum(per_bin[:b], axis=0)
+    flat = bins.reshape(-1)
+    per_bin = jax.ops.segment_sum(delta.reshape(n * k, -1), flat, num_segments=n_bins + 1)
+    sums = base[None, :] + jnp.cumsum(per_bin[:n_bins], axis=0)
     if with_shares:
         ones = jnp.ones((n * k,), jnp.int32)
-        n_seg = (b + 1) * m
-        dc = jax.ops.segment_sum(ones, bins * m + to_m.reshape(-1), num_segments=n_seg)
-        dc = dc - jax.ops.segment_sum(ones, bins * m + from_m.reshape(-1), num_segments=n_seg)
-        dc = dc.reshape(b + 1, m)
+        n_seg = (n_bins + 1) * m
+        dc = jax.ops.segment_sum(ones, flat * m + to_m.reshape(-1), num_segments=n_seg)
+        dc = dc - jax.ops.segment_sum(ones, flat * m + from_m.reshape(-1), num_segments=n_seg)
         base_counts = jnp.bincount(base_m, length=m).astype(jnp.int32)
-        counts = base_counts[None, :] + jnp.cumsum(dc[:b], axis=0)
+        counts = base_counts[None, :] + jnp.cumsum(dc.reshape(n_bins + 1, m)[:n_bins], axis=0)
     else:
-        counts = jnp.zeros((b, m), jnp.int32)
-    inv = jnp.argsort(border)
-    return sums[inv], counts[inv]
-
-
-@jax.jit
-def _lambda_breakpoints(scores, pred_costs):
-    TRACE_COUNTS["lambda_grid"] += 1
-    return _lambda_events(scores, pred_costs)[0]
+        counts = jnp.zeros((n_bins, m), jnp.int32)
+    return sums, counts
 
 
 def lambda_grid(scores: ArrayLike, pred_costs: ArrayLike) -> np.ndarray:
@@ -287,19 +281,22 @@ def lambda_grid(scores: ArrayLike, pred_costs: ArrayLike) -> np.ndarray:
       pred_costs: ``[N, M]`` predicted costs.
 
     Returns:
-      ``[B]`` ascending float64 λ values (float32-representable): 0 and every per-prompt
-      envelope breakpoint above 0 (at most ``N·(M−1) + 1`` values).
+      ``[B]`` ascending float64 λ values: 0, half the first breakpoint, and every
+      per-prompt envelope breakpoint above 0 (at most ``N·(M−1) + 2`` values).
 
-    >>> lambda_grid([[0.9, 0.5]], [[1.0, 0.1]]).tolist()  # (0.9-0.5)/(1.0-0.1)
-    [0.0, 0.4444444477558136]
+    >>> lambda_grid([[0.9, 0.5]], [[1.0, 0.1]]).round(6).tolist()  # (0.9-0.5)/(1.0-0.1)
+    [0.0, 0.222222, 0.444444]
     """
     s = np.asarray(scores, np.float32)
     pc = np.asarray(pred_costs, np.float32)
     if s.ndim != 2 or s.shape != pc.shape:
         raise ValueError(f"scores {s.shape} and pred_costs {pc.shape} must be one [N, M]")
-    t = np.asarray(_lambda_breakpoints(s, pc)).astype(np.float64).ravel()
-    t = t[np.isfinite(t) & (t > 0)]
-    return np.concatenate([[0.0], np.unique(t)])
+    t = _lambda_events(s, pc)[0].ravel()
+    t = np.unique(t[np.isfinite(t) & (t > 0)])
+    # λ = 0 itself (ties to the lowest index) and a λ inside (0, first breakpoint): the
+    # two differ when top scores tie between models of different predicted cost.
+    first = t[:1] / 2 if t.size else np.ones(1)
+    return np.concatenate([[0.0], first, t])
 
 
 def _limbs(quality, cost, q_inv, c_inv):
@@ -346,17 +343,34 @@ def sweep_dense(
     return jax.vmap(fn, in_axes=(0, 0, None, 0))(scores, pred_costs, limbs, params)
 
 
-@functools.partial(jax.jit, static_argnames=("with_shares",))
-def sweep_lambda_events(scores, pred_costs, quality, cost, lams, q_inv, c_inv, *, with_shares=True):
-    """Jitted event sweep of the λ rule, vectorised over routers.
+@functools.partial(jax.jit, static_argnames=("n_bins", "with_shares"))
+def sweep_lambda_events(
+    quality, cost, from_m, to_m, base_m, bins, q_inv, c_inv, *, n_bins, with_shares=True
+):
+    """Jitted λ-rule sums from host events (:func:`lambda_sweep` prepares them), vectorised
+    over routers.
 
-    Same arguments and outputs as :func:`sweep_events`, with ``lams`` (``[R, B]`` λ
-    values, any order) in place of budgets; right limits at breakpoints.
+    Args:
+      quality: ``[N, M]`` float32 true quality.
+      cost: ``[N, M]`` float32 true cost.
+      from_m: ``[R, N, M−1]`` int32, the model each event leaves.
+      to_m: ``[R, N, M−1]`` int32, the model it takes.
+      base_m: ``[R, N]`` int32, the choice before any event (λ below every breakpoint).
+      bins: ``[R, N, M−1]`` int32, the first (sorted) λ index each event counts for
+        (``n_bins``: never).
+      q_inv: float32 scalar ``2**-e`` with ``max|quality| ≤ 2**e``.
+      c_inv: float32 scalar, the same for cost.
+      n_bins: number of (sorted) λ values.
+      with_shares: also count the prompts sent to each model.
+
+    Returns:
+      ``(sums, counts)``: ``[R, n_bins, 2·LIMBS]`` int32 limb sums and ``[R, n_bins, M]``
+      counts, in sorted-λ order.
     """
     TRACE_COUNTS["lambda_events"] += 1
     limbs = _limbs(quality, cost, q_inv, c_inv)
-    fn = functools.partial(_lambda_events_one, with_shares=with_shares)
-    return jax.vmap(fn, in_axes=(0, 0, None, 0))(scores, pred_costs, limbs, lams)
+    fn = functools.partial(_lambda_bins_one, n_bins=n_bins, with_shares=with_shares)
+    return jax.vmap(fn, in_axes=(None, 0, 0, 0, 0))(limbs, from_m, to_m, base_m, bins)
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -502,19 +516,52 @@ def lambda_sweep(
 
     Args and returns as :func:`budget_sweep`, with ``lambdas`` (``[B]`` or ``[R, B]``) in
     place of budgets; ``SweepResult.budget`` holds the λ values. ``method="events"``
-    (default, exact, memory independent of ``B``) reports the right limit at a λ that is
-    exactly a breakpoint (ties go to the model chosen just above it, i.e. the cheaper
-    one); ``"dense"`` applies :func:`~jaxroute.routing.rules.lambda_choice` directly
+    (default, exact, memory independent of ``B``) reports the right limit at a λ > 0 that
+    is exactly a breakpoint (ties go to the model chosen just above it, i.e. the cheaper
+    one) and the rule itself at λ = 0; ``"dense"`` applies :func:`~jaxroute.routing.rules.lambda_choice` directly
     (ties to the lowest index). Sweep over :func:`lambda_grid` for every operating point.
     """
     single, s, pc, y, c, params = _prepare(scores, pred_costs, quality, cost, lambdas)
-    args, r, b = _place(shard, devices, s, pc, y, c, params)
     q_exp, c_exp = scale_exponent(y), scale_exponent(c)
-    args = args + (np.float32(2.0**-q_exp), np.float32(2.0**-c_exp))
-    if method == "events":
-        out = sweep_lambda_events(*args, with_shares=with_shares)
-    elif method == "dense":
-        out = sweep_dense(*args, chunk=chunk, rule="lambda")
-    else:
+    inv = (np.float32(2.0**-q_exp), np.float32(2.0**-c_exp))
+    if method == "dense":
+        args, r, b = _place(shard, devices, s, pc, y, c, params)
+        out = sweep_dense(*args, *inv, chunk=chunk, rule="lambda")
+        return _finish(single, params, y.shape[0], out, r, b, q_exp, c_exp)
+    if method != "events":
         raise ValueError(f"method must be 'events' or 'dense', got {method!r}")
-    return _finish(single, params, y.shape[0], out, r, b, q_exp, c_exp)
+    if shard is not None:
+        raise ValueError("shard applies to method='dense'; the λ events sweep runs on one device")
+    r, b = params.shape
+    params = np.broadcast_to(np.asarray(lambdas, np.float64), params.shape)  # not rounded
+    padded = _bucket(params)
+    nb = padded.shape[1]
+    # Event times and λ values compared in float64 on the host; the device sums exactly.
+    lam64 = padded.astype(np.float64)
+    border = np.argsort(lam64, axis=1, kind="stable")
+    events = [_lambda_events(s[k], pc[k]) for k in range(r)]
+    bins = np.stack(
+        [
+            np.where(
+                np.isfinite(t), np.searchsorted(lam64[k, border[k]], t, side="left"), nb
+            ).astype(np.int32)
+            for k, (t, _, _, _) in enumerate(events)
+        ]
+    )
+    from_m, to_m, base_m = (np.stack([e[j] for e in events]) for j in (1, 2, 3))
+    sums, counts = sweep_lambda_events(
+        y, c, from_m, to_m, base_m, bins, *inv, n_bins=nb, with_shares=with_shares
+    )
+    inv_order = np.argsort(border, axis=1)
+    sums = np.take_along_axis(np.asarray(sums), inv_order[:, :, None], 1)
+    counts = np.take_along_axis(np.asarray(counts), inv_order[:, :, None], 1)
+    res = _finish(False, params, y.shape[0], (sums, counts), r, b, q_exp, c_exp)
+    zero = params[:, :b] == 0.0
+    if zero.any():  # λ = 0 is the rule itself, not a right limit: ties to the lowest index
+        rows = np.arange(y.shape[0])
+        for k in np.flatnonzero(zero.any(axis=1)):
+            ch = np.argmax(s[k], axis=1)
+            res.quality[k, zero[k]] = y[rows, ch].astype(np.float64).mean()
+            res.cost[k, zero[k]] = c[rows, ch].astype(np.float64).mean()
+            res.shares[k, zero[k]] = np.bincount(ch, minlength=y.shape[1]) / y.shape[0]
+    return SweepResult(*(a[0] for a in res)) if single else res

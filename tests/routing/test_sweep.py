@@ -142,15 +142,12 @@ def numpy_lambda_loop(scores, pred_costs, quality, cost):
     dc = pc[:, a] - pc[:, b]
     cross = np.where(dc != 0, (s[:, a] - s[:, b]) / np.where(dc != 0, dc, 1), np.nan)
     t = np.unique(cross[np.isfinite(cross) & (cross > 0)])
-    lams = np.concatenate([[0.0], (t[:-1] + t[1:]) / 2, [t[-1] * 2 + 1]]) if t.size else [0.0]
+    inner = (t[:-1] + t[1:]) / 2
+    lams = np.concatenate([[0.0, t[0] / 2], inner, [t[-1] * 2 + 1]]) if t.size else [0.0]
     rows = np.arange(n)
     points = []
     for lam in lams:
-        if lam == 0.0:  # the right limit at 0: best score, ties to the cheapest
-            top = s == s.max(1, keepdims=True)
-            ch = np.argmin(np.where(top, pc, np.inf), axis=1)
-        else:
-            ch = np.argmax(s - lam * pc, axis=1)
+        ch = np.argmax(s - lam * pc, axis=1)  # at λ = 0 exactly: ties to the lowest index
         q64, c64 = quality[rows, ch].astype(np.float64), cost[rows, ch].astype(np.float64)
         points.append((q64.mean(), c64.mean()))
     return np.array(points)
@@ -197,10 +194,16 @@ def test_lambda_grid_small_example():
     s = np.array([[0.9, 0.5, 0.2]], np.float32)
     pc = np.array([[1.0, 0.1, 0.0]], np.float32)
     g = lambda_grid(s, pc)
-    np.testing.assert_allclose(g, [0.0, 0.4 / 0.9, 3.0], rtol=1e-6)
+    np.testing.assert_allclose(g, [0.0, 0.2 / 0.9, 0.4 / 0.9, 3.0], rtol=1e-6)
     y = np.array([[1.0, 0.5, 0.0]], np.float32)
     res = lambda_sweep(s, pc, y, pc, g)
-    np.testing.assert_allclose(res.quality, [1.0, 0.5, 0.0])
+    np.testing.assert_allclose(res.quality, [1.0, 1.0, 0.5, 0.0])
+    # Tied top scores: λ = 0 is the rule itself (lowest index), just above 0 the cheaper.
+    s2 = np.array([[0.5, 0.5]], np.float32)
+    c2 = np.array([[2.0, 1.0]], np.float32)
+    g2 = lambda_grid(s2, c2)
+    res2 = lambda_sweep(s2, c2, np.array([[1.0, 0.0]], np.float32), c2, g2)
+    np.testing.assert_allclose(res2.shares[:2], [[1.0, 0.0], [0.0, 1.0]])
 
 
 def test_grids():
