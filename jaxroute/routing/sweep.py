@@ -519,7 +519,8 @@ def lambda_sweep(
     (default, exact, memory independent of ``B``) reports the right limit at a λ > 0 that
     is exactly a breakpoint (ties go to the model chosen just above it, i.e. the cheaper
     one) and the rule itself at λ = 0; ``"dense"`` applies
-    :func:`~jaxroute.routing.rules.lambda_choice` directly (ties to the lowest index). Sweep over :func:`lambda_grid` for every operating point.
+    :func:`~jaxroute.routing.rules.lambda_choice` directly (ties to the lowest index).
+    Sweep over :func:`lambda_grid` for every operating point.
     """
     single, s, pc, y, c, params = _prepare(scores, pred_costs, quality, cost, lambdas)
     q_exp, c_exp = scale_exponent(y), scale_exponent(c)
