@@ -38,6 +38,7 @@ from jaxroute.serving.router import POLICY_FIELDS, Policy, TrainedRouter, check_
 log = logging.getLogger("jaxroute.serve")
 
 PAD_SIZES = (1, 8, 32)  # micro-batches are padded to one of these (or a multiple of 32)
+ROUTED_NAMES = (None, "auto", "jaxroute", "router")  # chat "model" values that mean: route
 
 
 class ApiError(Exception):
@@ -315,8 +316,22 @@ class RouterService:
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise ApiError(400, f"field 'stream' must be true or false, got {stream!r}")
-        scores, costs, _ = await self.batcher.submit([prompt])
-        name = self.router.models[self._choose_available(scores[0], costs[0], policy)]
+        asked = body.get("model")
+        if asked is not None and not isinstance(asked, str):
+            raise ApiError(400, f"field 'model' must be a string, got {type(asked).__name__}")
+        if asked in ROUTED_NAMES or asked == self.router.name:
+            scores, costs, _ = await self.batcher.submit([prompt])
+            name = self.router.models[self._choose_available(scores[0], costs[0], policy)]
+        elif asked in self.cfg.endpoints:  # the client names a model: no routing
+            name = asked
+        elif isinstance(asked, str) and asked in self.router.models:
+            raise ApiError(400, f"model '{asked}' has no endpoint in the models file")
+        else:
+            raise ApiError(
+                400,
+                f"unknown model {asked!r}: use 'auto' (routed by {self.router.name}) or "
+                "one of GET /models",
+            )
         forward = {k: v for k, v in body.items() if k != "jaxroute"}
         endpoint = self.cfg.endpoints[name]
         forward["model"] = endpoint.model or name

@@ -184,6 +184,22 @@ def test_chat_is_routed_and_forwarded(server, backend):
         json_body=_chat("What is 2+2?", jaxroute={"wtp": 0.0}),
     )
     assert status == 200 and headers["x-jaxroute-model"] == rows[0]["model"]
+    # "auto" routes; a named model with an endpoint is forwarded as asked; others are 400.
+    status, headers, _ = call(
+        "POST",
+        f"{server}/v1/chat/completions",
+        json_body=_chat("What is 2+2?", model="auto", jaxroute={"wtp": 0.0}),
+    )
+    assert status == 200 and headers["x-jaxroute-model"] == rows[0]["model"]
+    other = next(m for m in rows[0]["scores"] if m != rows[0]["model"])
+    status, headers, body = call(
+        "POST", f"{server}/v1/chat/completions", json_body=_chat("hi", model=other)
+    )
+    assert status == 200 and headers["x-jaxroute-model"] == other == body["model"]
+    status, _, body = call(
+        "POST", f"{server}/v1/chat/completions", json_body=_chat("hi", model="gpt-5")
+    )
+    assert status == 400 and "unknown model 'gpt-5'" in body["error"]["message"]
 
 
 def test_chat_stream_passes_through(server):
