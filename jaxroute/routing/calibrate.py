@@ -11,10 +11,11 @@ parameter:
   ``[u_k, u_{k+1})`` over the sorted distinct predicted costs ``u`` (plus ``B < u_0``).
 - λ rule ``argmax_m s − λ·ĉ``: the choice of prompt ``i`` follows the upper envelope of
   its ``M`` lines in λ and changes at most ``M − 1`` times, at the envelope's
-  breakpoints (λ ≥ 0).
+  breakpoints (λ ≥ 0, :func:`~jaxroute.routing.lambda_grid`).
 
 :func:`rule_pieces` returns one parameter inside every piece (the midpoint, geometric
-for budgets), :func:`calibration_curve` evaluates the rule exactly at all of them with
+for budgets, so the float32 rule at route time sees the same choices as the sweep),
+:func:`calibration_curve` evaluates the rule exactly at all of them with
 the exact sweeps (:func:`~jaxroute.routing.budget_sweep` /
 :func:`~jaxroute.routing.lambda_sweep`, exact integer sums), and :func:`select` picks
 the piece that meets the target:
@@ -40,7 +41,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxroute.routing.rules import budget_choice, lambda_choice
-from jaxroute.routing.sweep import SweepResult, budget_sweep, lambda_sweep
+from jaxroute.routing.sweep import SweepResult, budget_sweep, lambda_grid, lambda_sweep
 
 RULES = ("budget", "lambda")
 MERGE_RTOL = 1e-6  # λ breakpoints closer than this (relative) are one breakpoint
@@ -69,45 +70,16 @@ def _midpoints(lo: np.ndarray, hi: np.ndarray, geometric: bool) -> np.ndarray:
 def lambda_breakpoints(scores: ArrayLike, pred_costs: ArrayLike) -> np.ndarray:
     """Sorted distinct λ > 0 where some prompt's λ-rule choice changes (float64).
 
-    For each prompt the choice for λ ≥ 0 walks the upper envelope of the lines
-    ``s_m − λ·ĉ_m``: from the best-scored model (cheapest among equal scores) to ever
-    cheaper models, at most ``M − 1`` steps, vectorised over prompts.
+    The breakpoints of :func:`~jaxroute.routing.lambda_grid` (each prompt's upper
+    envelope of ``s_m − λ·ĉ_m``), with twins closer than ``MERGE_RTOL`` merged: one
+    breakpoint reached through different pairs of lines can differ by a rounding, and
+    no float32 λ between such twins is resolved reliably by the rule.
 
     >>> lambda_breakpoints([[1.0, 0.5, 0.0]], [[3.0, 2.0, 1.0]]).tolist()
     [0.5]
     """
-    s = np.asarray(scores, np.float32).astype(np.float64)
-    c = np.asarray(pred_costs, np.float32).astype(np.float64)
-    n, m = s.shape
-    rows = np.arange(n)
-    # Start at λ = 0+: the highest score, the lowest cost among equal scores.
-    key = np.where(s == s.max(axis=1, keepdims=True), c, np.inf)
-    cur = np.argmin(key, axis=1)
-    lam = np.zeros(n)
-    active = np.ones(n, bool)
-    out = []
-    for _ in range(m - 1):
-        sc, cc = s[rows, cur][:, None], c[rows, cur][:, None]
-        cheaper = c < cc
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cross = np.where(cheaper, (sc - s) / (cc - c), np.inf)
-        cross = np.maximum(cross, lam[:, None])  # a line already above (ties) crosses now
-        nxt_lam = cross.min(axis=1)
-        active &= np.isfinite(nxt_lam)
-        if not active.any():
-            break
-        # Among the lines crossing first, the cheapest dominates after the crossing.
-        tie = np.where(cross == nxt_lam[:, None], c, np.inf)
-        nxt = np.argmin(tie, axis=1)
-        out.append(nxt_lam[active])
-        lam = np.where(active, nxt_lam, lam)
-        cur = np.where(active, nxt, cur)
-    if not out:
-        return np.zeros(0)
-    b = np.unique(np.concatenate(out))
-    b = b[b > 0]
-    # One breakpoint computed through different pairs differs by float rounding; a
-    # "piece" between such twins has no parameter the float32 rule resolves reliably.
+    grid = lambda_grid(scores, pred_costs)  # 0, half the first breakpoint, breakpoints
+    b = np.unique(grid[2:]) if grid.size > 2 else np.zeros(0)
     keep = np.ones(b.shape, bool)
     keep[1:] = b[1:] > b[:-1] * (1 + MERGE_RTOL)
     return b[keep]
