@@ -196,45 +196,58 @@ def calibrate_workdir(
 
     Returns:
       The report (also stored as ``last`` in calibration.json).
+
+    Raises:
+      WorkdirBusy: a training run holds the workdir (calibrate writes calibration.json
+        under the workdir's lock, so it is its only writer).
     """
     if kind not in rcal.TARGETS:
         raise ValueError(f"target must be one of {sorted(rcal.TARGETS)}, got '{kind}'")
     if rule not in rcal.RULES:
         raise ValueError(f"rule must be one of {rcal.RULES}, got '{rule}'")
     check_target(kind, target)
+    from jaxroute.train import _guard  # the workdir's one-writer lock
+
     workdir = pathlib.Path(workdir)
-    existing = read_calibration(workdir)  # fail on a corrupt file before the work
-    info, cal, test = calibration_scores(workdir, router=router, seed_index=seed_index, split=split)
-    m = _model_index(info, model, kind)
-    choice, curve = rcal.calibrate(*cal, rule=rule, kind=kind, target=target, model=m)
-    on_test = rcal.realised(*test, choice, n_resamples=n_resamples, seed=bootstrap_seed)
-    report = {
-        "target": float(target),
-        "realised": on_test["realised"],
-        "ci_low": on_test["ci_low"],
-        "ci_high": on_test["ci_high"],
-        "drift": on_test["drift"],
-        "rule": rule,
-        "parameter": choice.parameter,
-        "kind": kind,
-        "model": info["models"][m] if kind == "share" else None,
-        "router": info["router"],
-        "seed": info["seed"],
-        "calibration_split": info["split"],
-        "n_calibration": info["n_calibration"],
-        "calibration_value": choice.calibration_value,
-        "calibration_quality": choice.calibration_quality,
-        "calibration_cost": choice.calibration_cost,
-        "n_pieces": choice.n_pieces,
-        "n_test": on_test["n"],
-        "test_quality": on_test["quality"],
-        "test_cost": on_test["cost"],
-        "bootstrap": {"resamples": n_resamples, "seed": bootstrap_seed, "level": 0.95},
-    }
-    obj = existing or {"format": FORMAT, "curves": {}}
-    obj["curves"][curve_key(info["router"], info["seed"], rule)] = _curve_json(info, rule, curve)
-    obj["last"] = report
-    _write_atomic(workdir / CALIBRATION_FILE, obj)
+    if not (workdir / "config.json").exists():
+        raise FileNotFoundError(f"{workdir}: no config.json; is this a trained workdir?")
+    with _guard.workdir_lock(workdir):  # no training run writes it meanwhile
+        existing = read_calibration(workdir)  # fail on a corrupt file before the work
+        info, cal, test = calibration_scores(
+            workdir, router=router, seed_index=seed_index, split=split
+        )
+        m = _model_index(info, model, kind)
+        choice, curve = rcal.calibrate(*cal, rule=rule, kind=kind, target=target, model=m)
+        on_test = rcal.realised(*test, choice, n_resamples=n_resamples, seed=bootstrap_seed)
+        report = {
+            "target": float(target),
+            "realised": on_test["realised"],
+            "ci_low": on_test["ci_low"],
+            "ci_high": on_test["ci_high"],
+            "drift": on_test["drift"],
+            "rule": rule,
+            "parameter": choice.parameter,
+            "kind": kind,
+            "model": info["models"][m] if kind == "share" else None,
+            "router": info["router"],
+            "seed": info["seed"],
+            "calibration_split": info["split"],
+            "n_calibration": info["n_calibration"],
+            "calibration_value": choice.calibration_value,
+            "calibration_quality": choice.calibration_quality,
+            "calibration_cost": choice.calibration_cost,
+            "n_pieces": choice.n_pieces,
+            "n_test": on_test["n"],
+            "test_quality": on_test["quality"],
+            "test_cost": on_test["cost"],
+            "bootstrap": {"resamples": n_resamples, "seed": bootstrap_seed, "level": 0.95},
+        }
+        obj = existing or {"format": FORMAT, "curves": {}}
+        obj["curves"][curve_key(info["router"], info["seed"], rule)] = _curve_json(
+            info, rule, curve
+        )
+        obj["last"] = report
+        _write_atomic(workdir / CALIBRATION_FILE, obj)
     return report
 
 
