@@ -27,6 +27,18 @@ WORKDIR = flags.DEFINE_string(
 DROP_INCOMPLETE = flags.DEFINE_bool(
     "drop_incomplete", False, "Drop samples with a model missing after merging (logged)."
 )
+COORDINATOR = flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "Multi-process runs (--config.devices.distributed): host:port of process 0's JAX "
+    "coordinator (default $JAX_COORDINATOR_ADDRESS, else JAX's cluster auto-detection).",
+)
+NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Multi-process runs: number of processes (default $JAX_NUM_PROCESSES)."
+)
+PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "Multi-process runs: this process, 0..N-1 (default $JAX_PROCESS_ID)."
+)
 DATA_FORMAT = flags.DEFINE_string(
     "data_format", None, "auto | wide | long | generic | synthetic | tfds; overrides the config."
 )
@@ -146,6 +158,8 @@ def start(config=None):
     """Quiet library chatter, multi-host init when asked, then log the devices."""
     logging.get_absl_handler().addFilter(_QUIET)
     if config is not None and config.devices.distributed:
-        jax.distributed.initialize()
+        from jaxroute.train import _distributed
+
+        _distributed.initialize(COORDINATOR.value, NUM_PROCESSES.value, PROCESS_ID.value)
     logging.info("JAX process %d/%d", jax.process_index(), jax.process_count())
     logging.info("JAX devices: %s", jax.devices())

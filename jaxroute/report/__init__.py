@@ -2,6 +2,7 @@
 
 from jaxroute.report.report import (
     aggregate_seeds,
+    build_report,
     headline_table,
     model_colour,
     reference_entries,
@@ -11,6 +12,7 @@ from jaxroute.report.report import (
 
 __all__ = [
     "aggregate_seeds",
+    "build_report",
     "headline_table",
     "model_colour",
     "reference_entries",

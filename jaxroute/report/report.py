@@ -466,6 +466,19 @@ def _missing_figure(line: str, paths: Mapping[str, str]) -> bool:
     return line.startswith("![") and not any(line.endswith(f"({k}.png)") for k in paths)
 
 
+def build_report(
+    dataset: Mapping[str, Any],
+    routers: Mapping[str, Sequence[Mapping[str, Any]]],
+    reference: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``report.json`` content (JSON-able) that :func:`write_report` writes."""
+    return {
+        "dataset": _clean(dict(dataset)),
+        "routers": {name: _clean(aggregate_seeds(res)) for name, res in routers.items()},
+        "reference": _clean(dict(reference or {})),
+    }
+
+
 def write_report(
     workdir: str | os.PathLike,
     dataset: Mapping[str, Any],
@@ -495,11 +508,7 @@ def write_report(
     os.makedirs(workdir, exist_ok=True)
     model_names = list(model_names or dataset.get("models", []))
     strong_model = strong_model or dataset.get("strong_model", "strong model")
-    report = {
-        "dataset": _clean(dict(dataset)),
-        "routers": {name: _clean(aggregate_seeds(res)) for name, res in routers.items()},
-        "reference": _clean(dict(reference or {})),
-    }
+    report = build_report(dataset, routers, reference)
     paths = {"json": os.path.join(workdir, "report.json")}
     with open(paths["json"], "w") as f:
         json.dump(report, f, allow_nan=False, indent=1)

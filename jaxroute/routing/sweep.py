@@ -452,6 +452,34 @@ def _finish(single, params, n, out, r, b, q_exp, c_exp):
     return SweepResult(budget, q, c, shares)
 
 
+def _prompt_sharded(shard) -> bool:
+    """``shard="prompt"``, and the default of a multi-process run (every process calls the
+    sweep with the same arrays; each feeds only its own prompts)."""
+    return shard == "prompt" or (shard is None and jax.process_count() > 1)
+
+
+def _sweep_prompts(single, s, pc, y, c, params, devices, method, with_shares, chunk, rule="budget"):
+    from jaxroute.routing._sharded import prompt_sharded_sweep
+
+    r, b = params.shape
+    q_exp, c_exp = scale_exponent(y), scale_exponent(c)
+    inv = (np.float32(2.0**-q_exp), np.float32(2.0**-c_exp))
+    out = prompt_sharded_sweep(
+        s,
+        pc,
+        y,
+        c,
+        _bucket(params),
+        *inv,
+        method=method,
+        with_shares=with_shares,
+        chunk=chunk,
+        rule=rule,
+        devices=devices,
+    )
+    return _finish(single, params, y.shape[0], out, r, b, q_exp, c_exp)
+
+
 def budget_sweep(
     scores: ArrayLike,
     pred_costs: ArrayLike,
@@ -477,7 +505,9 @@ def budget_sweep(
         (direct evaluation, ``chunk`` budgets at a time).
       shard: ``None``, ``"budget"`` or ``"router"``: shard that axis over ``devices``
         (default all devices) with a ``NamedSharding`` on a 1-D mesh; the axis is padded to
-        a multiple of the device count and the padding dropped.
+        a multiple of the device count and the padding dropped. ``"prompt"`` (the default
+        when several JAX processes run): prompts split over the devices of all processes
+        and the exact limb sums reduced across them (``routing._sharded``).
       devices: devices of the mesh.
       with_shares: compute per-model shares (zeros otherwise).
       chunk: budgets per step for ``method="dense"``.
@@ -487,6 +517,8 @@ def budget_sweep(
       ``[R, B]`` / ``[R, B, M]`` for ``[R, N, M]`` inputs.
     """
     single, s, pc, y, c, params = _prepare(scores, pred_costs, quality, cost, budgets)
+    if _prompt_sharded(shard):
+        return _sweep_prompts(single, s, pc, y, c, params, devices, method, with_shares, chunk)
     args, r, b = _place(shard, devices, s, pc, y, c, params)
     q_exp, c_exp = scale_exponent(y), scale_exponent(c)
     args = args + (np.float32(2.0**-q_exp), np.float32(2.0**-c_exp))
@@ -525,14 +557,17 @@ def lambda_sweep(
     single, s, pc, y, c, params = _prepare(scores, pred_costs, quality, cost, lambdas)
     q_exp, c_exp = scale_exponent(y), scale_exponent(c)
     inv = (np.float32(2.0**-q_exp), np.float32(2.0**-c_exp))
+    prompts = _prompt_sharded(shard)
+    if method == "dense" and prompts:
+        return _sweep_prompts(single, s, pc, y, c, params, devices, "dense", True, chunk, "lambda")
     if method == "dense":
         args, r, b = _place(shard, devices, s, pc, y, c, params)
         out = sweep_dense(*args, *inv, chunk=chunk, rule="lambda")
         return _finish(single, params, y.shape[0], out, r, b, q_exp, c_exp)
     if method != "events":
         raise ValueError(f"method must be 'events' or 'dense', got {method!r}")
-    if shard is not None:
-        raise ValueError("shard applies to method='dense'; the λ events sweep runs on one device")
+    if shard is not None and not prompts:
+        raise ValueError("the λ events sweep shards prompts only (shard='prompt')")
     r, b = params.shape
     params = np.broadcast_to(np.asarray(lambdas, np.float64), params.shape)  # not rounded
     padded = _bucket(params)
@@ -550,9 +585,25 @@ def lambda_sweep(
         ]
     )
     from_m, to_m, base_m = (np.stack([e[j] for e in events]) for j in (1, 2, 3))
-    sums, counts = sweep_lambda_events(
-        y, c, from_m, to_m, base_m, bins, *inv, n_bins=nb, with_shares=with_shares
-    )
+    if prompts:  # host events of every prompt; each process sums its own on its devices
+        from jaxroute.routing._sharded import prompt_sharded_lambda_events
+
+        sums, counts = prompt_sharded_lambda_events(
+            y,
+            c,
+            from_m,
+            to_m,
+            base_m,
+            bins,
+            *inv,
+            n_bins=nb,
+            with_shares=with_shares,
+            devices=devices,
+        )
+    else:
+        sums, counts = sweep_lambda_events(
+            y, c, from_m, to_m, base_m, bins, *inv, n_bins=nb, with_shares=with_shares
+        )
     inv_order = np.argsort(border, axis=1)
     sums = np.take_along_axis(np.asarray(sums), inv_order[:, :, None], 1)
     counts = np.take_along_axis(np.asarray(counts), inv_order[:, :, None], 1)

@@ -124,6 +124,11 @@ def train_step(task: Task, state, data: Batch, idx: jax.Array, valid: jax.Array)
     """One optimiser step on rows ``idx`` ``[B]`` of ``data`` (``valid`` masks padding)."""
     batch = {k: v[idx] for k, v in data.items()}
     batch["mask"] = valid
+    return batch_step(task, state, batch)
+
+
+def batch_step(task: Task, state, batch: Batch):
+    """One optimiser step on a gathered ``batch`` (``x``, ``quality``, ``cost``, ``mask``)."""
     rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
     loss, grads = _loss_and_grads(task, state["params"], batch, rng, state["hparams"])
     updates, opt_state = task.tx.update(grads, state["opt_state"], state["params"])

@@ -145,12 +145,17 @@ class Checkpointer:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         dst = f"{src}.corrupt-{stamp}"
         try:
-            os.rename(src, dst)
+            if jax.process_index() == 0:  # several processes: process 0 moves, all reload
+                os.rename(src, dst)
         except OSError as err:
             raise CheckpointError(
                 f"checkpoint {src} is unreadable ({os_reason(e)}) and cannot be moved aside "
                 f"({os_reason(err)}); move or delete it by hand"
             ) from None
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"jaxroute:quarantine:{src}")
         logging.warning(
             "checkpoint %s is unreadable (%s); moved aside to %s, resuming from an older step",
             src,
