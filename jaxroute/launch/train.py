@@ -1,33 +1,46 @@
-r"""Trains every configured router over K seeds, sweeps budgets, writes the report.
+r"""Trains every configured router over K seeds, sweeps both decision rules, writes the report.
 
     python -m jaxroute.launch.train --flagfile=launch/equirouter_synthetic.flags
+    jaxroute train --config=base:tiny --workdir=/tmp/w        # the installed command
 
-Flags after ``--flagfile`` win (e.g. ``--config.train.epochs=10``). A restarted run
-resumes from the checkpoints in ``--workdir``.
+Flags after ``--flagfile`` win (e.g. ``--config.train.epochs=10``); ``--config_help``
+lists every config field with its default. A restarted run resumes from the checkpoints
+in ``--workdir``; a workdir holding a run with another config is refused.
 """
 
-from absl import app
-from ml_collections import config_flags
+import os
+
+from absl import app, flags
 
 from jaxroute.launch import common
-from jaxroute.train import train_and_evaluate
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "jaxroute/configs/base.py", "Experiment config file.", lock_config=True
+_CONFIG = common.define_config("config")
+_CONFIG_HELP = flags.DEFINE_bool(
+    "config_help", False, "List every config field with its default and exit."
 )
 _WORKDIR = common.WORKDIR
 
 
 def main(argv):
-    if not _WORKDIR.value:  # checked here: a global "required" would bind every app
-        raise app.UsageError("--workdir is required")
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _CONFIG_HELP.value:
+        print(common.config_help(_CONFIG.value))
+        return
+    if not _WORKDIR.value:  # checked here: a global "required" would bind every app
+        raise app.UsageError("--workdir is required")
     config = common.apply_data_flags(_CONFIG.value)
+    # Input checks before anything is loaded or trained.
+    path = config.data.path
+    if not path.startswith("synthetic") and not os.path.exists(path):
+        raise FileNotFoundError(f"--data_path / config.data.path: no such file or folder: {path}")
+    from jaxroute.train import experiment
+
+    experiment.check_resumable(config, _WORKDIR.value)
     common.start(config)
-    report = train_and_evaluate(config, _WORKDIR.value)  # errors: common.run's exit codes
+    report = experiment.train_and_evaluate(config, _WORKDIR.value)  # errors: exit codes
     print(report["headline"])
-    print(f"report: {report['paths']}")
+    common.print_paths(report["paths"])
 
 
 if __name__ == "__main__":

@@ -39,8 +39,9 @@ def run(module, *args, check=True, timeout=600):
 
 
 def test_inspect_data_prints_summary_json():
-    out = run("inspect_data", "--data_path=synthetic:n_prompts=300").stdout
-    summary = json.loads(out.strip().splitlines()[-1])
+    out = run("inspect_data", "--data_path=synthetic:n_prompts=300", "--json").stdout
+    (line,) = out.strip().splitlines()  # one JSON object, nothing else
+    summary = json.loads(line)
     assert summary["n_prompts"] == 300 and summary["n_models"] == 11
     d = jd.synthetic(n_prompts=300)
     q = d.quality
@@ -53,6 +54,71 @@ def test_inspect_data_prints_summary_json():
     assert summary["oracle"]["quality"] == pytest.approx(best.mean(), 1e-6)
     assert summary["oracle"]["strong_model_share"] == pytest.approx((oracle == strong).mean())
     assert summary["best_single"]["model"] == jd.STRONG_MODEL
+
+
+def test_inspect_data_readable_by_default():
+    out = run("inspect_data", "--data_path=synthetic:n_prompts=300").stdout
+    assert out.startswith("300 prompts, 11 models, 6 tasks")
+    d = jd.synthetic(n_prompts=300)
+    strong = d.models.index(jd.STRONG_MODEL)
+    row = next(ln for ln in out.splitlines() if ln.startswith(jd.STRONG_MODEL))
+    assert row.split()[1] == f"{d.quality[:, strong].astype(np.float64).mean():.4g}"
+    assert "task" in out and "mt-bench" in out
+
+
+def test_help_exits_0_with_the_apps_own_flags():
+    for module, own in (
+        ("train", ["--config", "--config_help", "--workdir", "--data_path"]),
+        ("evaluate", ["--workdir", "--data_path", "--output_dir", "--split", "--json"]),
+        ("inspect_data", ["--data_path", "--data_format", "--json"]),
+        ("embed", ["--data_path", "--output", "--encoder_dir"]),
+    ):
+        proc = run(module, "--help")
+        for flag in own:
+            assert f"  {flag}:" in proc.stdout, (module, flag)
+        assert "equirouter_synthetic" in proc.stdout  # packaged flagfile names
+
+
+def test_config_help_lists_every_field_from_any_directory(tmp_path):
+    from jaxroute.configs.base import get_config
+    from jaxroute.launch.common import config_fields
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxroute.launch.train", "--config=base:tiny", "--config_help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fields = config_fields(get_config("tiny"))
+    assert len(fields) > 40
+    for key, value, doc in fields:
+        assert f"  {key} = {value}" in proc.stdout, key
+        assert doc, f"{key} has no description"
+    assert "data.path = 'synthetic:n_prompts=400,feature_dim=16'" in proc.stdout
+
+
+def test_packaged_names_resolve_from_any_directory(tmp_path, monkeypatch):
+    from jaxroute.launch import common
+
+    monkeypatch.chdir(tmp_path)
+    assert common.resolve_config("base:tiny") == f"{common.CONFIG_DIR / 'base.py'}:tiny"
+    assert common.resolve_config("jaxroute/configs/paper.py").endswith("configs/paper.py")
+    want = str(common.FLAGS_DIR / "equirouter_synthetic.flags")
+    for name in ("equirouter_synthetic", "launch/equirouter_synthetic.flags"):
+        assert common.resolve_flagfile(name) == want
+    with pytest.raises(ValueError, match="no packaged flagfile 'nope'"):
+        common.resolve_flagfile("nope")
+    bad = subprocess.run(
+        [sys.executable, "-m", "jaxroute.launch.train", "--flagfile=nope", "--workdir=w"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --flagfile=nope")
 
 
 def test_inspect_data_bad_input_exits_with_message(tmp_path):
