@@ -14,7 +14,7 @@ dirs=()
 for run in "${runs[@]}"; do
   echo "== $run" >&2
   $PY -m jaxroute.launch.train --flagfile="launch/$run.flags" --data_path="$DATA" >&2
-  dirs+=("$(sed -n 's/^--workdir=//p' "launch/$run.flags")")
+  dirs+=("$(sed -n 's/^--workdir=//p' "jaxroute/launch/flags/$run.flags")")
 done
 mkdir -p "$(dirname "$OUT")"
 { echo "Run on $(date -u +%Y-%m-%d) with: bash scripts/reproduce_paper.sh $DATA"; echo

@@ -93,7 +93,7 @@ class _QuietLibraries(std_logging.Filter):
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]  # the installed jaxroute/
 CONFIG_DIR = PACKAGE_DIR / "configs"
-FLAGS_DIR = PACKAGE_DIR / "launch" / "flags"  # the repository's launch/ (shipped)
+FLAGS_DIR = PACKAGE_DIR / "launch" / "flags"  # shipped flagfiles (launch/NAME.flags in docs)
 _OWN_DIR = str(PACKAGE_DIR)
 _QUIET = _QuietLibraries()
 logging.get_absl_handler().addFilter(_QUIET)  # at import: apps that never call start()

@@ -184,7 +184,7 @@ def test_flagfiles_name_existing_config_fields():
     """Every --config.a.b=... in launch/*.flags names a field of its config."""
     import importlib.util
 
-    for flagfile in sorted((ROOT / "launch").glob("*.flags")):
+    for flagfile in sorted((ROOT / "jaxroute/launch/flags").glob("*.flags")):
         lines = [ln.strip() for ln in flagfile.read_text().splitlines()]
         lines = [ln for ln in lines if ln.startswith("--")]
         spec = next(ln for ln in lines if ln.startswith("--config="))
