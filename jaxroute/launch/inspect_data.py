@@ -1,7 +1,7 @@
 r"""Loads a routing dataset, validates it and prints its summary.
 
     python -m jaxroute.launch.inspect_data --data_path=synthetic
-    python -m jaxroute.launch.inspect_data --json --data_path=../shared/data/routerbench_5shot_subset
+    python -m jaxroute.launch.inspect_data --json --data_path=PATH   # one JSON object
 
 By default readable tables (per model: mean quality and cost; per task: prompts; the
 oracle and the best single model); ``--json`` prints one JSON object instead: n_prompts,
