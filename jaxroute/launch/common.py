@@ -323,10 +323,10 @@ def config_help(config) -> str:
 # ------------------------------------------------------------------------ output
 
 
-
 def define_json():
     """The ``--json`` flag of an app whose default output is readable tables."""
     return flags.DEFINE_bool("json", False, "Print one JSON object instead of readable tables.")
+
 
 _T0 = time.monotonic()
 
@@ -382,8 +382,7 @@ def _help_text(main) -> str:
             default = "'base'"
         lines.append(f"  --{f.name}: {f.help} (default: {default})")
     lines += [
-        "  --flagfile: a file of flags, or a packaged name "
-        f"({', '.join(packaged_flagfiles())})",
+        f"  --flagfile: a file of flags, or a packaged name ({', '.join(packaged_flagfiles())})",
         "  --verbosity: 1 shows library INFO logs (orbax, JAX) and tracebacks (default: 0)",
         "",
         "--helpfull lists absl's and the libraries' flags too.",
