@@ -397,6 +397,11 @@ class RouterService:
                     await out.write(_rename(buf, name))
                 await out.write_eof()
                 return out
+        except ConnectionResetError as e:  # after the stream began: our client left
+            if out is None:
+                msg = f"backend for model '{name}' at {endpoint.base_url} failed: {e}"
+                raise ApiError(502, msg, "backend") from None
+            return out
         except TimeoutError:
             msg = f"backend for model '{name}' did not answer within {t:g} s"
             if out is None:
