@@ -87,6 +87,10 @@ def test_calibration_needs_a_held_back_split(workdir, tmp_path):
     (wd / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="val_fraction"):
         serving.calibrate_workdir(wd, kind="share", target=0.2)
+    # Asked for explicitly, the (fitted) training prompts calibrate, and the report says so.
+    report = serving.calibrate_workdir(wd, kind="share", target=0.2, split="train", n_resamples=50)
+    assert report["calibration_split"] == "train" and report["n_calibration"] == 60
+    assert report["calibration_value"] <= 0.2
 
 
 def test_route_app_targets_flags_and_refusals(workdir, app_runner):
