@@ -27,18 +27,17 @@ from jaxroute.encoders._embed import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BUCKETS,
     Encoder,
-    bench_encoder,
     cached_encoder,
     check_prompts,
     encode,
     load_encoder,
 )
+from jaxroute.encoders._jit_cache import DEFAULT_JAX_CACHE_DIR, enable_compilation_cache
 from jaxroute.encoders._model import (
     BertConfig,
     SentenceEncoder,
     default_encoder_dir,
     encoder_fingerprint,
-    params_from_tensors,
     resolve_encoder_dir,
 )
 from jaxroute.encoders._views import PROMPT_VIEWS, apply_view, question_view
@@ -50,15 +49,16 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_BUCKETS",
     "DEFAULT_CACHE_DIR",
+    "DEFAULT_JAX_CACHE_DIR",
     "BertConfig",
     "Encoder",
     "FeatureCache",
     "SentenceEncoder",
-    "bench_encoder",
     "cached_encoder",
     "check_prompts",
     "default_encoder_dir",
     "embed_prompts",
+    "enable_compilation_cache",
     "encode",
     "encoder_fingerprint",
     "encoder_identity",
@@ -66,7 +66,6 @@ __all__ = [
     "ids_path",
     "load_encoder",
     "load_features",
-    "params_from_tensors",
     "resolve_encoder_dir",
     "write_features",
 ]

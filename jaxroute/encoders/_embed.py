@@ -1,9 +1,8 @@
-"""Tokenising, length-bucketed batching and jit'd encoding of prompts, and a benchmark."""
+"""Tokenising, length-bucketed batching and jit'd encoding of prompts."""
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,14 @@ from safetensors.numpy import load_file
 from tqdm.auto import tqdm
 
 from jaxroute.encoders import _model
+from jaxroute.encoders._jit_cache import enable_compilation_cache
 
-DEFAULT_BUCKETS = (32, 64, 128, 256)
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256)
+DEFAULT_BATCH_SIZE = 64
+# Tokens per forward call: rows = DEFAULT_MAX_TOKENS // bucket length (at most the batch
+# size). Measured on a 2-core CPU, a [512, 1536] feed-forward activation stays in cache:
+# 2 rows of 256 tokens ran 1.5x faster per prompt than 32 rows (see README, speed).
+DEFAULT_MAX_TOKENS = 512
 
 
 def check_prompts(prompts: Sequence[Any], sample_ids: Sequence[Any] | None = None) -> list[str]:
@@ -59,8 +63,9 @@ class Encoder:
       params: Flax params of :class:`SentenceEncoder`.
       max_length: tokens per prompt (longer prompts are truncated, [SEP] kept).
       fingerprint: :func:`encoder_fingerprint` of the folder.
-      buckets: padded lengths; each prompt goes to the smallest bucket that fits it.
-      num_traces: how many times the forward was traced (one per bucket shape used).
+      buckets: padded lengths; a batch is padded to the smallest bucket that fits its
+        longest prompt.
+      num_traces: how many times the forward was traced (one per batch shape used).
     """
 
     def __init__(
@@ -110,6 +115,7 @@ class Encoder:
         prompts: Sequence[str],
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
         sample_ids: Sequence[Any] | None = None,
         progress: bool = True,
     ) -> np.ndarray:
@@ -119,31 +125,63 @@ class Encoder:
         if not prompts:
             return out
         ids = self.tokenize(prompts)
-        by_bucket: dict[int, list[int]] = {}
-        for i, t in enumerate(ids):
-            by_bucket.setdefault(self.bucket_of(len(t)), []).append(i)
-        # A few prompts need not fill a whole batch of pad rows: shrink to a power of 2.
-        batch_size = min(batch_size, 1 << (len(prompts) - 1).bit_length())
         bar = tqdm(total=len(prompts), desc="encoding", unit="prompt", disable=not progress)
-        for length in sorted(by_bucket):
-            rows = by_bucket[length]
-            for start in range(0, len(rows), batch_size):
-                chunk = rows[start : start + batch_size]
-                tok = np.full((batch_size, length), self._pad_id, np.int32)
-                mask = np.zeros((batch_size, length), np.int32)
-                for j, i in enumerate(chunk):
-                    tok[j, : len(ids[i])] = ids[i]
-                    mask[j, : len(ids[i])] = 1
-                vec = self._forward(self.params, jnp.asarray(tok), jnp.asarray(mask))
-                out[chunk] = np.asarray(vec)[: len(chunk)]
-                bar.update(len(chunk))
+        lengths = [len(t) for t in ids]
+        for chunk, (rows, length) in self.batches(lengths, batch_size, max_tokens):
+            tok = np.full((rows, length), self._pad_id, np.int32)
+            mask = np.zeros((rows, length), np.int32)
+            for j, i in enumerate(chunk):
+                tok[j, : len(ids[i])] = ids[i]
+                mask[j, : len(ids[i])] = 1
+            vec = self._forward(self.params, jnp.asarray(tok), jnp.asarray(mask))
+            out[chunk] = np.asarray(vec)[: len(chunk)]
+            bar.update(len(chunk))
         bar.close()
         return out
 
-    def warmup(self, batch_size: int = DEFAULT_BATCH_SIZE, lengths: Sequence[int] | None = None):
-        """Compiles the forward for each bucket length (all buckets by default)."""
+    def batches(
+        self,
+        lengths: Sequence[int],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+    ) -> list[tuple[list[int], tuple[int, int]]]:
+        """Groups prompts by token count: ``[(prompt indices, (rows, bucket length))]``.
+
+        Prompts are sorted longest first and cut into batches padded only up to the
+        bucket of their own longest prompt (as sentence-transformers pads to its
+        longest, but with a fixed set of lengths, so that the forward compiles once per
+        bucket). A batch of bucket length T has ``max(1, min(batch_size, max_tokens //
+        T))`` rows: short prompts go many to a call, long ones few, and the activations
+        of one call stay cache-sized. The last, partial batch shrinks to the next power
+        of two rows, so it pays for at most as many pad rows as prompts.
+
+        >>> enc = Encoder.__new__(Encoder); enc.buckets = (16, 32, 64)
+        >>> [(len(c), shape) for c, shape in enc.batches([60, 5, 30, 9, 12], 4, 64)]
+        [(1, (1, 64)), (2, (2, 32)), (2, (2, 16))]
+        """
+        order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+        out = []
+        start = 0
+        while start < len(order):
+            length = self.bucket_of(lengths[order[start]])
+            rows = max(1, min(batch_size, max_tokens // length))
+            chunk = order[start : start + rows]
+            if len(chunk) < rows:
+                rows = 1 << (len(chunk) - 1).bit_length()
+            out.append((chunk, (rows, length)))
+            start += len(chunk)
+        return out
+
+    def warmup(
+        self,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        lengths: Sequence[int] | None = None,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+    ):
+        """Compiles the full-batch forward of each bucket length (all buckets by default)."""
         for length in lengths or self.buckets:
-            z = jnp.zeros((batch_size, length), jnp.int32)
+            rows = max(1, min(batch_size, max_tokens // length))
+            z = jnp.zeros((rows, length), jnp.int32)
             self._forward(self.params, z, z).block_until_ready()
 
 
@@ -165,6 +203,7 @@ def load_encoder(
       ValueError: a file is malformed (names the file; missing tensors are listed).
     """
     folder = _model.resolve_encoder_dir(encoder_dir)
+    enable_compilation_cache()
     cfg_path = folder / "config.json"
     config = _model.BertConfig.from_dict(_model.read_json(cfg_path), source=str(cfg_path))
     max_length = _model.read_max_length(folder, config)
@@ -207,21 +246,24 @@ def encode(
     encoder: Encoder | str | os.PathLike | None = None,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
     sample_ids: Sequence[Any] | None = None,
     progress: bool = True,
 ) -> np.ndarray:
     """Embeds prompts: float32 ``[N, D]`` L2-normalised mean-pooled vectors, input order.
 
-    Prompts are tokenised, truncated to the encoder's ``max_length``, grouped into
-    length buckets and run in fixed-size batches (the last one padded), so the forward
-    compiles once per bucket used (the batch shrinks to the next power of two when
-    there are fewer than ``batch_size`` prompts in all).
+    Prompts are tokenised, truncated to the encoder's ``max_length``, sorted by length
+    and run in batches of at most ``batch_size`` rows and about ``max_tokens`` tokens,
+    each padded to the bucket of its longest prompt (see :meth:`Encoder.batches`), so
+    the forward compiles once per bucket used plus once for the last, partial batch.
+    Compiled programs persist on disk (see :func:`enable_compilation_cache`).
 
     Args:
       prompts: N non-blank strings.
       encoder: a loaded :class:`Encoder`, an encoder folder, or None for the default
         (folders are loaded once per process, see :func:`cached_encoder`).
-      batch_size: rows per forward call.
+      batch_size: at most this many rows per forward call.
+      max_tokens: about this many (padded) tokens per forward call.
       sample_ids: optional ids, only used to name a bad prompt in errors.
       progress: show a tqdm bar.
 
@@ -230,79 +272,10 @@ def encode(
     """
     if not isinstance(encoder, Encoder):
         encoder = cached_encoder(encoder)
-    return encoder(prompts, batch_size=batch_size, sample_ids=sample_ids, progress=progress)
-
-
-def _synthetic_prompts(n: int, seed: int = 0) -> list[str]:
-    """Deterministic RouterBench-like prompts of varied length (a few to ~400 words)."""
-    rng = np.random.default_rng(seed)
-    words = (
-        "question answer which of the following best explains why a student model "
-        "function returns list number water energy because option python code test"
-    ).split()
-    out = []
-    for i in range(n):
-        k = int(rng.choice([8, 30, 80, 200, 400]))
-        body = " ".join(rng.choice(words, size=k))
-        out.append(f"['Q{i}: {body}?', 'A:']")
-    return out
-
-
-def bench_encoder(
-    n_prompts: int = 256,
-    *,
-    prompts: Sequence[str] | None = None,
-    encoder_dir: str | os.PathLike | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    compare_torch: bool = True,
-) -> dict[str, Any]:
-    """Times the encoder (after compiling the buckets it needs) in prompts per second.
-
-    If torch and sentence-transformers are importable (never required), the same
-    prompts are encoded with them too and the ratio is reported.
-
-    Args:
-      n_prompts: how many synthetic prompts, when ``prompts`` is None.
-      prompts: prompts to time instead.
-      encoder_dir: encoder folder; None for the default.
-      batch_size: rows per forward call.
-      compare_torch: try the sentence-transformers figure.
-
-    Returns:
-      dict with ``n_prompts``, ``batch_size``, ``backend``, ``compile_s``,
-      ``jaxroute_s``, ``jaxroute_prompts_per_s``, ``torch_prompts_per_s`` (or None),
-      ``ratio`` (jaxroute / torch, or None).
-    """
-    prompts = list(prompts) if prompts is not None else _synthetic_prompts(n_prompts)
-    enc = load_encoder(encoder_dir)
-    t0 = time.perf_counter()  # compile the shapes the timed run will use
-    lengths = sorted({enc.bucket_of(len(t)) for t in enc.tokenize(prompts)})
-    enc.warmup(min(batch_size, 1 << (len(prompts) - 1).bit_length()), lengths)
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    enc(prompts, batch_size=batch_size, progress=False)
-    jax_s = time.perf_counter() - t0
-    result: dict[str, Any] = {
-        "n_prompts": len(prompts),
-        "batch_size": batch_size,
-        "backend": jax.default_backend(),
-        "max_length": enc.max_length,
-        "compile_s": compile_s,
-        "jaxroute_s": jax_s,
-        "jaxroute_prompts_per_s": len(prompts) / jax_s,
-        "torch_prompts_per_s": None,
-        "ratio": None,
-    }
-    if compare_torch:
-        try:
-            from sentence_transformers import SentenceTransformer  # optional
-        except Exception:  # noqa: BLE001 - any import failure means "not available"
-            return result
-        st = SentenceTransformer(str(enc.folder), device="cpu")
-        st.encode(prompts[:batch_size], batch_size=batch_size)
-        t0 = time.perf_counter()
-        st.encode(prompts, batch_size=batch_size)
-        torch_s = time.perf_counter() - t0
-        result["torch_prompts_per_s"] = len(prompts) / torch_s
-        result["ratio"] = result["jaxroute_prompts_per_s"] / result["torch_prompts_per_s"]
-    return result
+    return encoder(
+        prompts,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        sample_ids=sample_ids,
+        progress=progress,
+    )

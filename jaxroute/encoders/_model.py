@@ -84,46 +84,63 @@ class BertConfig:
         return cfg
 
 
-class _SelfAttention(nn.Module):
-    config: BertConfig
-    precision: Any = None
+def _attention(qkv: jax.Array, bias: jax.Array, num_heads: int, precision: Any) -> jax.Array:
+    """Multi-head self-attention core on fused projections.
 
-    @nn.compact
-    def __call__(self, x: jax.Array, bias: jax.Array) -> jax.Array:
-        cfg = self.config
-        b, t, d = x.shape
-        h = cfg.num_attention_heads
-        dense = lambda name: nn.Dense(d, precision=self.precision, name=name)
-        split = lambda y: y.reshape(b, t, h, d // h)
-        q = split(dense("query")(x))
-        k = split(dense("key")(x))
-        v = split(dense("value")(x))
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, precision=self.precision)
-        scores = scores / np.sqrt(d // h).astype(np.float32) + bias
-        probs = jax.nn.softmax(scores, axis=-1)
-        ctx = jnp.einsum("bhqk,bkhd->bqhd", probs, v, precision=self.precision)
-        return ctx.reshape(b, t, d)
+    Args:
+      qkv: ``[B, T, 3D]``, the query, key and value projections side by side.
+      bias: ``[B, 1, 1, T]`` additive key mask (0 or a large negative number).
+      num_heads: H.
+      precision: matmul precision.
+
+    Returns:
+      ``[B, T, D]``. Heads go to a ``[B, H, T, Dh]`` layout so both products are
+      ``dot_general`` calls with batch dimensions ``(B, H)`` leading, which XLA's CPU
+      backend runs as plain batched GEMMs (a ``bqhd,bkhd`` einsum lowers to slow
+      transposed loops). The softmax is normalised after the value product, which
+      divides ``[B, H, T, Dh]`` instead of ``[B, H, T, T]``.
+    """
+    b, t, d3 = qkv.shape
+    d = d3 // 3
+    dh = d // num_heads
+    heads = qkv.reshape(b, t, 3, num_heads, dh).transpose(2, 0, 3, 1, 4)  # [3, B, H, T, Dh]
+    q = heads[0] * np.float32(1.0 / np.sqrt(dh))
+    k, v = heads[1], heads[2]
+    batch = ((0, 1), (0, 1))
+    scores = jax.lax.dot_general(q, k, (((3,), (3,)), batch), precision=precision) + bias
+    weights = jnp.exp(scores - jax.lax.stop_gradient(scores.max(axis=-1, keepdims=True)))
+    ctx = jax.lax.dot_general(weights, v, (((3,), (2,)), batch), precision=precision)
+    ctx = ctx / weights.sum(axis=-1, keepdims=True)  # [B, H, T, Dh]
+    return ctx.transpose(0, 2, 1, 3).reshape(b, t, d)
 
 
 class _Layer(nn.Module):
+    """One transformer layer; a ``nn.scan`` body (carry ``x`` ``[B, T, D]``)."""
+
     config: BertConfig
     precision: Any = None
 
     @nn.compact
-    def __call__(self, x: jax.Array, bias: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, bias: jax.Array) -> tuple[jax.Array, None]:
         cfg = self.config
         eps = cfg.layer_norm_eps
-        a = _SelfAttention(cfg, self.precision, name="attention_self")(x, bias)
-        a = nn.Dense(cfg.hidden_size, precision=self.precision, name="attention_output")(a)
+        dense = lambda n, name: nn.Dense(n, precision=self.precision, name=name)  # noqa: E731
+        qkv = dense(3 * cfg.hidden_size, "qkv")(x)  # query, key, value in one GEMM
+        a = _attention(qkv, bias, cfg.num_attention_heads, self.precision)
+        a = dense(cfg.hidden_size, "attention_output")(a)
         x = nn.LayerNorm(epsilon=eps, name="attention_layer_norm")(x + a)
-        f = nn.Dense(cfg.intermediate_size, precision=self.precision, name="intermediate")(x)
+        f = dense(cfg.intermediate_size, "intermediate")(x)
         f = jax.nn.gelu(f, approximate=False)
-        f = nn.Dense(cfg.hidden_size, precision=self.precision, name="output")(f)
-        return nn.LayerNorm(epsilon=eps, name="output_layer_norm")(x + f)
+        f = dense(cfg.hidden_size, "output")(f)
+        return nn.LayerNorm(epsilon=eps, name="output_layer_norm")(x + f), None
 
 
 class SentenceEncoder(nn.Module):
     """BERT embeddings + transformer layers + masked mean pooling + L2 normalisation.
+
+    The layers share one traced body (``nn.scan``; their parameters are stacked on a
+    leading ``[L]`` axis under ``layers``), so compiling costs one layer, not L. Each
+    layer's query, key and value projections are one fused ``[D, 3D]`` Dense (``qkv``).
 
     Attributes:
       config: the architecture.
@@ -133,14 +150,14 @@ class SentenceEncoder(nn.Module):
     Call with ``input_ids`` and ``attention_mask``, both int ``[B, T]``; returns float32
     ``[B, D]`` unit vectors (rows whose mask is all zero give the zero vector).
 
-    >>> cfg = BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1,
+    >>> cfg = BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=2,
     ...                  num_attention_heads=2, intermediate_size=16,
     ...                  max_position_embeddings=12)
     >>> model = SentenceEncoder(cfg)
     >>> ids = jnp.array([[1, 5, 2, 0]]); mask = jnp.array([[1, 1, 1, 0]])
     >>> params = jax.eval_shape(model.init, jax.random.key(0), ids, mask)  # shapes only
-    >>> params["params"]["layer_0"]["intermediate"]["kernel"].shape
-    (8, 16)
+    >>> params["params"]["layers"]["intermediate"]["kernel"].shape  # [L, D, F]
+    (2, 8, 16)
     >>> jax.eval_shape(model.apply, params, ids, mask).shape
     (1, 8)
     """
@@ -158,39 +175,44 @@ class SentenceEncoder(nn.Module):
         x = word + pos(jnp.arange(t))[None] + typ(jnp.zeros_like(input_ids))
         x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, name="embeddings_layer_norm")(x)
         mask = attention_mask.astype(jnp.float32)
-        bias = jnp.where(mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min)
-        for i in range(cfg.num_hidden_layers):
-            x = _Layer(cfg, self.precision, name=f"layer_{i}")(x, bias)
+        # [B, 1, 1, T]: broadcast over heads and queries inside the fused add.
+        bias = jnp.where(mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min / 2)
+        layers = nn.scan(
+            _Layer,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=nn.broadcast,
+            length=cfg.num_hidden_layers,
+        )
+        x, _ = layers(cfg, self.precision, name="layers")(x, bias)
         summed = jnp.einsum("btd,bt->bd", x, mask, precision=self.precision)
         pooled = summed / jnp.maximum(mask.sum(-1, keepdims=True), 1e-9)
         norm = jnp.linalg.norm(pooled, axis=-1, keepdims=True)
         return pooled / jnp.maximum(norm, 1e-12)
 
 
-def _hf_name_map(cfg: BertConfig) -> dict[str, tuple[tuple[str, ...], bool]]:
-    """Maps a HF tensor name to (Flax param path, transpose?)."""
-    m: dict[str, tuple[tuple[str, ...], bool]] = {}
-    for name in ("word", "position", "token_type"):
-        m[f"embeddings.{name}_embeddings.weight"] = ((f"{name}_embeddings", "embedding"), False)
-    m["embeddings.LayerNorm.weight"] = (("embeddings_layer_norm", "scale"), False)
-    m["embeddings.LayerNorm.bias"] = (("embeddings_layer_norm", "bias"), False)
+_LAYER_DENSE = {
+    "attention.output.dense": "attention_output",
+    "intermediate.dense": "intermediate",
+    "output.dense": "output",
+}
+_LAYER_NORMS = {"attention.output": "attention_layer_norm", "output": "output_layer_norm"}
+_QKV = ("attention.self.query", "attention.self.key", "attention.self.value")
+
+
+def _hf_names(cfg: BertConfig) -> list[str]:
+    """Every Hugging Face ``BertModel`` tensor name the encoder reads."""
+    names = [f"embeddings.{n}_embeddings.weight" for n in ("word", "position", "token_type")]
+    names += ["embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias"]
     for i in range(cfg.num_hidden_layers):
-        hf, fx = f"encoder.layer.{i}.", f"layer_{i}"
-        dense = {
-            "attention.self.query": (fx, "attention_self", "query"),
-            "attention.self.key": (fx, "attention_self", "key"),
-            "attention.self.value": (fx, "attention_self", "value"),
-            "attention.output.dense": (fx, "attention_output"),
-            "intermediate.dense": (fx, "intermediate"),
-            "output.dense": (fx, "output"),
-        }
-        for h, path in dense.items():
-            m[f"{hf}{h}.weight"] = (path + ("kernel",), True)
-            m[f"{hf}{h}.bias"] = (path + ("bias",), False)
-        for h, f in (("attention.output", "attention_layer_norm"), ("output", "output_layer_norm")):
-            m[f"{hf}{h}.LayerNorm.weight"] = ((fx, f, "scale"), False)
-            m[f"{hf}{h}.LayerNorm.bias"] = ((fx, f, "bias"), False)
-    return m
+        for h in _QKV + tuple(_LAYER_DENSE):
+            names += [f"encoder.layer.{i}.{h}.weight", f"encoder.layer.{i}.{h}.bias"]
+        for h in _LAYER_NORMS:
+            names += [
+                f"encoder.layer.{i}.{h}.LayerNorm.weight",
+                f"encoder.layer.{i}.{h}.LayerNorm.bias",
+            ]
+    return names
 
 
 def params_from_tensors(
@@ -212,36 +234,64 @@ def params_from_tensors(
       ValueError: naming the missing tensors, or a tensor of the wrong shape.
     """
     tensors = {k.removeprefix("bert."): v for k, v in tensors.items()}
-    name_map = _hf_name_map(cfg)
-    missing = [k for k in name_map if k not in tensors]
+    missing = [k for k in _hf_names(cfg) if k not in tensors]
     if missing:
         shown = ", ".join(missing[:8]) + (
             f" (and {len(missing) - 8} more)" if len(missing) > 8 else ""
         )
         raise ValueError(f"{source}: missing {len(missing)} tensor(s): {shown}")
-    expected = jax.eval_shape(
-        SentenceEncoder(cfg).init,
-        jax.random.key(0),
-        jnp.zeros((1, 2), jnp.int32),
-        jnp.ones((1, 2), jnp.int32),
-    )["params"]
-    params: dict[str, Any] = {}
-    for hf, (path, transpose) in name_map.items():
-        arr = np.asarray(tensors[hf], dtype=np.float32)
-        if transpose:
-            arr = arr.T
-        want = expected
-        for p in path:
-            want = want[p]
-        if arr.shape != tuple(want.shape):
+    d, f = cfg.hidden_size, cfg.intermediate_size
+
+    def get(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        arr = np.asarray(tensors[name], dtype=np.float32)
+        if arr.shape != shape:
             raise ValueError(
-                f"{source}: tensor {hf!r} has shape {tensors[hf].shape}, config.json "
-                f"implies {tuple(want.shape)[::-1] if transpose else tuple(want.shape)}"
+                f"{source}: tensor {name!r} has shape {arr.shape}, config.json implies {shape}"
             )
-        node = params
-        for p in path[:-1]:
-            node = node.setdefault(p, {})
-        node[path[-1]] = jnp.asarray(arr)
+        return arr
+
+    def per_layer(fn) -> jax.Array:  # stacked on the scan axis: [L, ...]
+        return jnp.asarray(
+            np.stack([fn(f"encoder.layer.{i}.") for i in range(cfg.num_hidden_layers)])
+        )
+
+    out_width = {
+        "attention.output.dense": (d, d),
+        "intermediate.dense": (f, d),
+        "output.dense": (d, f),
+    }
+    layers: dict[str, Any] = {
+        "qkv": {  # torch Linear weights are [out, in]; Flax kernels are [in, out]
+            "kernel": per_layer(
+                lambda p: np.concatenate([get(f"{p}{h}.weight", (d, d)).T for h in _QKV], axis=1)
+            ),
+            "bias": per_layer(lambda p: np.concatenate([get(f"{p}{h}.bias", (d,)) for h in _QKV])),
+        }
+    }
+    for hf, name in _LAYER_DENSE.items():
+        shape = out_width[hf]
+        layers[name] = {
+            "kernel": per_layer(lambda p, hf=hf, shape=shape: get(f"{p}{hf}.weight", shape).T),
+            "bias": per_layer(lambda p, hf=hf, shape=shape: get(f"{p}{hf}.bias", shape[:1])),
+        }
+    for hf, name in _LAYER_NORMS.items():
+        layers[name] = {
+            "scale": per_layer(lambda p, hf=hf: get(f"{p}{hf}.LayerNorm.weight", (d,))),
+            "bias": per_layer(lambda p, hf=hf: get(f"{p}{hf}.LayerNorm.bias", (d,))),
+        }
+    params: dict[str, Any] = {"layers": layers}
+    rows = {
+        "word": cfg.vocab_size,
+        "position": cfg.max_position_embeddings,
+        "token_type": cfg.type_vocab_size,
+    }
+    for name, n in rows.items():
+        arr = get(f"embeddings.{name}_embeddings.weight", (n, d))
+        params[f"{name}_embeddings"] = {"embedding": jnp.asarray(arr)}
+    params["embeddings_layer_norm"] = {
+        "scale": jnp.asarray(get("embeddings.LayerNorm.weight", (d,))),
+        "bias": jnp.asarray(get("embeddings.LayerNorm.bias", (d,))),
+    }
     return {"params": params}
 
 

@@ -47,9 +47,9 @@ def _benchmarks(quick: bool):
         return bench.bench_equirouter_head(n_prompts=512 if quick else 7300)
 
     def encoder():
-        from jaxroute.encoders import bench_encoder
+        from jaxroute._bench.encoder import bench_encoder
 
-        return bench_encoder(n_prompts=32) if quick else bench_encoder()
+        return bench_encoder(n_prompts=8, rounds=1) if quick else bench_encoder()
 
     def serve():  # not in the default --only: it trains a tiny workdir and starts servers
         from jaxroute.serving.bench import bench_serve

@@ -29,15 +29,76 @@ def test_padding_does_not_change_vector(tiny_encoder):
     np.testing.assert_allclose(a[0], b[0], atol=1e-5)
 
 
-def test_one_compilation_per_bucket(tiny_dir):
+def test_one_compilation_per_batch_shape(tiny_dir):
     enc = encoders.load_encoder(tiny_dir, buckets=(8, 16, 32))
     assert enc.buckets == (8, 16, 32, 64)
     prompts = ["hi"] * 5 + ["word " * 10] * 3 + ["word " * 100]  # buckets 8, 16, 64
     assert [enc.bucket_of(len(t)) for t in enc.tokenize(prompts)] == [8] * 5 + [16] * 3 + [64]
-    enc(prompts, batch_size=2, progress=False)  # 3 + 2 + 1 batches, 3 shapes
-    assert enc.num_traces == 3
+    # Longest first, 2 rows a batch: [64, 16] [16, 16] [8, 8] [8, 8] [8] -> the last
+    # batch shrinks to 1 row: shapes (2, 64), (2, 16), (2, 8), (1, 8).
+    enc(prompts, batch_size=2, progress=False)
+    assert enc.num_traces == 4
     enc(prompts[::-1] + ["another short"], batch_size=2, progress=False)
-    assert enc.num_traces == 3
+    assert enc.num_traces == 4
+
+
+def test_batches_pad_to_own_bucket_and_token_budget(tiny_encoder):
+    lengths = [3, 60, 12, 30, 5, 17, 9, 64, 2]
+    got = tiny_encoder.batches(lengths, batch_size=8, max_tokens=64)
+    seen = sorted(i for chunk, _ in got for i in chunk)
+    assert seen == list(range(len(lengths)))  # every prompt exactly once
+    for chunk, (rows, length) in got:
+        assert len(chunk) <= rows <= max(1, 64 // length)
+        assert length == tiny_encoder.bucket_of(max(lengths[i] for i in chunk))
+    # Longest first: 64 and 60 (bucket 64: 1 row each), 30 and 17 (bucket 32: 2 rows),
+    # 12, 9, 5, 3 (bucket 16: 4 rows), then 2 alone (bucket 8, shrunk to 1 row).
+    assert got == [
+        ([7], (1, 64)),
+        ([1], (1, 64)),
+        ([3, 5], (2, 32)),
+        ([2, 6, 4, 0], (4, 16)),
+        ([8], (1, 8)),
+    ]
+
+
+def test_params_tree_matches_module(tiny_encoder):
+    import jax
+
+    cfg = tiny_encoder.config
+    ids = np.zeros((1, 4), np.int32)
+    want = jax.eval_shape(encoders.SentenceEncoder(cfg).init, jax.random.key(0), ids, ids)
+    got = jax.tree.map(lambda a: (a.shape, a.dtype), tiny_encoder.params)
+    assert got == jax.tree.map(lambda a: (a.shape, a.dtype), want)
+    assert tiny_encoder.params["params"]["layers"]["qkv"]["kernel"].shape == (2, 16, 48)
+
+
+def test_fused_qkv_equals_separate_projections(tiny_dir):
+    # The fused kernel's thirds are query, key and value (transposed torch weights).
+    from safetensors.numpy import load_file as load
+
+    t = load(tiny_dir / "model.safetensors")
+    enc = encoders.load_encoder(tiny_dir)
+    qkv = np.asarray(enc.params["params"]["layers"]["qkv"]["kernel"][1])
+    for j, name in enumerate(("query", "key", "value")):
+        w = t[f"encoder.layer.1.attention.self.{name}.weight"]
+        np.testing.assert_array_equal(qkv[:, 16 * j : 16 * (j + 1)], w.T)
+
+
+def test_compilation_cache_folder(tmp_path, monkeypatch):
+    import jax
+
+    from jaxroute.encoders import _jit_cache
+
+    old = jax.config.jax_compilation_cache_dir
+    try:
+        jax.config.update("jax_compilation_cache_dir", None)
+        monkeypatch.setenv(_jit_cache.ENV_VAR, "")
+        assert encoders.enable_compilation_cache() is None
+        monkeypatch.setenv(_jit_cache.ENV_VAR, str(tmp_path / "c"))
+        assert encoders.enable_compilation_cache() == tmp_path / "c"
+        assert (tmp_path / "c").is_dir()
+    finally:
+        jax.config.update("jax_compilation_cache_dir", old)
 
 
 def test_long_prompt_truncated_to_max_length(tiny_encoder):
@@ -156,7 +217,13 @@ def test_fingerprint_tracks_content(tmp_path, tiny_dir):
     assert encoders.encoder_fingerprint(same) == a
 
 
-def test_bench_encoder_reports(tiny_dir):
-    r = encoders.bench_encoder(n_prompts=6, encoder_dir=tiny_dir, batch_size=4, compare_torch=False)
-    assert r["n_prompts"] == 6 and r["jaxroute_prompts_per_s"] > 0
-    assert r["ratio"] is None and r["torch_prompts_per_s"] is None
+def test_bench_encoder_reports_without_torch(tiny_dir):
+    from jaxroute._bench.encoder import bench_encoder, synthetic_prompts
+
+    sets = {"long": synthetic_prompts(3, "long"), "short": synthetic_prompts(3, "short")}
+    r = bench_encoder(prompts=sets, encoder_dir=tiny_dir, rounds=1, compare_torch=False)
+    assert r["ratio"] is None and "compare_torch=False" in r["why"]
+    assert set(r["sets"]) == {"long", "short"}
+    assert r["sets"]["long"]["tokens_max"] == 64  # truncated to the tiny max_length
+    assert r["sets"]["short"]["tokens_max"] < 45
+    assert np.isfinite(r["jaxroute_prompts_per_s"]) and r["threads"] >= 1

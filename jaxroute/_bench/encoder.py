@@ -1,0 +1,152 @@
+"""The Flax MiniLM encoder against sentence-transformers on the same prompts and threads."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxroute._bench import _common
+from jaxroute.encoders._embed import DEFAULT_MAX_TOKENS
+
+
+def synthetic_prompts(n: int, kind: str, seed: int = 0) -> list[str]:
+    """Deterministic RouterBench-like prompts.
+
+    ``kind="long"``: 5-shot-like stringified turn lists of 250-500 words (past MiniLM's
+    256 tokens, so most are truncated, as full 5-shot prompts are). ``kind="short"``:
+    single questions of 8-35 words (about 10-40 tokens).
+    """
+    rng = np.random.default_rng([seed, 0 if kind == "long" else 1])
+    words = (
+        "question answer which of the following best explains why a student model "
+        "function returns list number water energy because option python code test "
+        "sentence blank fill plant light heat small large first second"
+    ).split()
+    out = []
+    for i in range(n):
+        if kind == "long":
+            shots = []
+            for j in range(6):
+                body = " ".join(rng.choice(words, size=int(rng.integers(35, 80))))
+                shots.append(f"Q{j}: {body}?\\nA: {rng.choice(words)}" if j < 5 else f"Q: {body}?")
+            out.append("['" + "\\n\\n".join(shots) + "', 'A:']")
+        elif kind == "short":
+            body = " ".join(rng.choice(words, size=int(rng.integers(8, 36))))
+            out.append(f"Q{i}: {body}?")
+        else:
+            raise ValueError(f"unknown prompt kind {kind!r} (long, short)")
+    return out
+
+
+def _time_one(
+    name: str, prompts: list[str], enc, st, torch_batch_size: int, rounds: int
+) -> dict[str, Any]:
+    lengths = [len(t) for t in enc.tokenize(prompts)]
+    t0 = time.perf_counter()
+    vec = enc(prompts, progress=False)  # compiles its shapes
+    first_s = time.perf_counter() - t0
+    res: dict[str, Any] = {
+        "n_prompts": len(prompts),
+        "tokens_mean": float(np.mean(lengths)),
+        "tokens_max": int(max(lengths)),
+        "jaxroute_first_call_s": first_s,
+    }
+    fns = {"jaxroute": lambda: enc(prompts, progress=False)}
+    if st is not None:
+        t0 = time.perf_counter()
+        ref = st.encode(prompts, batch_size=torch_batch_size, convert_to_numpy=True)
+        res["torch_first_call_s"] = time.perf_counter() - t0
+        fns["torch"] = lambda: st.encode(
+            prompts, batch_size=torch_batch_size, convert_to_numpy=True
+        )
+        ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+        res["parity_min_cosine"] = float(np.min(np.sum(vec * ref, axis=1)))
+    times = _common.interleaved(fns, rounds)
+    res["jaxroute_s"] = _common.median(times["jaxroute"])
+    res["jaxroute_prompts_per_s"] = len(prompts) / res["jaxroute_s"]
+    if st is not None:
+        res["torch_s"] = _common.median(times["torch"])
+        res["torch_prompts_per_s"] = len(prompts) / res["torch_s"]
+        res["ratio"] = res["jaxroute_prompts_per_s"] / res["torch_prompts_per_s"]
+    return res
+
+
+def bench_encoder(
+    n_prompts: int = 128,
+    *,
+    prompts: dict[str, Sequence[str]] | None = None,
+    encoder_dir: str | os.PathLike | None = None,
+    torch_batch_size: int = 32,
+    rounds: int = 3,
+    compare_torch: bool = True,
+) -> dict[str, Any]:
+    """jaxroute's prompts/s against sentence-transformers' on long and short prompts.
+
+    Both encode the same prompts on the same CPU threads, in alternating rounds, each
+    with its own batching: jaxroute its default (length-sorted batches of about
+    ``DEFAULT_MAX_TOKENS`` tokens), sentence-transformers its default (length-sorted
+    batches of ``torch_batch_size`` = 32 rows, padded to the longest). The ratio of
+    median times is reported per prompt set, and ``ratio`` is the smaller one. The
+    first call (jaxroute: compiling its shapes; sentence-transformers: warming up) is
+    reported beside the steady state.
+
+    Args:
+      n_prompts: synthetic prompts per set, when ``prompts`` is None.
+      prompts: ``{set name: prompts}`` to time instead of the synthetic long and short sets.
+      encoder_dir: encoder folder; None for the installed all-MiniLM-L6-v2.
+      torch_batch_size: sentence-transformers' batch size (its default, 32).
+      rounds: timed rounds per side.
+      compare_torch: time sentence-transformers too when it is importable.
+
+    Returns:
+      dict: ``ratio`` (min over sets, or None), ``sets`` (per-set figures:
+      ``jaxroute_prompts_per_s``, ``torch_prompts_per_s``, ``ratio``,
+      ``parity_min_cosine``, ``jaxroute_first_call_s``, ...), ``threads``, ``why`` when
+      there is no ratio, ``what``.
+    """
+    from jaxroute import encoders
+
+    sets = (
+        {k: list(v) for k, v in prompts.items()}
+        if prompts is not None
+        else {k: synthetic_prompts(n_prompts, k) for k in ("long", "short")}
+    )
+    threads = _common.cpu_threads()
+    enc = encoders.load_encoder(encoder_dir)
+    st, why = None, ""
+    if compare_torch:
+        torch, why = _common.import_torch(threads)
+        if torch is not None:
+            try:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                from sentence_transformers import SentenceTransformer
+            except Exception as e:  # noqa: BLE001 - any import failure means "not available"
+                why = f"sentence-transformers is not importable ({type(e).__name__}: {e})"
+            else:
+                st = SentenceTransformer(str(enc.folder), device="cpu")
+    else:
+        why = "compare_torch=False"
+    per = {k: _time_one(k, v, enc, st, torch_batch_size, rounds) for k, v in sets.items()}
+    ratios = [r["ratio"] for r in per.values() if "ratio" in r]
+    out: dict[str, Any] = {
+        "ratio": min(ratios) if ratios else None,
+        "sets": per,
+        "threads": threads,
+        "jaxroute_batching": f"sorted by length, <= {DEFAULT_MAX_TOKENS} tokens per call",
+        "torch_batch_size": torch_batch_size,
+        "max_length": enc.max_length,
+        "jaxroute_prompts_per_s": min(r["jaxroute_prompts_per_s"] for r in per.values()),
+        "jaxroute_first_call_s": sum(r["jaxroute_first_call_s"] for r in per.values()),
+        "peak_mem_mb": _common.maxrss_mb(),
+        "what": "MiniLM prompts/s, jaxroute / sentence-transformers, "
+        + ", ".join(f"{k} {r.get('ratio', float('nan')):.2f}x" for k, r in per.items()),
+    }
+    if st is not None:
+        out["parity_min_cosine"] = min(r["parity_min_cosine"] for r in per.values())
+    else:
+        out["why"] = f"no ratio: {why}"
+    return out
