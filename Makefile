@@ -24,8 +24,9 @@ lint: install
 	$(VENV)/bin/ruff check jaxroute tests notebooks
 	$(VENV)/bin/ruff format --check jaxroute tests notebooks
 
-# pytest-xdist: one worker per core (tests use their own tmp dirs and bind no fixed port).
+# pytest-xdist: one worker per core (tests use their own tmp dirs and bind no fixed port);
+# tests marked xdist_group share one worker (and its session fixtures: one trained workdir).
 test: lint
-	$(PY) -m pytest -q -n auto
+	$(PY) -m pytest -q -n auto --dist loadgroup
 
 .PHONY: install run lint test

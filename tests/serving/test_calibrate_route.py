@@ -12,6 +12,9 @@ import pytest
 from jaxroute import serving
 from jaxroute.routing import calibrate as rcal
 
+# One worker runs them all under xdist (--dist loadgroup): one workdir, one server.
+pytestmark = pytest.mark.xdist_group("serving")
+
 
 def _choice(s, c, rule, p):
     p = np.float32(p)

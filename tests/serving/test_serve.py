@@ -12,6 +12,9 @@ import pytest
 
 CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=60)
 
+# One worker runs them all under xdist (--dist loadgroup): one workdir, one server.
+pytestmark = pytest.mark.xdist_group("serving")
+
 
 def call(method, url, *, data=None, json_body=None, read="json"):
     """One request with a bounded time: ``(status, headers, body)``."""
