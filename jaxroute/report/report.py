@@ -26,6 +26,7 @@ METRICS = (
     "aiq",
     "rci",
     "strong_call_rate_at_max_budget",
+    "strong_call_rate_at_best_single",
 )
 CURVE_KEYS = ("budget", "cost", "quality", "strong_call_rate")
 
@@ -168,6 +169,7 @@ _DECIMALS = {
     "cost_ratio": 3,
     "rci": 3,
     "strong_call_rate_at_max_budget": 3,
+    "strong_call_rate_at_best_single": 3,
 }
 
 
@@ -202,6 +204,7 @@ TABLE_COLUMNS = (
     ("reached_best_single", "reached"),
     ("rci", "RCI"),
     ("strong_call_rate_at_max_budget", "strong@max"),
+    ("strong_call_rate_at_best_single", "strong@C*"),
 )
 # The side-by-side headline: these metrics under the budget rule, then the λ rule.
 HEADLINE_COLUMNS = (
@@ -525,7 +528,9 @@ def write_report(
         "over the budget grid), λ = willingness-to-pay rule (argmax of s − λ·ĉ, swept over "
         "every breakpoint). C* = cost at the best single model's quality (— never reached), "
         "CR = C*/C_best; nAUC and AIQ on the shared cost range [L, U]; RCI and strong@max "
-        "at the largest budget (λ = 0). Mean ± std over seeds where several.",
+        "(share of prompts sent to the strong model) at the largest budget (λ = 0), where "
+        "both rules are the argmax of the scores; strong@C* at the point C*. Mean ± std "
+        "over seeds where several.",
         "",
         headline_table(report),
         "",

@@ -120,8 +120,16 @@ def _rule_entry(res, choice, q, c, *, strong, best, bounds, empty_quality, top, 
         empty_quality=empty_quality,
     )
     strong_rate = res.shares[:, strong]
+    at_c_star = None  # the strong model's call rate where the best single is first reached
+    if out["best_single_reached"]:
+        hit = np.flatnonzero(
+            (res.cost == out["cost_at_best_single"])
+            & (res.quality >= float(q64[:, best].mean()) - M.REACH_TOL)
+        )
+        at_c_star = float(strong_rate[hit].min()) if hit.size else None
     out.update(
         rci=M.rci(choice, q, c),
+        strong_call_rate_at_best_single=at_c_star,
         strong_call_rate_at_max_budget=float(strong_rate[top]),
         quality_at_max_budget=float(res.quality[top]),
         cost_at_max_budget=float(res.cost[top]),
@@ -184,6 +192,7 @@ def evaluate_router(
     Returns:
       dict: ``peak``, ``cost_at_best_single``, ``cost_ratio``, ``best_single_reached``,
       ``nauc``, ``aiq``, ``rci``, ``strong_call_rate_at_max_budget``,
+      ``strong_call_rate_at_best_single`` (at the C* point; ``None`` if never reached),
       ``quality_at_max_budget``, ``cost_at_max_budget``, ``apgr`` / ``cpt50`` (two-model
       pools, else ``None``), ``curve`` = {``budget``, ``cost``, ``quality``,
       ``strong_call_rate``, ``shares`` (``[B][M]``)}, and the context used

@@ -95,6 +95,13 @@ def test_metrics_recomputed_from_curve(built):
             assert seed["strong_call_rate_at_max_budget"] == pytest.approx(
                 seed["curve"]["strong_call_rate"][int(np.argmax(seed["curve"]["budget"]))]
             )
+            if seed["cost_at_best_single"] is None:
+                assert seed["strong_call_rate_at_best_single"] is None
+            else:  # the call rate at the C* point of the curve
+                cost = np.asarray(seed["curve"]["cost"])
+                at = np.flatnonzero(cost == seed["cost_at_best_single"])
+                rates = np.asarray(seed["curve"]["strong_call_rate"])[at]
+                assert seed["strong_call_rate_at_best_single"] in rates.tolist()
         means = [s["nauc"] for s in entry["seeds"]]
         assert entry["nauc"] == pytest.approx(np.mean(means))
 
