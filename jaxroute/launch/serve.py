@@ -14,11 +14,9 @@ once ready; stops on SIGINT / SIGTERM.
 """
 
 import asyncio
-import os
 import sys
 import time
 
-import jax
 from absl import app, flags, logging
 
 from jaxroute import serving
@@ -46,12 +44,6 @@ _MAX_PROMPTS = flags.DEFINE_integer("max_prompts", 256, "Prompts per /route requ
 _MAX_CHARS = flags.DEFINE_integer("max_prompt_chars", 100_000, "Characters per prompt.")
 _TIMEOUT = flags.DEFINE_float("backend_timeout_s", 60.0, "Backend read timeout (seconds).")
 _CONNECT = flags.DEFINE_float("backend_connect_timeout_s", 10.0, "Backend connect timeout.")
-_WARM_SIZES = flags.DEFINE_list("warm_batch_sizes", ["1", "8", "32"], "Batch sizes to compile.")
-_JIT_CACHE = flags.DEFINE_string(
-    "jit_cache_dir",
-    "~/.cache/jaxroute/jit",
-    "Persistent XLA compilation cache: a restart reads the compiled shapes back ('' = off).",
-)
 _WARM_LENGTHS = flags.DEFINE_list(
     "warm_lengths", [], "Token buckets to compile at start (default: all of the encoder's)."
 )
@@ -76,13 +68,9 @@ def main(argv):
         if v is not None
     }
     try:
-        sizes = sorted({int(s) for s in _WARM_SIZES.value})
         lengths = [int(x) for x in _WARM_LENGTHS.value] or None
         if policy:
             serving.policy_fields(policy)
-        if _JIT_CACHE.value and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-            jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_JIT_CACHE.value))
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
         t0 = time.perf_counter()
         router = serving.load_router(
             _WORKDIR.value, router=_ROUTER.value, seed_index=_SEED_INDEX.value
@@ -101,8 +89,8 @@ def main(argv):
             max_batch=_MAX_BATCH.value,
         )
         service = server.RouterService(router, cfg)
-        logging.info("compiling the encoder and router for batches of %s prompts", sizes)
-        router.warmup(sizes, lengths)
+        logging.info("compiling the encoder and router for up to %d prompts", _MAX_BATCH.value)
+        router.warmup(_MAX_BATCH.value, lengths)
         logging.info("loaded and compiled in %.1f s", time.perf_counter() - t0)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -164,12 +164,20 @@ class TrainedRouter:
             x = np.concatenate([x, np.zeros((size - n, x.shape[1]), np.float32)])
         return np.asarray(self.score_fn(x))[:n], np.asarray(self.cost_fn(x))[:n]
 
-    def warmup(self, batch_sizes: Sequence[int] = (1, 8, 32), lengths=None) -> None:
-        """Compiles the encoder (each batch size x bucket) and the two networks."""
+    def warmup(self, max_rows: int = 32, lengths=None) -> None:
+        """Compiles every shape routing can meet: the encoder for each token bucket and
+        each power-of-two row count up to its batch there (the encoder's partial batches
+        are powers of two), and the two networks for powers of two up to ``max_rows``."""
         enc = self.encoder
-        for b in batch_sizes:
-            enc.warmup(b, lengths)
-            self.scores_and_costs(np.zeros((b, enc.dim), np.float32))
+        for length in lengths or enc.buckets:
+            rows = 1
+            while rows <= max_rows:  # the encoder caps rows by its token budget per call
+                enc.warmup(rows, [length])
+                rows *= 2
+        rows = 1
+        while rows <= max_rows:
+            self.scores_and_costs(np.zeros((rows, enc.dim), np.float32))
+            rows *= 2
 
     # ------------------------------------------------------------------ policy
     def policy(self, spec: dict) -> Policy:

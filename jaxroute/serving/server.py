@@ -8,8 +8,9 @@ The workdir's router is loaded once and compiled for a few batch shapes at start
 (:meth:`TrainedRouter.warmup`). Concurrent requests are micro-batched: handlers put
 their prompts on an asyncio queue; one batcher task waits ``batch_window`` for more,
 runs the encoder and the two networks once for all of them in a worker thread (the
-event loop keeps accepting connections), and hands each request its rows. The batch is
-padded to 1, 8 or a multiple of 32 prompts, the shapes compiled at start.
+event loop keeps accepting connections), and hands each request its rows. The encoder
+cuts a batch into full batches per token bucket and a power-of-two remainder; all those
+shapes are compiled at start.
 
 Endpoints: ``POST /route``, ``POST /v1/chat/completions``, ``GET /health``,
 ``GET /models``. Every error is a 4xx/5xx with a one-line JSON body
@@ -37,7 +38,6 @@ from jaxroute.serving.router import POLICY_FIELDS, Policy, TrainedRouter, check_
 
 log = logging.getLogger("jaxroute.serve")
 
-PAD_SIZES = (1, 8, 32)  # micro-batches are padded to one of these (or a multiple of 32)
 ROUTED_NAMES = (None, "auto", "jaxroute", "router")  # chat "model" values that mean: route
 
 
@@ -145,12 +145,9 @@ class Batcher:
         return await fut
 
     def compute(self, prompts: list[str]):
-        n = len(prompts)
-        size = next((s for s in PAD_SIZES if s >= n), -(-n // 32) * 32)
-        padded = prompts + [prompts[-1]] * (size - n)
-        x, truncated = self.router.embed(padded, batch_size=min(size, 32))
+        x, truncated = self.router.embed(prompts, batch_size=self.max_batch)
         scores, costs = self.router.scores_and_costs(x)
-        return scores[:n], costs[:n], truncated[:n]
+        return scores, costs, truncated
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -203,7 +203,6 @@ def server(workdir, backend, tmp_path_factory):
             "--batch_window_ms=20",
             "--max_prompts=16",
             "--max_prompt_chars=2000",
-            "--warm_batch_sizes=1,8,32",
             "--warm_lengths=32",
         ],
         cwd=ROOT,
