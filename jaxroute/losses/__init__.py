@@ -16,8 +16,10 @@ from collections.abc import Callable
 import jax
 
 from jaxroute.losses._decision import (
+    CALIBRATED_WTP_LAMBDAS,
     DEFAULT_LAMBDAS,
     budget_regret_loss,
+    calibrated_wtp_loss,
     log_spaced_budgets,
     sample_log_uniform_budgets,
     wtp_regret_loss,
@@ -30,9 +32,11 @@ from jaxroute.losses._pointwise import mse_loss, sigmoid_bce_loss
 from jaxroute.losses._sorting import neuralsort, neuralsort_loss, softsort, softsort_loss
 
 __all__ = [
+    "CALIBRATED_WTP_LAMBDAS",
     "DEFAULT_LAMBDAS",
     "LOSSES",
     "budget_regret_loss",
+    "calibrated_wtp_loss",
     "equirouter_loss",
     "listmle_loss",
     "log_spaced_budgets",
@@ -92,6 +96,8 @@ LOSSES: dict[str, Callable[..., jax.Array]] = {
     "ot_ranks_tb": _with_costs(ot_ranks_loss, epsilon=0.05),
     "budget_regret": _with_costs(budget_regret_loss, temperature=0.1, cost_weight=0.05),
     "wtp_regret": _with_costs(wtp_regret_loss, temperature=0.1),
+    # BCE on logits + the λ rule's expected regret on sigmoid(scores) (issue 17).
+    "bce_wtp": _with_costs(calibrated_wtp_loss, temperature=0.05, decision_weight=1.0),
     "equirouter": _without_costs(equirouter_loss, rank_weight=50.0),
     "equirouter_tb": _with_costs(equirouter_loss, rank_weight=50.0, tie_break="cost"),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax.typing import ArrayLike
 
 from jaxroute.losses._utils import ReduceFn, list_weights, masked_softmax, prepare, safe_reduce
@@ -238,5 +239,99 @@ def wtp_regret_loss(
     any_valid = jnp.any(where, axis=-1)
     regret = jnp.where(any_valid[..., None], (oracle - value) / (1.0 + lam[..., 0, :]), 0.0)
     per_list = jnp.mean(regret, axis=-1)
+    list_w = list_weights(weights, scores.shape[:-1], scores.dtype)
+    return safe_reduce(per_list, any_valid, list_w, reduce_fn)
+
+
+#: Prices of :func:`calibrated_wtp_loss` on the normalised cost scale (log-spaced).
+CALIBRATED_WTP_LAMBDAS = (0.03, 0.0578, 0.111, 0.214, 0.412, 0.794, 1.53, 3.0)
+
+
+def mean_max_cost(costs: jax.Array, where: jax.Array) -> jax.Array:
+    """Mean over lists of each list's dearest valid cost (no gradient; 1 if none valid).
+
+    A cost scale for the λ rule that one long prompt in the batch cannot dominate.
+
+    >>> print(float(mean_max_cost(jnp.array([[1.0, 3.0], [2.0, 5.0]]), jnp.ones((2, 2), bool))))
+    4.0
+    """
+    costs = jax.lax.stop_gradient(costs)
+    per_list = jnp.max(jnp.where(where, costs, -jnp.inf), axis=-1)
+    ok = jnp.any(where, axis=-1)
+    n = jnp.sum(ok)
+    mean = jnp.sum(jnp.where(ok, per_list, 0.0)) / jnp.maximum(n, 1)
+    return jnp.where((n > 0) & (mean > 0), mean, 1.0)
+
+
+def calibrated_wtp_loss(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    costs: ArrayLike | None = None,
+    lambdas: ArrayLike | None = None,
+    temperature: float = 0.05,
+    decision_weight: float = 1.0,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduce_fn: ReduceFn | None = jnp.mean,
+) -> jax.Array:
+    r"""Calibrated decision-aware loss: BCE plus the λ rule's expected regret.
+
+    Scores are logits; ``p = sigmoid(s)`` is the router's success probability, the
+    quantity the willingness-to-pay rule ``argmax_m p_m − λ ĉ_m`` needs on the quality
+    scale. Costs are put on that scale by ``c̃ = c / c̄`` with ``c̄`` the batch's mean
+    dearest cost per prompt (:func:`mean_max_cost`, no gradient), so the prices ``λ``
+    are dataset-free. For each ``λ`` the rule is relaxed to
+    ``π_λ = softmax((p − λ c̃) / T)`` and the loss is
+
+    .. math:: \ell_b = \mathrm{BCE}(s_b, y_b) + w \cdot \operatorname{mean}_\lambda
+        \frac{1}{1+\lambda}\Big[\max_m (y_m - \lambda \tilde c_m)
+        - \sum_m \pi_{\lambda,m} (y_m - \lambda \tilde c_m)\Big]
+
+    The second term is minus the expected utility ``Σ_m π_λ,m (y_m − λ c̃_m)`` of the
+    relaxed rule, shifted by the oracle's utility so it is ``≥ 0`` (the shift has no
+    gradient): it spends the model's capacity on the decisions the λ rule makes. The
+    BCE term keeps ``p`` calibrated, so the rule's sweep over ``λ`` traces the
+    quality–cost hull. ``decision_weight = 0`` is plain BCE.
+
+    Args:
+      scores: ``[..., M]`` logits.
+      labels: ``[..., M]`` true qualities in ``[0, 1]``.
+      costs: ``[..., M]`` true costs (required).
+      lambdas: ``[K]`` prices on the normalised scale (default
+        ``CALIBRATED_WTP_LAMBDAS``, 0.03 ... 3, log-spaced).
+      temperature: softmax temperature ``T`` of the relaxed rule.
+      decision_weight: ``w``.
+      where: optional ``[..., M]`` bool mask; masked models are never chosen.
+      weights: optional per-prompt weights, broadcastable to ``[...]``.
+      reduce_fn: ``jnp.mean`` over lists with a valid model, ``jnp.sum``, or None.
+
+    Returns:
+      The loss (a scalar unless ``reduce_fn`` is None; ``[...]`` per list then).
+
+    >>> s, y, c = jnp.array([0.0, 0.0]), jnp.array([1.0, 1.0]), jnp.array([1.0, 1.0])
+    >>> # p = (.5, .5), equal costs: zero regret; BCE = log 2.
+    >>> print(round(float(calibrated_wtp_loss(s, y, costs=c)), 4))
+    0.6931
+    """
+    if costs is None:
+        raise ValueError("calibrated_wtp_loss needs costs=[..., M] (true costs).")
+    scores, labels, costs, where = prepare(scores, labels, costs, where)
+    lam = jnp.asarray(CALIBRATED_WTP_LAMBDAS if lambdas is None else lambdas, scores.dtype)
+    lam = jnp.broadcast_to(lam, scores.shape[:-1] + (1,) + lam.shape)  # [..., 1, K]
+    any_valid = jnp.any(where, axis=-1)
+    bce = optax.sigmoid_binary_cross_entropy(scores, labels)
+    n_valid = jnp.maximum(jnp.sum(where, axis=-1), 1)
+    per_list_bce = jnp.sum(jnp.where(where, bce, 0.0), axis=-1) / n_valid
+    ct = costs / mean_max_cost(costs, where)
+    p = jax.nn.sigmoid(scores)
+    utility = labels[..., None] - lam * ct[..., None]  # [..., M, K]
+    logits = (p[..., None] - lam * ct[..., None]) / temperature
+    allowed = jnp.broadcast_to(where[..., None], logits.shape)
+    pi = masked_softmax(logits, allowed, axis=-2)
+    value = jnp.sum(pi * jnp.where(allowed, utility, 0.0), axis=-2)  # [..., K]
+    oracle = jax.lax.stop_gradient(jnp.max(jnp.where(allowed, utility, -jnp.inf), axis=-2))
+    regret = jnp.where(any_valid[..., None], (oracle - value) / (1.0 + lam[..., 0, :]), 0.0)
+    per_list = per_list_bce + decision_weight * jnp.mean(regret, axis=-1)
     list_w = list_weights(weights, scores.shape[:-1], scores.dtype)
     return safe_reduce(per_list, any_valid, list_w, reduce_fn)
