@@ -12,7 +12,7 @@ M = 4
 # ott's unrolled Sinkhorn is slow to compile; its battery lives in test_ot.py.
 NAMES = sorted(n for n in LOSSES if not n.startswith("ot_ranks"))
 # Losses that are 0 on a list whose labels (and costs) all tie.
-POINTWISE = {"mse", "bce", "equirouter", "equirouter_tb"}
+POINTWISE = {"mse", "bce", "bce_wtp", "equirouter", "equirouter_tb"}  # a pointwise term
 RANKING = [n for n in NAMES if n not in POINTWISE]
 SHIFT_INVARIANT = RANKING
 TB_PAIRS = [

@@ -1,0 +1,241 @@
+"""Task-posterior router: per-task model statistics, weighted by a learned task head.
+
+The training prompts carry a task label (``eval_name``); a test prompt does not. The
+router learns the task from the features and routes on what each model does on that task:
+
+1. a linear softmax task head ``p(t | x)`` (:class:`TaskHead`, a Flax module) is fitted
+   to the training prompts' task labels (full-batch Adam, one ``lax.scan`` under ``jit``);
+2. per task ``t`` and model ``m``: the mean quality ``μ[t, m]``, shrunk towards the
+   model's overall mean with ``prior_strength`` pseudo-prompts (empirical Bayes, so a
+   rare task does not get a noisy estimate), and the mean cost ``c̄[t, m]``;
+3. a test prompt gets ``s(x) = Σ_t p(t|x) μ[t]`` and ``ĉ(x) = Σ_t p(t|x) c̄[t]``: the
+   posterior expectation of quality and cost. Scores are on the quality scale, as the
+   λ rule ``argmax_m s − λ·ĉ`` needs.
+
+At test time only the features are read. A dataset with one task gets the overall
+means (one fixed ranking); tasks that the features cannot tell apart share their
+posterior mass. Nothing depends on the dataset's name, size or model list.
+
+Like kNN it is fitted, not trained by the experiment's epoch loop: ``fit`` and
+``predict`` are the router table's non-trainable pair (deterministic: the head's
+initialisation comes from ``seed``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxroute.models.regressors import dense
+
+_NORM_EPS = 1e-12
+
+
+class TaskHead(nn.Module):
+    """Linear task classifier: features ``[B, D]`` to task logits ``[B, T]``."""
+
+    num_tasks: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return dense(self.num_tasks, name="out")(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskPriorState:
+    """A fitted task-posterior router (plain arrays; ``params`` is the head's variables)."""
+
+    params: Any
+    num_tasks: int
+    task_names: tuple[str, ...]
+    quality: np.ndarray  # [T, M] shrunk per-task mean quality
+    cost: np.ndarray  # [T, M] per-task mean cost
+    temperature: float
+    # Optional empirical-Bayes blend with the k nearest training prompts (k = 0: off).
+    knn_k: int = 0
+    knn_strength: float = 0.0
+    train_features: np.ndarray | None = None
+    train_quality: np.ndarray | None = None
+    train_cost: np.ndarray | None = None
+
+
+def _normalise(x: jax.Array) -> jax.Array:
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), _NORM_EPS)
+
+
+@functools.partial(jax.jit, static_argnames=("num_tasks", "steps"))
+def _fit_head(key, x, task_ids, *, num_tasks, steps, learning_rate, weight_decay):
+    """Full-batch AdamW on the task cross-entropy, one ``lax.scan``; returns variables."""
+    head = TaskHead(num_tasks)
+    x = _normalise(x)
+    params = head.init(key, x[:1])
+    tx = optax.adamw(learning_rate, weight_decay=weight_decay)
+    targets = jax.nn.one_hot(task_ids, num_tasks)
+
+    def loss(p):
+        logp = jax.nn.log_softmax(head.apply(p, x))
+        return -jnp.mean(jnp.sum(targets * logp, axis=-1))
+
+    def step(carry, _):
+        p, opt = carry
+        value, grads = jax.value_and_grad(loss)(p)
+        updates, opt = tx.update(grads, opt, p)
+        return (optax.apply_updates(p, updates), opt), value
+
+    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+    return params
+
+
+def task_statistics(
+    quality: np.ndarray, cost: np.ndarray, task_ids: np.ndarray, num_tasks: int, strength: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-task mean quality (shrunk to the overall mean) and mean cost, ``[T, M]`` each.
+
+    ``μ[t] = (Σ_{i in t} y_i + a·ȳ) / (n_t + a)`` with ``a = strength``.
+
+    >>> q = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    >>> mu, cb = task_statistics(q, q, np.array([0, 0, 1]), 2, 1.0)
+    >>> mu.round(3).tolist()
+    [[0.889, 0.111], [0.333, 0.667]]
+    """
+    quality = np.asarray(quality, np.float64)
+    cost = np.asarray(cost, np.float64)
+    m = quality.shape[1]
+    counts = np.bincount(task_ids, minlength=num_tasks).astype(np.float64)
+    sum_q = np.zeros((num_tasks, m))
+    sum_c = np.zeros((num_tasks, m))
+    np.add.at(sum_q, task_ids, quality)
+    np.add.at(sum_c, task_ids, cost)
+    overall_q, overall_c = quality.mean(axis=0), cost.mean(axis=0)
+    mu = (sum_q + strength * overall_q) / (counts[:, None] + strength)
+    cbar = np.where(counts[:, None] > 0, sum_c / np.maximum(counts[:, None], 1), overall_c)
+    return mu.astype(np.float32), cbar.astype(np.float32)
+
+
+def fit_task_prior(
+    features: np.ndarray,
+    quality: np.ndarray,
+    cost: np.ndarray,
+    tasks: np.ndarray,
+    *,
+    steps: int = 300,
+    learning_rate: float = 3e-3,
+    weight_decay: float = 1e-4,
+    prior_strength: float = 1.0,
+    temperature: float = 1.0,
+    knn_k: int = 0,
+    knn_strength: float = 1.0,
+    seed: int = 0,
+) -> TaskPriorState:
+    """Fits the task head and the per-task statistics on training prompts.
+
+    Args:
+      features: ``[N, D]`` training features (rows are L2-normalised inside).
+      quality: ``[N, M]`` training quality.
+      cost: ``[N, M]`` training cost.
+      tasks: ``[N]`` task labels of the training prompts (any hashable strings).
+      steps, learning_rate, weight_decay: the head's full-batch AdamW schedule.
+      prior_strength: pseudo-prompts of the overall mean in each task's mean quality.
+      temperature: the posterior is ``softmax(logits / temperature)``.
+      knn_k: neighbours of the empirical-Bayes blend (0: the task prior alone).
+      knn_strength: weight ``a`` of the prior in the blend, in neighbours: the score is
+        ``(k · kNN mean + a·k · prior) / (k + a·k)``.
+      seed: the head's initialisation.
+
+    Returns:
+      A :class:`TaskPriorState`.
+    """
+    features = np.asarray(features, np.float32)
+    if features.ndim != 2 or features.shape[0] != len(tasks):
+        raise ValueError(
+            f"fit_task_prior: features {features.shape} do not match {len(tasks)} task labels"
+        )
+    names, task_ids = np.unique(np.asarray([str(t) for t in tasks]), return_inverse=True)
+    num_tasks = len(names)
+    params = _fit_head(
+        jax.random.key(seed),
+        jnp.asarray(features),
+        jnp.asarray(task_ids, jnp.int32),
+        num_tasks=num_tasks,
+        steps=int(steps),
+        learning_rate=float(learning_rate),
+        weight_decay=float(weight_decay),
+    )
+    mu, cbar = task_statistics(quality, cost, task_ids, num_tasks, float(prior_strength))
+    return TaskPriorState(
+        params=params,
+        num_tasks=num_tasks,
+        task_names=tuple(str(n) for n in names),
+        quality=mu,
+        cost=cbar,
+        temperature=float(temperature),
+        knn_k=int(min(knn_k, features.shape[0])),
+        knn_strength=float(knn_strength),
+        train_features=features if knn_k > 0 else None,
+        train_quality=np.asarray(quality, np.float32) if knn_k > 0 else None,
+        train_cost=np.asarray(cost, np.float32) if knn_k > 0 else None,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("num_tasks",))
+def _posterior(params, x, temperature, *, num_tasks):
+    return jax.nn.softmax(TaskHead(num_tasks).apply(params, _normalise(x)) / temperature)
+
+
+def task_posterior(state: TaskPriorState, x: np.ndarray) -> np.ndarray:
+    """``p(t | x)``, ``[N, T]``, over ``state.task_names``."""
+    x = jnp.asarray(np.asarray(x, np.float32))
+    return np.asarray(
+        _posterior(state.params, x, jnp.float32(state.temperature), num_tasks=state.num_tasks)
+    )
+
+
+def predict_task_prior(state: TaskPriorState, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and predicted costs ``[N, M]``: posterior means of quality and cost.
+
+    With ``state.knn_k > 0`` each score is the Beta-binomial posterior mean of the k
+    nearest training prompts' qualities under the task prior (``a·k`` pseudo-prompts):
+    ``(k · kNN mean + a·k · prior) / (k + a·k)``; the cost stays the prior's.
+    """
+    p = task_posterior(state, x)
+    scores = p @ state.quality
+    if state.knn_k > 0:
+        from jaxroute.models.knn import knn_predict
+
+        near, _ = knn_predict(
+            state.train_features, state.train_quality, state.train_cost, x, k=state.knn_k
+        )
+        a = state.knn_strength
+        scores = (np.asarray(near) + a * scores) / (1.0 + a)
+    return scores.astype(np.float32), (p @ state.cost).astype(np.float32)
+
+
+# ------------------------------------------------------------------ router table pair
+def taskprior_fit(train, rc) -> TaskPriorState:
+    """The router table's ``fit``: a seed's training part (RoutingData) and config entry."""
+    return fit_task_prior(
+        train.features,
+        train.quality,
+        train.cost,
+        train.tasks,
+        steps=int(rc.get("steps", 300)),
+        learning_rate=float(rc.get("head_learning_rate", 3e-3)),
+        weight_decay=float(rc.get("head_weight_decay", 1e-4)),
+        prior_strength=float(rc.get("prior_strength", 1.0)),
+        temperature=float(rc.get("temperature", 1.0)),
+        knn_k=int(rc.get("knn_k", 0)),
+        knn_strength=float(rc.get("knn_strength", 1.0)),
+    )
+
+
+def taskprior_predict(state: TaskPriorState, x, rc) -> tuple[np.ndarray, np.ndarray]:
+    """The router table's ``predict``: ``(scores, own predicted costs)``."""
+    del rc
+    return predict_task_prior(state, x)
