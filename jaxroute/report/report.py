@@ -83,8 +83,8 @@ def aggregate_seeds(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for name in METRICS:
         vals = [s[name] for s in seeds if s[name] is not None]
         out[name] = float(np.mean(vals)) if vals else None
-        if n > 1:
-            out[f"{name}_std"] = float(np.std(vals)) if vals else None
+        if n > 1:  # no spread from fewer than two seeds (e.g. C* reached once)
+            out[f"{name}_std"] = float(np.std(vals)) if len(vals) > 1 else None
     for name in ("apgr", "cpt50"):
         vals = [s[name] for s in seeds if s.get(name) is not None]
         if vals:
