@@ -503,7 +503,8 @@ def evaluate(
     evaluated = getattr(splits, part)
     cost_preds = predicted_costs(config, splits, workdir, part)
     routers: dict[str, list[dict]] = {}
-    for name in names:
+    for i, name in enumerate(names):
+        logging.info("evaluate: %s (%d/%d), both decision rules", name, i + 1, len(names))
         rc = config.routers[name]
         scores, pred_cost = predict_router(name, rc, config, splits, workdir, cost_preds, part)
         routers[name] = [
@@ -512,6 +513,7 @@ def evaluate(
             )
             for k, te in enumerate(evaluated)
         ]
+    logging.info("evaluate: reference routers and the report")
     per_seed_ref = [
         jreport.reference_entries(te.quality, te.cost, budgets=budgets, seed=seed)
         for seed, te in zip(splits.seeds, evaluated, strict=True)
