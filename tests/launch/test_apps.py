@@ -159,9 +159,15 @@ def test_train_evaluate_route(tmp_path):
     again = json.loads((wd / "report.json").read_text())
     assert again["routers"] == report["routers"]
 
-    run("evaluate", f"--workdir={wd}", f"--output_dir={tmp_path / 'e'}")
+    out = run("evaluate", f"--workdir={wd}", f"--output_dir={tmp_path / 'e'}", "--json").stdout
     rebuilt = json.loads((tmp_path / "e/report.json").read_text())
     assert rebuilt["routers"] == report["routers"]
+    (line,) = out.strip().splitlines()  # --json: one object, the metrics without curves
+    summary = json.loads(line)
+    knn = report["routers"]["knn"]
+    assert summary["routers"]["knn"]["nauc"] == knn["nauc"]
+    assert summary["routers"]["knn"]["lambda"]["nauc"] == knn["lambda"]["nauc"]
+    assert "curve" not in summary["routers"]["knn"]["lambda"]
 
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "Write a python function to sort a list."}\n"What is 2+2?"\n')
