@@ -259,16 +259,16 @@ def _subplots(*args, figsize=None, **kwargs):
     return fig, fig.subplots(*args, **kwargs)
 
 
-# 30 qualitative colours with distinct hues: matplotlib's tab10, then Kelly's colours of
-# maximum contrast (white, black and the near-duplicates of tab10 left out), then a few
-# dark/light variants. Model j always gets colour j.
+# 30 qualitative colours, each unlike the others in hue or lightness: matplotlib's tab10
+# first (the usual 10-model case), then high-contrast named colours (navy, maroon, teal,
+# magenta, lime, olive, ...) chosen so no two look alike. Model j always gets colour j.
 MODEL_COLOURS = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#f3c300", "#875692", "#a1caf1", "#be0032", "#c2b280",
-    "#008856", "#e68fac", "#0067a5", "#f99379", "#604e97",
-    "#dcd300", "#882d17", "#8db600", "#654522", "#e25822",
-    "#2b3d26", "#00429d", "#93003a", "#4daf4a", "#000000",
+    "#f3c300", "#000075", "#a1caf1", "#800000", "#c2b280",
+    "#008080", "#f032e6", "#bfef45", "#f99379", "#dcbeff",
+    "#ffd8b1", "#808000", "#aaffc3", "#654522", "#e25822",
+    "#2b3d26", "#fffac8", "#875692", "#42d4f4", "#000000",
 )  # fmt: skip
 ROUTER_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
 

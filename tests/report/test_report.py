@@ -172,3 +172,13 @@ def test_aggregate_single_seed_has_no_std():
     agg = aggregate_seeds([res])
     assert "nauc_std" not in agg and agg["reached_best_single"] == "1/1"
     assert "shares" in agg["curve"] and "shares" not in agg["seeds"][0]["curve"]
+
+
+def test_thirty_distinct_model_colours():
+    from matplotlib.colors import to_rgb
+
+    from jaxroute.report import model_colour
+
+    rgb = np.array([to_rgb(model_colour(j)) for j in range(30)])
+    gaps = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1) + np.eye(30) * 9
+    assert gaps.min() > 0.1  # no two of the first 30 models share (nearly) a colour
