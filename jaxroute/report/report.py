@@ -289,7 +289,7 @@ def _seed_label(report: Mapping[str, Any]) -> str:
     seeds = report.get("dataset", {}).get("seeds") or []
     n = max([e.get("n_seeds", 1) for e in report.get("routers", {}).values()] or [1])
     if n > 1:
-        return f"mean of {n} seeds (band: ±1 std)"
+        return f"mean of {n} seeds (±1 std band)"
     return f"seed {seeds[0]}" if seeds else "one seed"
 
 
@@ -311,26 +311,32 @@ def _rule_curves(entry: Mapping[str, Any], rule: str, key: str, c_best: float):
     return out
 
 
-def _draw_mean_band(ax, curves, style, label, n_markers=10, offset=0.0):
-    """One seed: its points; several: the mean over seeds on a shared log-x grid (each
-    seed's points linearly interpolated in log x) with a ±1 std band."""
+def _draw_mean_band(ax, curves, style, label, offset=0.0):
+    """One seed: its points; several: the mean over the seeds that reach each x of a
+    shared log-x grid (each seed's points linearly interpolated in log x) with a ±1 std
+    band. Markers sit at even distances along the drawn line (``offset`` staggers them
+    between routers, so overlapping curves stay apart)."""
     if not curves:
         return
+    every = (0.02 + 0.06 * offset, 0.09)  # (start, spacing) in axes-diagonal fractions
     if len(curves) == 1:
         x, y = curves[0]
-        every = max(1, len(x) // n_markers)
-        start = int(offset * every) % every if every > 1 else 0
-        ax.plot(x, y, "-", lw=1.4, markevery=slice(start, None, every), ms=5, label=label, **style)
+        ax.plot(x, y, "-", lw=1.4, markevery=every, ms=5, label=label, **style)
         return
-    lo = max(c[0][0] for c in curves)
-    hi = min(c[0][-1] for c in curves)
-    if not (lo > 0 and hi > lo):
-        lo, hi = min(c[0][0] for c in curves), max(c[0][-1] for c in curves)
-    grid = np.geomspace(max(lo, 1e-12), max(hi, lo * (1 + 1e-9), 1e-12), 80)
-    ys = np.stack([np.interp(np.log(grid), np.log(np.maximum(x, 1e-300)), y) for x, y in curves])
-    mean, std = ys.mean(0), ys.std(0)
-    start = int(offset * 8) % 8
-    ax.plot(grid, mean, "-", lw=1.4, markevery=slice(start, None, 8), ms=5, label=label, **style)
+    lo = max(min(c[0][0] for c in curves), 1e-12)
+    hi = max(max(c[0][-1] for c in curves), lo * (1 + 1e-9))
+    grid = np.geomspace(lo, hi, 120)
+    ys = np.stack(
+        [
+            np.interp(np.log(grid), np.log(np.maximum(x, 1e-300)), y, left=np.nan, right=np.nan)
+            for x, y in curves
+        ]
+    )
+    seen = np.isfinite(ys).any(axis=0)
+    grid, ys = grid[seen], ys[:, seen]
+    with np.errstate(invalid="ignore"):
+        mean, std = np.nanmean(ys, axis=0), np.nanstd(ys, axis=0)
+    ax.plot(grid, mean, "-", lw=1.4, markevery=every, ms=5, label=label, **style)
     ax.fill_between(grid, mean - std, mean + std, color=style["color"], alpha=0.18, lw=0)
 
 
@@ -457,7 +463,7 @@ def _figures(report, workdir, model_names, strong_name) -> dict[str, str]:
 
 FIGURE_CAPTIONS = {
     "quality_vs_cost": "Quality against mean cost (÷ the best single model's cost), "
-    "budget rule and λ rule.",
+    "budget rule and λ rule; with several seeds, each x averages the seeds that reach it.",
     "strong_call_rate": "Routing collapse: share of prompts sent to the strong model "
     "against mean cost, per rule.",
     "model_shares": "Which model each router calls along its curve (stacked shares over "
