@@ -34,7 +34,10 @@ def usage() -> str:
 
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help", "help"):
-        print(usage())
+        try:
+            print(usage())
+        except BrokenPipeError:  # `jaxroute --help | head`
+            pass
         sys.exit(0)
     name = sys.argv[1]
     if name not in APPS:
