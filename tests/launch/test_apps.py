@@ -225,6 +225,7 @@ def test_diagnose_reports_ties_noise_and_feature_diversity(tmp_path):
         "diagnose",
         "--data_path=synthetic:n_prompts=200,seed=2",
         f"--features={tmp_path / 'f.npy'}",
+        "--json",
         "--noise_scales=0,0.5",
     )
     out = json.loads(proc.stdout.strip().splitlines()[-1])

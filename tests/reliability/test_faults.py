@@ -279,6 +279,7 @@ def test_diagnose_with_an_all_zero_feature_row_prints_valid_json(tmp_path):
         "diagnose",
         "--data_path=synthetic:n_prompts=60,seed=0,feature_dim=4",
         f"--features={tmp_path / 'f.npy'}",
+        "--json",
         "--noise_scales=0",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
