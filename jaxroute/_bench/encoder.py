@@ -142,8 +142,14 @@ def bench_encoder(
         "jaxroute_prompts_per_s": min(r["jaxroute_prompts_per_s"] for r in per.values()),
         "jaxroute_first_call_s": sum(r["jaxroute_first_call_s"] for r in per.values()),
         "peak_mem_mb": _common.maxrss_mb(),
-        "what": "MiniLM prompts/s, jaxroute / sentence-transformers, "
-        + ", ".join(f"{k} {r.get('ratio', float('nan')):.2f}x" for k, r in per.items()),
+        "what": "MiniLM prompts/s, "
+        + (
+            "jaxroute / sentence-transformers: "
+            + ", ".join(f"{k} {r['ratio']:.2f}x" for k, r in per.items())
+            if ratios
+            else "jaxroute: "
+            + ", ".join(f"{k} {r['jaxroute_prompts_per_s']:.1f}" for k, r in per.items())
+        ),
     }
     if st is not None:
         out["parity_min_cosine"] = min(r["parity_min_cosine"] for r in per.values())

@@ -1,91 +1,135 @@
 r"""Speed figures, each a ratio against a baseline measured in the same run.
 
-    python -m jaxroute.launch.benchmark --only=sweep,train_vmap,equirouter_head,encoder
+    python -m jaxroute.launch.benchmark --only=encoder,equirouter_train,train_vmap
 
-The last line of stdout is one JSON object
-``{NAME: {"ratio", "baseline_s", "jaxroute_s", "peak_mem_mb", ...}}``.
+``encoder`` and ``equirouter_train`` compare against sentence-transformers / a PyTorch
+EquiRouter when torch is importable (install line: README, "Speed"); without it they
+print jaxroute's own figure and why there is no ratio. Every line before the last is
+one human-readable result; the last line of stdout is one JSON object
+``{NAME: {"ratio", "threads", ...}}``. A new benchmark is one function and one line of
+``BENCHMARKS`` (each function takes ``quick`` and returns a dict with ``ratio``).
 """
 
 import json
+import math
 
 import jax
 from absl import app, flags, logging
 
 from jaxroute.launch import common
 
+
+def _sweep(quick):
+    from jaxroute._bench.sweep import bench_sweep
+
+    return bench_sweep(n_budgets=50, n_prompts=2000) if quick else bench_sweep()
+
+
+def _train_vmap(quick):
+    from jaxroute._bench.train import bench_train_vmap
+
+    if quick:
+        return bench_train_vmap(k=2, n_prompts=256, epochs=1, small=True)
+    return bench_train_vmap()
+
+
+def _train_vmap_small(quick):
+    # A small EquiRouter (trunk 64-32-32): per-step overhead, not FLOPs, dominates.
+    from jaxroute._bench.train import bench_train_vmap
+
+    if quick:
+        return bench_train_vmap(k=2, n_prompts=256, epochs=1, small=True)
+    return bench_train_vmap(k=8, n_prompts=2048, epochs=5, small=True)
+
+
+def _equirouter_head(quick):
+    from jaxroute._bench.train import bench_equirouter_head
+
+    return bench_equirouter_head(n_prompts=512 if quick else 7300)
+
+
+def _equirouter_train(quick):
+    from jaxroute._bench.train import bench_equirouter_train
+
+    if quick:
+        return bench_equirouter_train(n_prompts=256, epochs=1, rounds=1)
+    return bench_equirouter_train()
+
+
+def _encoder(quick):
+    from jaxroute._bench.encoder import bench_encoder
+
+    return bench_encoder(n_prompts=8, rounds=1) if quick else bench_encoder()
+
+
+def _serve(quick):  # not in the default --only: it trains a tiny workdir and starts servers
+    from jaxroute.serving.bench import bench_serve
+
+    return bench_serve(quick=quick)
+
+
+def _lambda_sweep(quick):  # the λ rule over every breakpoint vs a NumPy loop
+    from jaxroute.routing.lambda_bench import bench_lambda_sweep
+
+    return bench_lambda_sweep(n_prompts=2000 if quick else 36000)
+
+
+BENCHMARKS = {
+    "encoder": _encoder,
+    "equirouter_train": _equirouter_train,
+    "train_vmap": _train_vmap,
+    "train_vmap_small": _train_vmap_small,
+    "equirouter_head": _equirouter_head,
+    "sweep": _sweep,
+    "lambda_sweep": _lambda_sweep,
+    "serve": _serve,
+}
+
 _ONLY = flags.DEFINE_list(
     "only",
-    ["sweep", "train_vmap", "train_vmap_small", "equirouter_head", "encoder"],
-    "Which benchmarks to run.",
+    ["encoder", "equirouter_train", "train_vmap", "train_vmap_small", "equirouter_head", "sweep"],
+    f"Which benchmarks to run, of {sorted(BENCHMARKS)}.",
 )
 _QUICK = flags.DEFINE_bool("quick", False, "Small sizes (a smoke run, not a measurement).")
 
 
-def _benchmarks(quick: bool):
-    from jaxroute.train import bench
+def _num(v, digits=3):
+    return f"{v:.{digits}g}" if isinstance(v, int | float) and math.isfinite(v) else str(v)
 
-    def sweep():
-        from jaxroute.routing import bench_sweep
 
-        return bench_sweep(n_budgets=50, n_prompts=2000) if quick else bench_sweep()
-
-    def train_vmap():
-        if quick:
-            return bench.bench_train_vmap(k=2, n_prompts=256, epochs=1, small=True)
-        return bench.bench_train_vmap()
-
-    def train_vmap_small():
-        # A small EquiRouter (trunk 64-32-32): per-step overhead, not FLOPs, dominates.
-        return bench.bench_train_vmap(
-            k=2 if quick else 8,
-            n_prompts=256 if quick else 2048,
-            epochs=1 if quick else 5,
-            small=True,
-        )
-
-    def equirouter_head():
-        return bench.bench_equirouter_head(n_prompts=512 if quick else 7300)
-
-    def encoder():
-        from jaxroute._bench.encoder import bench_encoder
-
-        return bench_encoder(n_prompts=8, rounds=1) if quick else bench_encoder()
-
-    def serve():  # not in the default --only: it trains a tiny workdir and starts servers
-        from jaxroute.serving.bench import bench_serve
-
-        return bench_serve(quick=quick)
-
-    def lambda_sweep():  # the λ rule over every breakpoint vs a NumPy loop
-        from jaxroute.routing.lambda_bench import bench_lambda_sweep
-
-        return bench_lambda_sweep(n_prompts=2000 if quick else 36000)
-
-    return {
-        "serve": serve,
-        "lambda_sweep": lambda_sweep,
-        "sweep": sweep,
-        "train_vmap": train_vmap,
-        "train_vmap_small": train_vmap_small,
-        "equirouter_head": equirouter_head,
-        "encoder": encoder,
-    }
+def summary_line(name: str, res: dict) -> str:
+    """One rounded human line: ratio (or why there is none), what, threads, check."""
+    ratio = res.get("ratio")
+    head = f"{name}: ratio {ratio:.2f}x" if isinstance(ratio, int | float) else f"{name}: no ratio"
+    parts = [res.get("what", "")]
+    if ratio is None and res.get("why"):
+        parts.append(str(res["why"]))
+    if "threads" in res:
+        parts.append(f"threads {res['threads']}")
+    if "parity_min_cosine" in res:
+        parts.append(f"parity min cosine {res['parity_min_cosine']:.7f}")
+    if "final_loss_rel_gap" in res:
+        gaps = ", ".join(f"{k} {_num(v, 2)}" for k, v in res["final_loss_rel_gap"].items())
+        parts.append(f"final-loss relative gap vs torch: {gaps}")
+    for key in ("jaxroute_first_call_s", "compile_s"):
+        if isinstance(res.get(key), int | float):
+            parts.append(f"{key} {res[key]:.1f}")
+    return f"{head} ({'; '.join(p for p in parts if p)})"
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.info("JAX devices: %s", jax.devices())
-    table = _benchmarks(_QUICK.value)
-    unknown = [n for n in _ONLY.value if n not in table]
+    unknown = [n for n in _ONLY.value if n not in BENCHMARKS]
     if unknown:
-        raise app.UsageError(f"--only: unknown {unknown}; choose from {sorted(table)}")
+        raise app.UsageError(f"--only: unknown {unknown}; choose from {sorted(BENCHMARKS)}")
     results = {}
     for name in _ONLY.value:
-        res = table[name]()
+        res = BENCHMARKS[name](_QUICK.value)
         res["device"] = jax.devices()[0].platform
         results[name] = res
-        print(f"{name}: ratio {res.get('ratio')} ({res.get('what', '')})", flush=True)
+        print(summary_line(name, res), flush=True)
     print(json.dumps(results, default=float))
 
 

@@ -1,6 +1,5 @@
 """Routing: decision rules, the budget / λ sweep, metrics, reference routers, diagnostics."""
 
-from jaxroute.routing.bench import bench_sweep
 from jaxroute.routing.diagnostics import collapse_on_train, noise_injection
 from jaxroute.routing.evaluate import (
     curve_metrics,
@@ -42,8 +41,6 @@ from jaxroute.routing.sweep import (
     lambda_sweep,
     log_budget_grid,
     orbit_budget_grid,
-    sweep_dense,
-    sweep_events,
     sweep_lambda_events,
 )
 
@@ -51,7 +48,6 @@ __all__ = [
     "SweepResult",
     "aiq",
     "apgr",
-    "bench_sweep",
     "best_affordable",
     "best_single_model",
     "budget_choice",
@@ -84,8 +80,6 @@ __all__ = [
     "single_model_router",
     "strong_model",
     "strong_models",
-    "sweep_dense",
-    "sweep_events",
     "sweep_lambda_events",
     "top2_tie_share",
     "zero_router",

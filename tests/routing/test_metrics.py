@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from jaxroute._bench.sweep import bench_sweep
 from jaxroute.routing import (
     aiq,
     apgr,
-    bench_sweep,
     best_single_model,
     budget_sweep,
     cheapest_model,

@@ -8,6 +8,7 @@ import textwrap
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _routing_reference import numpy_loop_sweep, synthetic_problem
 
 from jaxroute.routing import (
     budget_choice,
@@ -18,7 +19,6 @@ from jaxroute.routing import (
     orbit_budget_grid,
 )
 from jaxroute.routing import sweep as sweep_mod
-from jaxroute.routing.bench import numpy_loop_sweep, synthetic_problem
 
 
 def loop64(scores, pred_costs, quality, cost, budgets, rule="budget"):

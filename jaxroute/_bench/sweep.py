@@ -1,6 +1,6 @@
 """Benchmark: the jitted event sweep against a straightforward NumPy loop over budgets.
 
-Run: ``python -m jaxroute.routing.bench`` (prints the JSON of :func:`bench_sweep`).
+Run: ``python -m jaxroute.launch.benchmark --only=sweep``.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def bench_sweep(
     }
     if memory_subprocess:
         code = (
-            "import json,sys; from jaxroute.routing.bench import _jax_peak_child as f; "
+            "import json,sys; from jaxroute._bench.sweep import _jax_peak_child as f; "
             f"print(json.dumps(f({n_budgets},{n_prompts},{n_models},{n_routers},{seed})))"
         )
         proc = subprocess.run(
@@ -162,11 +162,3 @@ def bench_sweep(
         out["peak_mem_mb"] = mem["maxrss_mb"] - mem["rss_before_mb"]
         out["peak_rss_mb"] = mem["maxrss_mb"]
     return out
-
-
-if __name__ == "__main__":
-    kw = {}
-    for arg in sys.argv[1:]:
-        k, v = arg.split("=")
-        kw[k.lstrip("-")] = bool(int(v)) if k.lstrip("-") == "with_shares" else int(v)
-    print(json.dumps(bench_sweep(**kw), indent=1))

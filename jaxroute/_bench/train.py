@@ -1,0 +1,194 @@
+"""Speed figures of training, each as a ratio against a baseline measured in the same run."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxroute import data as jdata
+from jaxroute._bench import _common
+from jaxroute.train import _trainer as T
+
+
+def _equirouter_task(num_models: int, *, fast: bool = True, small: bool = False) -> T.Task:
+    """EquiRouter with its reference objective and schedule, as the trainer builds it."""
+    from jaxroute.configs import base
+    from jaxroute.train.experiment import build_task
+
+    kw = dict(trunk_sizes=(64, 32, 32), embed_dim=16, head_size=32) if small else {}
+    rc = base.router("equirouter", "equirouter", model_kwargs={"fast": fast, **kw})
+    return build_task(rc, num_models, base.get_config().train, n_train=1)
+
+
+def _cost_task(num_models: int) -> T.Task:
+    """The cost network (raw-USD MSE), as the trainer builds it for the budget rule."""
+    from jaxroute.configs import base
+    from jaxroute.train.experiment import build_task
+
+    cfg = base.get_config()
+    return build_task(cfg.cost_model, num_models, cfg.train, n_train=1)
+
+
+def _train_once(task, seed, data, n, epochs, batch_size) -> float:
+    """Trains one router ``epochs`` epochs; returns the last epoch's mean training loss."""
+    fn = T.compiled_epoch(task)
+    state = T.init_states(task, [seed], data["x"].shape[-1])
+    for e in range(epochs):
+        idx, valid = T.epoch_indices(n, batch_size, seed, e)
+        state, losses = fn(state, data, idx[None], valid[None])
+    weights = valid.sum(axis=1)
+    return float(np.sum(np.asarray(losses)[0] * weights) / weights.sum())
+
+
+def _run(task, seeds, train, epochs, batch_size):
+    """Trains len(seeds) routers as one vmapped group; returns seconds (after compile)."""
+    k = len(seeds)
+    d = train.features.shape[1]
+    data = {
+        "x": np.broadcast_to(train.features, (k, *train.features.shape)),
+        "quality": np.broadcast_to(train.quality, (k, *train.quality.shape)),
+        "cost": np.broadcast_to(train.cost, (k, *train.cost.shape)),
+    }
+    data = jax.tree.map(jax.numpy.asarray, data)
+    fn = T.compiled_epoch(task)
+    n = train.num_prompts
+
+    def once():
+        state = T.init_states(task, seeds, d)
+        for e in range(epochs):
+            parts = [T.epoch_indices(n, batch_size, s, e) for s in seeds]
+            idx = np.stack([p[0] for p in parts])
+            valid = np.stack([p[1] for p in parts])
+            state, losses = fn(state, data, idx, valid)
+        jax.block_until_ready(losses)
+
+    once()  # compile
+    t0 = time.perf_counter()
+    once()
+    return time.perf_counter() - t0
+
+
+def bench_train_vmap(
+    k: int = 8, n_prompts: int = 2048, epochs: int = 2, batch_size: int = 128, small=False
+) -> dict:
+    """K EquiRouters in one vmapped step against K sequential single runs (same work)."""
+    train = jdata.synthetic(n_prompts=n_prompts, seed=0, feature_dim=384)
+    task = _equirouter_task(train.num_models, small=small)
+    seeds = list(range(k))
+    jax_s = _run(task, seeds, train, epochs, batch_size)
+    base_s = sum(_run(task, [s], train, epochs, batch_size) for s in seeds)
+    return {
+        "ratio": base_s / jax_s,
+        "baseline_s": base_s,
+        "jaxroute_s": jax_s,
+        "peak_mem_mb": _common.maxrss_mb(),
+        "threads": _common.cpu_threads(),
+        "what": f"{k} EquiRouters x {epochs} epochs x {n_prompts} prompts: one vmap vs "
+        f"{k} sequential runs",
+    }
+
+
+def bench_equirouter_head(n_prompts: int = 7300, epochs: int = 1, batch_size: int = 128) -> dict:
+    """EquiRouter training with the folded head (fast) against the plain 2048-wide head."""
+    train = jdata.synthetic(n_prompts=n_prompts, seed=0, feature_dim=384)
+    fast = _run(_equirouter_task(train.num_models, fast=True), [0], train, epochs, batch_size)
+    plain = _run(_equirouter_task(train.num_models, fast=False), [0], train, epochs, batch_size)
+    return {
+        "ratio": plain / fast,
+        "baseline_s": plain,
+        "jaxroute_s": fast,
+        "peak_mem_mb": _common.maxrss_mb(),
+        "threads": _common.cpu_threads(),
+        "what": f"EquiRouter {epochs} epoch(s) of {n_prompts} prompts, batch {batch_size}: "
+        "plain head vs folded head",
+    }
+
+
+def bench_equirouter_train(
+    n_prompts: int = 7300,
+    epochs: int = 5,
+    batch_size: int = 128,
+    *,
+    rounds: int = 2,
+    compare_torch: bool = True,
+) -> dict[str, Any]:
+    """EquiRouter training (cost net, then score net) against a PyTorch EquiRouter.
+
+    Same synthetic data (``n_prompts`` x 384 features x 11 models), epochs, batch size,
+    optimiser (Adam 1e-4) and CPU threads; the two sides alternate for ``rounds`` rounds
+    and the ratio of median times is reported (torch / jaxroute). The check: the last
+    epoch's mean training loss of both networks on both sides, and their relative gap.
+
+    Returns:
+      dict: ``ratio`` (None without torch, then ``why``), ``baseline_s``, ``jaxroute_s``,
+      ``jaxroute_first_call_s`` (with compilation), ``final_loss`` (per side and net),
+      ``threads``, ``what``.
+    """
+    train = jdata.synthetic(n_prompts=n_prompts, seed=0, feature_dim=384)
+    n = train.num_prompts
+    data = {
+        "x": jax.numpy.asarray(train.features[None]),
+        "quality": jax.numpy.asarray(train.quality[None]),
+        "cost": jax.numpy.asarray(train.cost[None]),
+    }
+    score_task = _equirouter_task(train.num_models)
+    cost_task = _cost_task(train.num_models)
+    threads = _common.cpu_threads()
+    losses: dict[str, dict[str, float]] = {}
+
+    def run_jax():
+        losses["jaxroute"] = {
+            "cost_loss": _train_once(cost_task, 42, data, n, epochs, batch_size),
+            "score_loss": _train_once(score_task, 42, data, n, epochs, batch_size),
+        }
+
+    t0 = time.perf_counter()
+    run_jax()
+    first_s = time.perf_counter() - t0
+    fns = {"jaxroute": run_jax}
+    torch, why = _common.import_torch(threads) if compare_torch else (None, "compare_torch=False")
+    if torch is not None:
+        from jaxroute._bench import torch_equirouter
+
+        def run_torch():
+            losses["torch"] = torch_equirouter.train(
+                torch,
+                train.features,
+                train.quality,
+                train.cost,
+                epochs=epochs,
+                batch_size=batch_size,
+            )
+
+        t0 = time.perf_counter()  # warm-up: torch's first steps pay one-off set-up
+        torch_equirouter.train(
+            torch, train.features[:256], train.quality[:256], train.cost[:256], epochs=1
+        )
+        out_first = time.perf_counter() - t0
+        fns["torch"] = run_torch
+    times = _common.interleaved(fns, rounds)
+    jax_s = _common.median(times["jaxroute"])
+    out: dict[str, Any] = {
+        "ratio": None,
+        "jaxroute_s": jax_s,
+        "jaxroute_first_call_s": first_s,
+        "baseline_s": None,
+        "final_loss": losses,
+        "threads": threads,
+        "peak_mem_mb": _common.maxrss_mb(),
+        "what": f"EquiRouter + cost net, {epochs} epochs x {n_prompts} prompts x 384 x "
+        f"{train.num_models}, batch {batch_size}: PyTorch / jaxroute",
+    }
+    if torch is None:
+        out["why"] = f"no ratio: {why}"
+        return out
+    base_s = _common.median(times["torch"])
+    out.update(ratio=base_s / jax_s, baseline_s=base_s, torch_warmup_s=out_first)
+    out["final_loss_rel_gap"] = {
+        k: abs(losses["jaxroute"][k] - losses["torch"][k]) / abs(losses["torch"][k])
+        for k in ("cost_loss", "score_loss")
+    }
+    return out

@@ -1,0 +1,31 @@
+"""The benchmark app's human lines: rounded ratios, or why there is none."""
+
+from jaxroute.launch.benchmark import BENCHMARKS, summary_line
+
+
+def test_ratio_rounded_with_threads_and_checks():
+    res = {
+        "ratio": 1.6823820921,
+        "what": "MiniLM prompts/s",
+        "threads": 2,
+        "parity_min_cosine": 0.99999988,
+        "jaxroute_first_call_s": 29.0113,
+    }
+    assert summary_line("encoder", res) == (
+        "encoder: ratio 1.68x (MiniLM prompts/s; threads 2; parity min cosine 0.9999999; "
+        "jaxroute_first_call_s 29.0)"
+    )
+
+
+def test_no_ratio_says_why():
+    res = {"ratio": None, "what": "x", "why": "no ratio: torch is not importable", "threads": 2}
+    line = summary_line("equirouter_train", res)
+    assert line == "equirouter_train: no ratio (x; no ratio: torch is not importable; threads 2)"
+    assert "None" not in line
+
+
+def test_final_loss_gap_and_table():
+    res = {"ratio": 2.5, "final_loss_rel_gap": {"score_loss": 0.01234, "cost_loss": 0.5}}
+    assert "score_loss 0.012, cost_loss 0.5" in summary_line("t", res)
+    for name in ("encoder", "equirouter_train", "train_vmap"):
+        assert callable(BENCHMARKS[name])
