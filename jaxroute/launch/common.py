@@ -324,7 +324,10 @@ def config_help(config) -> str:
 
 
 def define_json():
-    """The ``--json`` flag of an app whose default output is readable tables."""
+    """The ``--json`` flag of an app whose default output is readable tables (defined
+    once per process, however many app modules ask for it)."""
+    if "json" in flags.FLAGS:
+        return flags.FlagHolder(flags.FLAGS, flags.FLAGS["json"])
     return flags.DEFINE_bool("json", False, "Print one JSON object instead of readable tables.")
 
 
