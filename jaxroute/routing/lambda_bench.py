@@ -48,7 +48,7 @@ def bench_lambda_sweep(
       dict: ``ratio`` (baseline_s / jaxroute_s), ``baseline_s``, ``jaxroute_s``
       (grid + sweep), ``compile_s``, ``n_lambdas``, ``max_rel_err`` and ``what``.
     """
-    from jaxroute.routing.bench import synthetic_problem
+    from jaxroute._bench.sweep import synthetic_problem
     from jaxroute.routing.sweep import lambda_grid, lambda_sweep
 
     s, pc, y, c = synthetic_problem(n_prompts, n_models, 1, seed)
