@@ -138,6 +138,23 @@ def workdir_lock(workdir: str | os.PathLike) -> Iterator[pathlib.Path]:
                 path.rmdir()
 
 
+def holds_workdir_lock(fn):
+    """Decorator: ``fn(..., workdir, ...)`` runs inside :func:`workdir_lock` (the
+    argument named ``workdir``), so a run is locked with one line at its entry point."""
+    import functools
+    import inspect
+
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        workdir = sig.bind(*args, **kwargs).arguments["workdir"]
+        with workdir_lock(workdir):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def ensure_not_training(workdir: str | os.PathLike) -> None:
     """Refuses a workdir whose lock another process holds (readers: writes nothing).
 
@@ -247,6 +264,13 @@ def check_fingerprint(workdir: str | os.PathLike, data, *, record: bool = False)
             )
         return
     if record:
+        if (path.parent / "checkpoints").exists():
+            logging.warning(
+                "%s: no %s (a workdir from before fingerprints); recording the current "
+                "data's, which cannot be checked against what its checkpoints saw",
+                workdir,
+                FINGERPRINT_NAME,
+            )
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(new, indent=2) + "\n")
         os.replace(tmp, path)
