@@ -98,6 +98,23 @@ _OWN_DIR = str(PACKAGE_DIR)
 _QUIET = _QuietLibraries()
 logging.get_absl_handler().addFilter(_QUIET)  # at import: apps that never call start()
 
+
+def _quiet_excepthook(hook):
+    """When a checkpoint read fails, TensorStore completes the other pending reads on
+    an event loop orbax has already closed and prints each "Event loop is closed"
+    through ``sys.excepthook``: below ``--verbosity=1`` those are dropped."""
+
+    def quiet(kind, value, tb):
+        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+            if logging.get_verbosity() < 1:
+                return
+        hook(kind, value, tb)
+
+    return quiet
+
+
+sys.excepthook = _quiet_excepthook(sys.excepthook)
+
 # Exception class (by module and name, looked up only if that module was imported) ->
 # exit code. The first match wins, so subclasses come before their bases.
 EXIT_BAD_INPUT, EXIT_FAILURE = 2, 1

@@ -8,6 +8,7 @@ headline table (both decision rules side by side) and where the report went; ``-
 prints one JSON object instead (the report's metrics per router and rule, no curves).
 """
 
+import contextlib
 import os
 
 from absl import app, flags
@@ -45,7 +46,7 @@ def main(argv):
     path = common.DATA_PATH.value
     if path and not path.startswith("synthetic") and not os.path.exists(path):
         raise FileNotFoundError(f"--data_path: no such file or folder: {path}")
-    from jaxroute.train import experiment
+    from jaxroute.train import _guard, experiment
 
     common.start()
     config = experiment.read_config(_WORKDIR.value)
@@ -57,7 +58,13 @@ def main(argv):
         common.progress(f"loading {path}")
         test = experiment.load_experiment_data(other)
     common.progress("evaluating the checkpoints (both decision rules)")
-    report = experiment.evaluate(config, _WORKDIR.value, test_data=test, output_dir=_OUTPUT.value)
+    # Writing the report into the workdir makes evaluate its writer: hold its lock.
+    out = _OUTPUT.value
+    writes = not out or os.path.realpath(out) == os.path.realpath(_WORKDIR.value)
+    with _guard.workdir_lock(_WORKDIR.value) if writes else contextlib.nullcontext():
+        report = experiment.evaluate(
+            config, _WORKDIR.value, test_data=test, output_dir=_OUTPUT.value
+        )
     if _JSON.value:
         common.print_json(
             {

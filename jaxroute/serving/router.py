@@ -264,9 +264,11 @@ class TrainedRouter:
 
 def load_router(workdir, *, router: str | None = None, seed_index: int = 0) -> TrainedRouter:
     """Restores router ``router`` (default: the first trained one) of seed ``seed_index``."""
+    from jaxroute.train import _guard
     from jaxroute.train import experiment as E
 
     workdir = pathlib.Path(workdir)
+    _guard.ensure_not_training(workdir)  # reads only; refuses a workdir still training
     config = E.read_config(workdir)
     info_path = workdir / "run_info.json"
     if not info_path.exists():

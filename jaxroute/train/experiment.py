@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from jaxroute import data as jdata
 from jaxroute import losses as jlosses
 from jaxroute import models as jmodels
+from jaxroute.train import _guard
 from jaxroute.train import _trainer as T
 from jaxroute.train.checkpoint import Checkpointer
 
@@ -328,13 +329,10 @@ def train_group(
 def restore_params(name: str, task: T.Task, seeds, feature_dim: int, workdir, *, epochs, offset=0):
     """Final (``epochs``) parameters of a trained group of K seeds, from its checkpoints."""
     target = jax.eval_shape(lambda: T.init_states(task, [s + offset for s in seeds], feature_dim))
-    ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints" / name)
+    # Read-only: never creates, moves or writes anything (CheckpointError: one line).
+    ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints" / name, read_only=True)
     try:
         got = ckpt.restore(target, step=epochs)
-    except Exception as e:  # noqa: BLE001
-        raise FileNotFoundError(
-            f"{workdir}: no readable checkpoint of router '{name}' at epoch {epochs} ({e})"
-        ) from None
     finally:
         ckpt.close()
     return got[1]["params"]
@@ -361,13 +359,15 @@ def trained_group(
 
 
 # ---------------------------------------------------------------------- the run
+@_guard.holds_workdir_lock  # one writer per workdir (README: Reliability)
 def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = None) -> Splits:
     """Trains the cost model and every configured router (resuming), returns the splits."""
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     check_resumable(config, workdir)
-    write_config(config, workdir)
     data = data if data is not None else load_experiment_data(config)
+    _guard.check_fingerprint(workdir, data, record=True)  # refuses other data
+    write_config(config, workdir)
     splits = make_splits(config, data)
     writer = MetricWriter(workdir)
     write_run_info(workdir, data, splits)
@@ -475,7 +475,9 @@ def evaluate(
     from jaxroute import routing as jrouting
 
     workdir = pathlib.Path(workdir)
+    _guard.ensure_not_training(workdir)
     data = data if data is not None else load_experiment_data(config)
+    _guard.check_fingerprint(workdir, data)  # checkpoints trained on other data: refuse
     splits = make_splits(config, data)
     if test_data is not None:
         if tuple(test_data.models) != tuple(data.models):
@@ -567,6 +569,7 @@ def merge_seed_entries(entries: list[dict]) -> dict:
     return out
 
 
+@_guard.holds_workdir_lock  # held from loading the data to the report
 def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
     """The whole experiment: fit (resuming from checkpoints), then evaluate and report."""
     data = load_experiment_data(config)

@@ -64,10 +64,12 @@ def run_app(module, *args, timeout=300):
 
 
 def error_lines(stderr: str) -> list[str]:
-    """The lines an app printed that are not absl log lines (I/W/E + date prefix)."""
+    """The lines an app printed that are neither absl log lines (I/W/E + date prefix)
+    nor progress lines (``[   3.1s] ...``): the errors, and any library dump."""
     import re
 
-    return [ln for ln in stderr.splitlines() if ln.strip() and not re.match(r"^[IWEF]\d{4} ", ln)]
+    log = re.compile(r"^([IWEF]\d{4} |\[\s*\d+\.\ds\] )")
+    return [ln for ln in stderr.splitlines() if ln.strip() and not log.match(ln)]
 
 
 @pytest.fixture
