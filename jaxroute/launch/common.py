@@ -99,21 +99,33 @@ _QUIET = _QuietLibraries()
 logging.get_absl_handler().addFilter(_QUIET)  # at import: apps that never call start()
 
 
-def _quiet_excepthook(hook):
+def _closed_loop_noise(value) -> bool:
     """When a checkpoint read fails, TensorStore completes the other pending reads on
-    an event loop orbax has already closed and prints each "Event loop is closed"
-    through ``sys.excepthook``: below ``--verbosity=1`` those are dropped."""
-
-    def quiet(kind, value, tb):
-        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
-            if logging.get_verbosity() < 1:
-                return
-        hook(kind, value, tb)
-
-    return quiet
+    an event loop orbax has already closed, and each prints "Event loop is closed"
+    (through ``sys.unraisablehook`` or ``sys.excepthook``). Below ``--verbosity=1`` they
+    are dropped: Checkpointer reports the failure itself, in one line."""
+    return (
+        isinstance(value, RuntimeError)
+        and str(value) == "Event loop is closed"
+        and logging.get_verbosity() < 1
+    )
 
 
-sys.excepthook = _quiet_excepthook(sys.excepthook)
+def _quiet_hooks():
+    excepthook, unraisablehook = sys.excepthook, sys.unraisablehook
+
+    def quiet_except(kind, value, tb):
+        if not _closed_loop_noise(value):
+            excepthook(kind, value, tb)
+
+    def quiet_unraisable(u):
+        if not _closed_loop_noise(u.exc_value):
+            unraisablehook(u)
+
+    sys.excepthook, sys.unraisablehook = quiet_except, quiet_unraisable
+
+
+_quiet_hooks()
 
 # Exception class (by module and name, looked up only if that module was imported) ->
 # exit code. The first match wins, so subclasses come before their bases.
