@@ -88,6 +88,8 @@ class _QuietLibraries(std_logging.Filter):
             return True
         if "orbax" in record.pathname:
             return False
+        if record.name == "asyncio" and "exception was never retrieved" in record.msg:
+            return False  # the other reads of a checkpoint orbax gave up on (one line above)
         return record.levelno >= std_logging.WARNING or _OWN_DIR in record.pathname
 
 

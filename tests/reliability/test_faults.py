@@ -169,6 +169,16 @@ def test_orbax_log_lines_are_dropped_below_verbosity_1():
     try:
         absl_logging.set_verbosity(absl_logging.INFO)
         assert not common._QUIET.filter(rec) and common._QUIET.filter(ours)
+        lost = logging.LogRecord(
+            "asyncio",
+            logging.ERROR,
+            "/x/asyncio/b.py",
+            1,
+            "Future exception was never retrieved",
+            (),
+            None,
+        )
+        assert not common._QUIET.filter(lost)
         absl_logging.set_verbosity(absl_logging.DEBUG)
         assert common._QUIET.filter(rec)
     finally:
