@@ -74,6 +74,12 @@ def _lambda_sweep(quick):  # the λ rule over every breakpoint vs a NumPy loop
     return bench_lambda_sweep(n_prompts=2000 if quick else 36000)
 
 
+def _multiprocess(quick):  # not in the default --only: the main job on 1 and on 2 processes
+    from jaxroute._bench.multiprocess import bench_multiprocess
+
+    return bench_multiprocess(quick)
+
+
 BENCHMARKS = {
     "encoder": _encoder,
     "equirouter_train": _equirouter_train,
@@ -83,6 +89,7 @@ BENCHMARKS = {
     "sweep": _sweep,
     "lambda_sweep": _lambda_sweep,
     "serve": _serve,
+    "multiprocess": _multiprocess,
 }
 
 _ONLY = flags.DEFINE_list(

@@ -40,7 +40,10 @@ def main(argv):
     common.start(config)
     report = experiment.train_and_evaluate(config, _WORKDIR.value)  # errors: exit codes
     print(report["headline"])
-    common.print_paths(report["paths"])
+    if report["paths"]:
+        common.print_paths(report["paths"])
+    else:  # a JAX process other than 0: process 0 wrote the report
+        print("report: written by JAX process 0")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,13 @@ def _alive(pid: str) -> bool:
     return True
 
 
+def _jax_process_index() -> int:
+    """This process's index in a multi-process JAX run (0 otherwise)."""
+    import jax
+
+    return jax.process_index()
+
+
 @contextlib.contextmanager
 def workdir_lock(workdir: str | os.PathLike) -> Iterator[pathlib.Path]:
     """Holds ``workdir/.lock`` exclusively for the ``with`` block (creates the workdir).
@@ -92,6 +99,10 @@ def workdir_lock(workdir: str | os.PathLike) -> Iterator[pathlib.Path]:
         if key in _held:
             _held[key][1] += 1
             nested = True
+        elif _jax_process_index() != 0:  # a multi-process run: process 0 locks for all
+            path.mkdir(parents=True, exist_ok=True)
+            _held[key] = [None, 1]
+            nested = True
         else:
             nested = False
     if nested:
@@ -100,6 +111,8 @@ def workdir_lock(workdir: str | os.PathLike) -> Iterator[pathlib.Path]:
         finally:
             with _held_mutex:
                 _held[key][1] -= 1
+                if _held[key][0] is None and not _held[key][1]:
+                    del _held[key]
         return
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from jaxroute import data as jdata
 from jaxroute import losses as jlosses
 from jaxroute import models as jmodels
+from jaxroute.train import _distributed as dist
 from jaxroute.train import _guard
 from jaxroute.train import _trainer as T
 from jaxroute.train.checkpoint import Checkpointer
@@ -44,6 +45,8 @@ class MetricWriter:
         self.path = pathlib.Path(workdir) / "metrics.jsonl"
 
     def write(self, **record: Any) -> None:
+        if not dist.is_main():  # one writer: process 0
+            return
         record = {k: _jsonable(v) for k, v in record.items()}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
@@ -186,6 +189,15 @@ def _stack(parts, field):
     return np.stack([getattr(p, field) for p in parts])
 
 
+def _host_arrays(parts) -> dict[str, np.ndarray]:
+    """Features, quality and cost of K same-size parts, stacked ``[K, N, ...]`` on the host."""
+    return {
+        "x": _stack(parts, "features"),
+        "quality": _stack(parts, "quality"),
+        "cost": _stack(parts, "cost"),
+    }
+
+
 def _device_arrays(parts) -> dict[str, jax.Array]:
     """Features, quality and cost of K same-size parts, stacked ``[K, N, ...]``."""
     return {
@@ -247,6 +259,7 @@ def _epochs(rc, tc) -> int:
 def data_mesh(config) -> Mesh | None:
     """A 1-D mesh over all devices for data parallelism (None on one device)."""
     devices = jax.devices()
+    dist.check_data_parallel(config)
     if len(devices) == 1 or not config.devices.data_parallel:
         return None
     if config.train.batch_size % len(devices):
@@ -279,9 +292,14 @@ def train_group(
     n = splits.train[0].num_prompts
     if any(t.num_prompts != n for t in splits.train):
         raise ValueError("vmapped training needs the same training size for every seed")
-    data = _device_arrays(splits.train)
+    # Several processes: host tables, per-process batch shards, replicated state (see
+    # train/_distributed.py for the rules).
+    multi = dist.multi_process()
+    data = _host_arrays(splits.train) if multi else _device_arrays(splits.train)
     val = _device_arrays(splits.val) if splits.val[0] is not None else None
     state = T.init_states(task, [s + init_seed_offset for s in splits.seeds], feature_dim)
+    if multi:
+        state, val = dist.replicate((state, val), mesh)
     ckpt = Checkpointer(workdir / "checkpoints" / name, keep=keep)
     start = 0
     restored = ckpt.restore(state)
@@ -291,27 +309,38 @@ def train_group(
     epoch_fn = T.compiled_epoch(task)
     eval_fn = T.compiled_eval_loss(task)
     idx_sharding = None
-    if mesh is not None:
+    if multi:
+        epoch_fn = dist.compiled_epoch_batches(task)
+    elif mesh is not None:
         idx_sharding = NamedSharding(mesh, P(None, None, "data"))
         rep = NamedSharding(mesh, P())
         data = jax.device_put(data, rep)
         state = jax.device_put(state, rep)
     steps = steps_per_epoch(n, batch_size)
-    bar = tqdm(range(start, epochs), desc=f"train {name}", initial=start, total=epochs)
+    bar = tqdm(
+        range(start, epochs),
+        desc=f"train {name}",
+        initial=start,
+        total=epochs,
+        disable=not dist.is_main(),
+    )
     for epoch in bar:
         t0 = time.perf_counter()
         parts = [T.epoch_indices(n, batch_size, s, epoch) for s in splits.seeds]
         idx = np.stack([p[0] for p in parts])
         valid = np.stack([p[1] for p in parts])
-        if idx_sharding is not None:
-            idx, valid = jax.device_put((idx, valid), idx_sharding)
-        state, losses = epoch_fn(state, data, idx, valid)
-        losses = np.asarray(losses)
+        if multi:
+            state, losses = epoch_fn(state, dist.epoch_batches(data, idx, valid, mesh))
+        else:
+            if idx_sharding is not None:
+                idx, valid = jax.device_put((idx, valid), idx_sharding)
+            state, losses = epoch_fn(state, data, idx, valid)
+        losses = dist.to_host(losses)
         T.check_finite(losses, name=name, epoch=epoch, steps_per_epoch=steps)
         train_loss = losses.mean(axis=1)
         record = {"train_loss": train_loss}
         if val is not None:
-            record["val_loss"] = np.asarray(eval_fn(state, val))
+            record["val_loss"] = dist.to_host(eval_fn(state, val))
         metric = float(np.mean(record.get("val_loss", train_loss)))
         ckpt.save(epoch + 1, state, {"val_loss": metric})
         writer.write(
@@ -329,13 +358,14 @@ def train_group(
 def restore_params(name: str, task: T.Task, seeds, feature_dim: int, workdir, *, epochs, offset=0):
     """Final (``epochs``) parameters of a trained group of K seeds, from its checkpoints."""
     target = jax.eval_shape(lambda: T.init_states(task, [s + offset for s in seeds], feature_dim))
+    target = dist.restore_target(target)  # any process count can read any checkpoint
     # Read-only: never creates, moves or writes anything (CheckpointError: one line).
     ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints" / name, read_only=True)
     try:
         got = ckpt.restore(target, step=epochs)
     finally:
         ckpt.close()
-    return got[1]["params"]
+    return dist.to_host(got[1]["params"]) if dist.multi_process() else got[1]["params"]
 
 
 def trained_group(
@@ -366,11 +396,14 @@ def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = Non
     workdir.mkdir(parents=True, exist_ok=True)
     check_resumable(config, workdir)
     data = data if data is not None else load_experiment_data(config)
-    _guard.check_fingerprint(workdir, data, record=True)  # refuses other data
-    write_config(config, workdir)
+    _guard.check_fingerprint(workdir, data, record=dist.is_main())  # refuses other data
+    dist.barrier("jaxroute:checked_config")  # all read config.json before process 0 writes
+    if dist.is_main():
+        write_config(config, workdir)
     splits = make_splits(config, data)
     writer = MetricWriter(workdir)
-    write_run_info(workdir, data, splits)
+    if dist.is_main():
+        write_run_info(workdir, data, splits)
     mesh = data_mesh(config)
     tc = config.train
     n = splits.train[0].num_prompts
@@ -532,15 +565,19 @@ def evaluate(
     summary["n_evaluated"] = evaluated[0].num_prompts
     summary["split"] = config.data.split
     strong_name = models[strong] if strong is not None else None
-    paths = jreport.write_report(
-        output_dir or workdir,
-        dataset=summary,
-        routers=routers,
-        reference=reference,
-        model_names=models,
-        strong_model=strong_name,
-    )
-    report = json.loads(pathlib.Path(paths["json"]).read_text())
+    if dist.is_main():  # the other processes build the same report without writing it
+        paths = jreport.write_report(
+            output_dir or workdir,
+            dataset=summary,
+            routers=routers,
+            reference=reference,
+            model_names=models,
+            strong_model=strong_name,
+        )
+        report = json.loads(pathlib.Path(paths["json"]).read_text())
+    else:
+        paths = {}
+        report = json.loads(json.dumps(jreport.build_report(summary, routers, reference)))
     report["paths"] = paths
     report["headline"] = jreport.headline_table(report)
     return report
