@@ -5,6 +5,7 @@ from jaxroute.routing.evaluate import (
     curve_metrics,
     dataset_summary,
     evaluate_router,
+    evaluate_routers,
     resolve_budgets,
 )
 from jaxroute.routing.metrics import (
@@ -62,6 +63,7 @@ __all__ = [
     "curve_metrics",
     "dataset_summary",
     "evaluate_router",
+    "evaluate_routers",
     "lambda_choice",
     "lambda_grid",
     "lambda_sweep",

@@ -24,6 +24,7 @@ from jaxroute.routing import metrics as M
 from jaxroute.routing.reference import best_single_model, oracle_choice
 from jaxroute.routing.rules import budget_choice
 from jaxroute.routing.sweep import (
+    SweepResult,
     budget_sweep,
     lambda_grid,
     lambda_sweep,
@@ -201,23 +202,74 @@ def evaluate_router(
       ``curve["lambda"]`` in place of ``curve["budget"]`` and "max budget" meaning
       λ = 0 (the best score, lowest index on ties).
     """
+    return evaluate_routers(
+        np.asarray(scores, np.float32)[None],
+        np.asarray(pred_costs, np.float32)[None],
+        quality,
+        cost,
+        budgets=budgets,
+        strong_model=strong_model,
+        best_single=best_single,
+        bounds=bounds,
+        empty_quality=empty_quality,
+        method=method,
+        lambda_rule=lambda_rule,
+        lambda_points=lambda_points,
+    )[0]
+
+
+def evaluate_routers(
+    scores: ArrayLike,
+    pred_costs: ArrayLike,
+    quality: ArrayLike,
+    cost: ArrayLike,
+    *,
+    budgets: BudgetSpec = None,
+    strong_model: int | None = None,
+    best_single: int | None = None,
+    bounds: tuple[float, float] | None = None,
+    empty_quality: float | None = 0.0,
+    method: str = "events",
+    lambda_rule: bool = True,
+    lambda_points: int | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`evaluate_router` for R routers on the same prompts, one budget sweep.
+
+    ``scores`` and ``pred_costs`` are ``[R, N, M]``. Each router gets its own budget grid
+    from ``budgets`` (ORBIT's differ per router), padded with its last budget to a common
+    length for the one ``[R, N, M]`` sweep and cut back after it; the sweep's sums are
+    exact, so every router's entry equals its own :func:`evaluate_router` call.
+
+    Returns:
+      R dicts, as :func:`evaluate_router`.
+    """
+    s = np.asarray(scores, np.float32)
+    pc = np.asarray(pred_costs, np.float32)
+    if s.ndim != 3 or s.shape != pc.shape:
+        raise ValueError(f"scores {s.shape} and pred_costs {pc.shape} must both be [R, N, M]")
     q = np.asarray(quality, np.float32)
     c = np.asarray(cost, np.float32)
-    grid = resolve_budgets(budgets, pred_costs, c)
-    res = budget_sweep(scores, pred_costs, q, c, grid, method=method)
+    grids = [resolve_budgets(budgets, pc[r], c) for r in range(s.shape[0])]
+    width = max(g.size for g in grids)
+    padded = np.stack([np.concatenate([g, np.repeat(g[-1:], width - g.size)]) for g in grids])
+    swept = budget_sweep(s, pc, q, c, padded, method=method)
     strong = M.strong_model(c) if strong_model is None else int(strong_model)
     best = best_single_model(q, c) if best_single is None else int(best_single)
     bounds = M.cost_bounds(c) if bounds is None else (float(bounds[0]), float(bounds[1]))
     ctx = dict(strong=strong, best=best, bounds=bounds, empty_quality=empty_quality)
-    top = int(np.argmax(res.budget))
-    choice = np.asarray(budget_choice(scores, pred_costs, np.float32(res.budget[top])))
-    out = _rule_entry(res, choice, q, c, top=top, x_key="budget", **ctx)
-    if lambda_rule:
-        lres = lambda_sweep(scores, pred_costs, q, c, lambda_grid(scores, pred_costs))
-        keep = thin_curve(lres.cost, lres.quality, lambda_points or len(grid))
-        lres = type(lres)(*(a[keep] for a in lres))
-        zero = np.argmax(np.asarray(scores, np.float32), axis=1)  # the rule at λ = 0
-        out["lambda"] = _rule_entry(lres, zero, q, c, top=0, x_key="lambda", **ctx)
+    out = []
+    for r, grid in enumerate(grids):
+        res = SweepResult(*(a[r, : grid.size] for a in swept))
+        top = int(np.argmax(res.budget))
+        choice = np.asarray(budget_choice(s[r], pc[r], np.float32(res.budget[top])))
+        entry = _rule_entry(res, choice, q, c, top=top, x_key="budget", **ctx)
+        if lambda_rule:
+            lres = lambda_sweep(s[r], pc[r], q, c, lambda_grid(s[r], pc[r]))
+            keep = thin_curve(lres.cost, lres.quality, lambda_points or len(grid))
+            lres = type(lres)(*(a[keep] for a in lres))
+            zero = np.argmax(s[r], axis=1)  # the rule at λ = 0
+            entry["lambda"] = _rule_entry(lres, zero, q, c, top=0, x_key="lambda", **ctx)
+        out.append(entry)
     return out
 
 

@@ -13,31 +13,30 @@ from jaxroute.train._trainer import (
     train_step,
 )
 from jaxroute.train.checkpoint import Checkpointer
+from jaxroute.train.evaluation import evaluate_fitted
 from jaxroute.train.experiment import (
-    MetricWriter,
-    build_task,
     evaluate,
     fit,
-    load_experiment_data,
-    make_splits,
     predict_router,
     predicted_costs,
-    read_config,
-    router_names,
     train_and_evaluate,
-    train_group,
-    write_config,
 )
+from jaxroute.train.groups import Fitted, build_task, train_group, trained_group
+from jaxroute.train.inputs import Splits, load_experiment_data, make_splits
+from jaxroute.train.workdir import MetricWriter, read_config, router_names, write_config
 
 __all__ = [
     "Checkpointer",
+    "Fitted",
     "MetricWriter",
+    "Splits",
     "Task",
     "build_task",
     "check_finite",
     "compiled_epoch",
     "epoch_indices",
     "evaluate",
+    "evaluate_fitted",
     "fit",
     "init_state",
     "init_states",
@@ -53,5 +52,6 @@ __all__ = [
     "train_epoch",
     "train_group",
     "train_step",
+    "trained_group",
     "write_config",
 ]

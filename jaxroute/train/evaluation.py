@@ -1,0 +1,140 @@
+"""Evaluation of fitted routers: predictions, one budget sweep per seed, the report.
+
+Everything here works on a :class:`~jaxroute.train.groups.Fitted` in memory (the
+parameters ``fit`` just trained, or ones restored from checkpoints by ``evaluate``).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+
+from jaxroute import data as jdata
+from jaxroute import models as jmodels
+from jaxroute import routing as jrouting
+from jaxroute.train import _trainer as T
+from jaxroute.train.groups import COST_GROUP, Fitted
+from jaxroute.train.inputs import stack
+
+
+def predicted_costs(config, fitted: Fitted, part: str = "test") -> np.ndarray:
+    """Cost-model predictions in USD ``[K, N, M]`` (or the true costs when disabled)."""
+    sets = fitted.splits.part(part)
+    if not config.cost_model.enabled:
+        return stack(sets, "cost")
+    task, params = fitted.groups[COST_GROUP]
+    out = T.predict(task.module, params, stack(sets, "features"))
+    return np.asarray(task.module.target_to_cost(out))
+
+
+def router_predictions(name, rc, fitted: Fitted, cost_preds, part: str = "test"):
+    """Scores and predicted costs ``[K, N, M]`` of router ``name`` on a split part."""
+    splits = fitted.splits
+    sets = splits.part(part)
+    if rc.model == "knn":
+        scores, own_cost = [], []
+        for tr, s in zip(splits.train, sets, strict=True):
+            q, c = jmodels.knn_predict(
+                tr.features, tr.quality, tr.cost, s.features, k=min(int(rc.k), tr.num_prompts)
+            )
+            scores.append(np.asarray(q))
+            own_cost.append(np.asarray(c))
+        scores, own_cost = np.stack(scores), np.stack(own_cost)
+        pred_cost = own_cost if rc.get("cost_source", "own") == "own" else cost_preds
+        return scores, pred_cost
+    task, params = fitted.groups[name]
+    return T.predict(task.module, params, stack(sets, "features")), cost_preds
+
+
+def strong_model_index(config, models) -> int | None:
+    """``config.eval.strong_model`` as an index (None: the dearest model, chosen later)."""
+    if not config.eval.strong_model:
+        return None
+    if config.eval.strong_model not in models:
+        raise ValueError(f"config.eval.strong_model '{config.eval.strong_model}' not in {models}")
+    return models.index(config.eval.strong_model)
+
+
+def evaluate_fitted(config, fitted: Fitted, data: jdata.RoutingData, names, output_dir) -> dict:
+    """Sweeps every router of ``names`` on ``config.eval.split`` and writes the report.
+
+    Each seed's routers are swept together (one ``[R, N, M]`` call); ``data`` is what the
+    dataset summary describes (the evaluated data).
+    """
+    from jaxroute import report as jreport
+
+    splits = fitted.splits
+    models = list(data.models)
+    strong = strong_model_index(config, models)
+    budgets = (config.eval.grid, int(config.eval.n_budgets))
+    part = config.eval.get("split", "test")
+    evaluated = splits.part(part)
+    cost_preds = predicted_costs(config, fitted, part)
+    preds = [
+        router_predictions(name, config.routers[name], fitted, cost_preds, part) for name in names
+    ]
+    routers: dict[str, list[dict]] = {name: [] for name in names}
+    for k, te in enumerate(evaluated):
+        entries = jrouting.evaluate_routers(
+            np.stack([p[0][k] for p in preds]),
+            np.stack([p[1][k] for p in preds]),
+            te.quality,
+            te.cost,
+            budgets=budgets,
+            strong_model=strong,
+        )
+        for name, entry in zip(names, entries, strict=True):
+            routers[name].append(entry)
+    per_seed_ref = [
+        jreport.reference_entries(te.quality, te.cost, budgets=budgets, seed=seed)
+        for seed, te in zip(splits.seeds, evaluated, strict=True)
+    ]
+    reference = {
+        name: merge_seed_entries([r[name] for r in per_seed_ref]) for name in per_seed_ref[0]
+    }
+    summary = jrouting.dataset_summary(data.quality, data.cost, models, data.tasks)
+    summary["source"] = str(data.source)
+    summary["seeds"] = splits.seeds
+    summary["n_train"] = splits.train[0].num_prompts
+    summary["n_test"] = splits.test[0].num_prompts
+    summary["evaluated_on"] = part
+    summary["n_evaluated"] = evaluated[0].num_prompts
+    summary["split"] = config.data.split
+    strong_name = models[strong] if strong is not None else None
+    paths = jreport.write_report(
+        output_dir,
+        dataset=summary,
+        routers=routers,
+        reference=reference,
+        model_names=models,
+        strong_model=strong_name,
+    )
+    report = json.loads(pathlib.Path(paths["json"]).read_text())
+    report["paths"] = paths
+    report["headline"] = jreport.headline_table(report)
+    return report
+
+
+def merge_seed_entries(entries: list[dict]) -> dict:
+    """One reference entry from per-seed ones: numeric metrics averaged (with ``_std``)."""
+    if len(entries) == 1:
+        return entries[0]
+    out = dict(entries[0])
+    for key, value in entries[0].items():
+        if key.endswith("_std") or isinstance(value, bool):
+            continue
+        if isinstance(value, int | float) or value is None:
+            vals = [e.get(key) for e in entries if isinstance(e.get(key), int | float)]
+            if vals:
+                out[key] = float(np.mean(vals))
+                out[f"{key}_std"] = float(np.std(vals))
+    if "best_single_reached" in entries[0]:
+        k = sum(bool(e.get("best_single_reached")) for e in entries)
+        out["best_single_reached"] = k == len(entries)
+        out["reached_best_single"] = f"{k}/{len(entries)}"
+    out["seeds"] = [e["seeds"][0] if "seeds" in e else e for e in entries]
+    if all(isinstance(e.get("lambda"), dict) for e in entries):
+        out["lambda"] = merge_seed_entries([e["lambda"] for e in entries])
+    return out

@@ -1,0 +1,228 @@
+"""One group = one router config trained as K vmapped copies (one per seed).
+
+``build_task`` turns a router config into a :class:`~jaxroute.train.Task`;
+``train_group`` trains (or resumes) it and returns its stacked parameters;
+``trained_group`` rebuilds a finished group from its checkpoints (evaluate, route).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm.auto import tqdm
+
+from jaxroute import losses as jlosses
+from jaxroute import models as jmodels
+from jaxroute.train import _trainer as T
+from jaxroute.train.checkpoint import Checkpointer
+from jaxroute.train.inputs import Splits, device_arrays
+from jaxroute.train.workdir import MetricWriter
+
+COST_GROUP = "cost_model"
+COST_SEED_OFFSET = 1000  # the cost model's init seed differs from the routers' ones
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Batches per epoch; the last partial batch counts (it is padded and masked)."""
+    return -(-n_train // batch_size)
+
+
+def epochs_of(rc, tc) -> int:
+    """The router's own ``epochs``, else ``train.epochs``."""
+    return int(rc.get("epochs", 0) or tc.epochs)
+
+
+def build_task(rc, num_models: int, tc, n_train: int) -> T.Task:
+    """The Task (module, objective, optimiser) of one router config ``rc``."""
+    kind = rc.model
+    # Lists (from a config.json read back) become tuples: Flax modules must hash.
+    module_kwargs = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in dict(rc.get("model_kwargs", {}) or {}).items()
+    }
+    module = jmodels.make_model(kind, num_models, **module_kwargs)
+    tx = T.make_optimizer(
+        float(rc.get("learning_rate", 0) or tc.learning_rate),
+        optimizer=tc.optimizer,
+        weight_decay=tc.weight_decay,
+        schedule=tc.schedule,
+        warmup_steps=tc.warmup_steps,
+        total_steps=epochs_of(rc, tc) * steps_per_epoch(n_train, tc.batch_size),
+        grad_clip=tc.grad_clip,
+    )
+    if kind == "cost":
+
+        def objective(out, batch, **hp):
+            where = jnp.broadcast_to(batch["mask"][:, None], out.shape)
+            return jlosses.mse_loss(out, module.cost_to_target(batch["cost"]), where=where)
+
+        return T.Task(module, objective, tx)
+    if rc.loss not in jlosses.LOSSES:
+        raise ValueError(f"unknown loss '{rc.loss}'; choose one of {sorted(jlosses.LOSSES)}")
+    loss_fn = jlosses.LOSSES[rc.loss]
+    loss_kwargs = dict(rc.get("loss_kwargs", {}) or {})
+
+    def objective(out, batch, **hparams):
+        where = jnp.broadcast_to(batch["mask"][:, None], out.shape)
+        kwargs = {**loss_kwargs, **hparams}
+        return loss_fn(out, batch["quality"], costs=batch["cost"], where=where, **kwargs)
+
+    return T.Task(module, objective, tx)
+
+
+def data_mesh(config) -> Mesh | None:
+    """A 1-D mesh over all devices for data parallelism (None on one device)."""
+    devices = jax.devices()
+    if len(devices) == 1 or not config.devices.data_parallel:
+        return None
+    if config.train.batch_size % len(devices):
+        raise ValueError(
+            f"train.batch_size={config.train.batch_size} is not divisible by the "
+            f"{len(devices)} devices of the data-parallel mesh"
+        )
+    return Mesh(np.array(devices), ("data",))
+
+
+def train_group(
+    name: str,
+    task: T.Task,
+    splits: Splits,
+    *,
+    epochs: int,
+    batch_size: int,
+    workdir: pathlib.Path,
+    keep: int,
+    writer: MetricWriter,
+    mesh: Mesh | None,
+    init_seed_offset: int = 0,
+) -> Any:
+    """Trains K copies of ``task`` (one per seed) to ``epochs``; returns stacked params.
+
+    Resumes from the latest good checkpoint under ``workdir/checkpoints/<name>``.
+    """
+    feature_dim = splits.train[0].features.shape[1]
+    n = splits.train[0].num_prompts
+    if any(t.num_prompts != n for t in splits.train):
+        raise ValueError("vmapped training needs the same training size for every seed")
+    data = device_arrays(splits.train)
+    val = device_arrays(splits.val) if splits.val[0] is not None else None
+    state = T.init_states(task, [s + init_seed_offset for s in splits.seeds], feature_dim)
+    ckpt = Checkpointer(workdir / "checkpoints" / name, keep=keep)
+    start = 0
+    restored = ckpt.restore(state)
+    if restored is not None:
+        start, state = restored
+        logging.info("%s: resumed from epoch %d", name, start)
+    epoch_fn = T.compiled_epoch(task)
+    eval_fn = T.compiled_eval_loss(task)
+    idx_sharding = None
+    if mesh is not None:
+        idx_sharding = NamedSharding(mesh, P(None, None, "data"))
+        rep = NamedSharding(mesh, P())
+        data = jax.device_put(data, rep)
+        state = jax.device_put(state, rep)
+    steps = steps_per_epoch(n, batch_size)
+    bar = tqdm(range(start, epochs), desc=f"train {name}", initial=start, total=epochs)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        parts = [T.epoch_indices(n, batch_size, s, epoch) for s in splits.seeds]
+        idx = np.stack([p[0] for p in parts])
+        valid = np.stack([p[1] for p in parts])
+        if idx_sharding is not None:
+            idx, valid = jax.device_put((idx, valid), idx_sharding)
+        state, losses = epoch_fn(state, data, idx, valid)
+        losses = np.asarray(losses)
+        T.check_finite(losses, name=name, epoch=epoch, steps_per_epoch=steps)
+        train_loss = losses.mean(axis=1)
+        record = {"train_loss": train_loss}
+        if val is not None:
+            record["val_loss"] = np.asarray(eval_fn(state, val))
+        metric = float(np.mean(record.get("val_loss", train_loss)))
+        ckpt.save(epoch + 1, state, {"val_loss": metric})
+        writer.write(
+            router=name,
+            epoch=epoch + 1,
+            step=(epoch + 1) * steps,
+            seconds=round(time.perf_counter() - t0, 4),
+            **record,
+        )
+        bar.set_postfix(loss=f"{float(train_loss.mean()):.4g}")
+    ckpt.close()
+    return state["params"]
+
+
+def restore_params(name: str, task: T.Task, seeds, feature_dim: int, workdir, *, epochs, offset=0):
+    """Final (``epochs``) parameters of a trained group of K seeds, from its checkpoints."""
+    target = jax.eval_shape(lambda: T.init_states(task, [s + offset for s in seeds], feature_dim))
+    ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints" / name)
+    try:
+        got = ckpt.restore(target, step=epochs)
+    except Exception as e:  # noqa: BLE001
+        raise FileNotFoundError(
+            f"{workdir}: no readable checkpoint of router '{name}' at epoch {epochs} ({e})"
+        ) from None
+    finally:
+        ckpt.close()
+    return got[1]["params"]
+
+
+def trained_group(
+    name: str,
+    rc,
+    config,
+    seeds,
+    feature_dim: int,
+    num_models: int,
+    n_train: int,
+    workdir,
+    *,
+    offset: int = 0,
+):
+    """``(task, stacked final params)`` of a trained group, rebuilt from its checkpoints."""
+    task = build_task(rc, num_models, config.train, n_train)
+    params = restore_params(
+        name, task, seeds, feature_dim, workdir, epochs=epochs_of(rc, config.train), offset=offset
+    )
+    return task, params
+
+
+@dataclasses.dataclass
+class Fitted:
+    """What training hands to evaluation, in memory: the splits and the trained groups.
+
+    ``groups`` maps a router name (and ``COST_GROUP``) to ``(task, stacked params)``.
+    """
+
+    splits: Splits
+    groups: dict[str, tuple[T.Task, Any]]
+
+
+def trainable_groups(config, names) -> list[tuple[str, Any, int]]:
+    """``(name, router config, init seed offset)`` of every group that trains."""
+    groups = []
+    if config.cost_model.enabled:
+        groups.append((COST_GROUP, config.cost_model, COST_SEED_OFFSET))
+    for name in names:
+        if config.routers[name].model != "knn":
+            groups.append((name, config.routers[name], 0))
+    return groups
+
+
+def restore_fitted(config, splits: Splits, workdir, names) -> Fitted:
+    """:class:`Fitted` rebuilt from a workdir's checkpoints (the evaluate and route apps)."""
+    train = splits.train[0]
+    shape = (splits.seeds, train.features.shape[1], train.num_models, train.num_prompts, workdir)
+    groups = {
+        name: trained_group(name, rc, config, *shape, offset=offset)
+        for name, rc, offset in trainable_groups(config, names)
+    }
+    return Fitted(splits, groups)

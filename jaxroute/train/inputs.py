@@ -1,0 +1,92 @@
+"""The experiment's inputs: the data with its features, and the per-seed splits."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxroute import data as jdata
+
+
+def load_experiment_data(config) -> jdata.RoutingData:
+    """Loads ``config.data`` and attaches features as ``config.features`` says."""
+    dc, fc = config.data, config.features
+    data = jdata.load_data(dc.path, dc.format, drop_incomplete=dc.drop_incomplete)
+    source = fc.source
+    if source == "data":
+        if data.features is None:
+            raise jdata.DataError(
+                f"{data.source}: has no features; set --config.features.source=encoder "
+                "(embed the prompts) or =file with --config.features.path"
+            )
+        return data
+    from jaxroute import encoders  # lazy: only runs that embed need tokenizers & weights
+
+    view = fc.get("prompt_view", "full")
+    encoded = data
+    if source == "encoder" and view != "full" and data.prompts is not None:
+        encoded = data.replace(prompts=encoders.apply_view(data.prompts.tolist(), view))
+    feats = encoders.features_for(
+        encoded,
+        encoder_dir=fc.encoder_dir or None,
+        cache_dir=fc.cache_dir or encoders.DEFAULT_CACHE_DIR,
+        features_path=(fc.path or None) if source == "file" else None,
+        batch_size=fc.batch_size,
+    )
+    return data.with_features(np.asarray(feats, np.float32))
+
+
+@dataclasses.dataclass
+class Splits:
+    """Per-seed train / validation / test parts (lists of RoutingData, one per seed)."""
+
+    seeds: list[int]
+    train: list[jdata.RoutingData]
+    val: list[jdata.RoutingData | None]
+    test: list[jdata.RoutingData]
+
+    def part(self, name: str) -> list[jdata.RoutingData]:
+        """The K parts called ``name`` (test, val or train)."""
+        if name not in ("test", "val", "train"):
+            raise ValueError(f"config.eval.split must be test, val or train, got '{name}'")
+        if name == "val" and self.val[0] is None:
+            raise ValueError("config.eval.split='val' needs config.train.val_fraction > 0")
+        return getattr(self, name)
+
+
+def make_splits(config, data: jdata.RoutingData) -> Splits:
+    dc = config.data
+    seeds = [int(s) for s in config.seeds]
+    train, val, test = [], [], []
+    for s in seeds:
+        if dc.split == "in_domain":
+            tr, te = jdata.split_in_domain(data, dc.train_fraction, s)
+        elif dc.split == "out_of_domain":
+            tasks = [t.strip() for t in str(dc.test_tasks).split(",") if t.strip()]
+            tr, te = jdata.split_out_of_domain(data, tasks)
+        else:
+            raise ValueError(f"config.data.split: unknown '{dc.split}' (in_domain, out_of_domain)")
+        va = None
+        if config.train.val_fraction > 0:
+            tr, va = jdata.holdout(tr, config.train.val_fraction, s)
+        train.append(tr)
+        val.append(va)
+        test.append(te)
+    return Splits(seeds, train, val, test)
+
+
+def stack(parts, field: str) -> np.ndarray:
+    """One field of K same-size parts, stacked ``[K, N, ...]``."""
+    return np.stack([getattr(p, field) for p in parts])
+
+
+def device_arrays(parts) -> dict[str, jax.Array]:
+    """Features, quality and cost of K same-size parts, stacked ``[K, N, ...]``."""
+    return {
+        "x": jnp.asarray(stack(parts, "features")),
+        "quality": jnp.asarray(stack(parts, "quality")),
+        "cost": jnp.asarray(stack(parts, "cost")),
+    }

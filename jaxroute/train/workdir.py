@@ -1,0 +1,117 @@
+"""What a run keeps in its workdir besides checkpoints: config.json, run_info.json and
+metrics.jsonl, and the config helpers that read them back."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxroute import data as jdata
+
+
+class MetricWriter:
+    """Appends one JSON object per line to ``workdir/metrics.jsonl``."""
+
+    def __init__(self, workdir: str | os.PathLike):
+        self.path = pathlib.Path(workdir) / "metrics.jsonl"
+
+    def write(self, **record: Any) -> None:
+        record = {k: _jsonable(v) for k, v in record.items()}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _jsonable(v):
+    if isinstance(v, np.ndarray | jax.Array):
+        return np.asarray(v).tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _config_json(config) -> dict:
+    """The config as JSON values (tuples become lists), as config.json stores it."""
+    return json.loads(json.dumps(config.to_dict(), default=list))
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pathlib.Path:
+    """The resolved config as ``workdir/config.json``."""
+    path = pathlib.Path(workdir) / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_config_json(config), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def check_resumable(config, workdir) -> None:
+    """A workdir resumes only the run it holds: training fields must match config.json.
+
+    ``eval`` and ``run_routers`` may change between runs (they do not touch checkpoints).
+    """
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    new = _config_json(config)
+    differ = sorted(
+        k
+        for k in set(old) | set(new)
+        if k not in ("eval", "run_routers", "routers") and old.get(k) != new.get(k)
+    )
+    differ += sorted(
+        f"routers.{k}"
+        for k in set(old.get("routers", {})) & set(new.get("routers", {}))
+        if old["routers"][k] != new["routers"][k]
+    )
+    if differ:
+        raise ValueError(
+            f"{workdir} holds a run with a different config ({', '.join(differ)} differ from "
+            f"its config.json); resuming would mix the two. Use a new --workdir or delete it."
+        )
+
+
+def read_config(workdir) -> ml_collections.ConfigDict:
+    """The resolved config a run wrote to ``workdir/config.json``."""
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; is {workdir} a jaxroute workdir?")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def config_with_data(config, path: str, data_format: str | None = None):
+    """A copy of ``config`` reading ``path`` instead."""
+    other = ml_collections.ConfigDict(config.to_dict())
+    other.data.path = path
+    if data_format:
+        other.data.format = data_format
+    return other
+
+
+def write_run_info(workdir, data: jdata.RoutingData, splits) -> None:
+    """What ``route`` needs to rebuild the routers without the data: names and shapes."""
+    info = {
+        "models": list(data.models),
+        "feature_dim": int(data.features.shape[1]),
+        "seeds": list(splits.seeds),
+        "n_train": splits.train[0].num_prompts,
+        "source": str(data.source),
+    }
+    (pathlib.Path(workdir) / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def router_names(config) -> list[str]:
+    """Routers to run: ``config.run_routers`` (comma list) or every configured one."""
+    names = [n.strip() for n in str(config.get("run_routers", "")).split(",") if n.strip()]
+    names = names or list(config.routers.keys())
+    unknown = [n for n in names if n not in config.routers]
+    if unknown:
+        raise ValueError(
+            f"config.run_routers names unknown routers {unknown}; configured: "
+            f"{list(config.routers.keys())}"
+        )
+    return names
