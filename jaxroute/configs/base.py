@@ -12,38 +12,32 @@ import ml_collections
 
 
 def router(model: str, loss: str = "mse", **fields) -> ml_collections.ConfigDict:
-    """One router entry: a model of ``jaxroute.models`` trained with a loss of ``LOSSES``."""
+    """One router entry for router kind ``model`` of ``jaxroute.models.ROUTERS``.
+
+    Trainable kinds get ``loss`` (a key of ``jaxroute.losses.LOSSES``), ``loss_kwargs``,
+    ``model_kwargs`` (every field of the module, with its default, so that
+    ``--config.routers.NAME.model_kwargs.FIELD=...`` works on a locked config), ``epochs``
+    and ``learning_rate``; every kind gets its own ``fields`` from the table (kNN: ``k``,
+    ``cost_source``). The table is read without importing Flax.
+    """
+    from jaxroute.models.table import router_spec
+
+    spec = router_spec(model)
     rc = ml_collections.ConfigDict()
-    rc.model = model  # mlp | linear | mf | equirouter | cost | knn
-    rc.loss = loss  # a key of jaxroute.losses.LOSSES
-    rc.loss_kwargs = ml_collections.ConfigDict(fields.pop("loss_kwargs", {}))
-    # Every field of the model's module is declared (with its default), so that
-    # --config.routers.NAME.model_kwargs.FIELD=... works on a locked config.
-    model_kwargs = _module_defaults(model)
-    model_kwargs.update(fields.pop("model_kwargs", {}))
-    rc.model_kwargs = ml_collections.ConfigDict(model_kwargs)
-    rc.epochs = fields.pop("epochs", 0)  # 0: train.epochs
-    rc.learning_rate = fields.pop("learning_rate", 0.0)  # 0: train.learning_rate
-    rc.k = fields.pop("k", 0)  # kNN neighbours
-    rc.cost_source = fields.pop("cost_source", "cost_model")  # kNN: "own" or "cost_model"
+    rc.model = model  # a key of jaxroute.models.ROUTERS
+    if spec.trainable:
+        rc.loss = loss  # a key of jaxroute.losses.LOSSES (unless the model has its own)
+        rc.loss_kwargs = ml_collections.ConfigDict(fields.pop("loss_kwargs", {}))
+        model_kwargs = dict(spec.model_kwargs)
+        model_kwargs.update(fields.pop("model_kwargs", {}))
+        rc.model_kwargs = ml_collections.ConfigDict(model_kwargs)
+        rc.epochs = fields.pop("epochs", 0)  # 0: train.epochs
+        rc.learning_rate = fields.pop("learning_rate", 0.0)  # 0: train.learning_rate
+    for key, default in spec.fields.items():
+        rc[key] = fields.pop(key, default)
     if fields:
-        raise ValueError(f"router(): unknown fields {sorted(fields)}")
+        raise ValueError(f"router({model!r}): unknown fields {sorted(fields)}")
     return rc
-
-
-def _module_defaults(model: str) -> dict:
-    """The Flax module's own fields and defaults (none for kNN)."""
-    import dataclasses
-
-    from jaxroute.models import MODELS
-
-    if model not in MODELS:
-        return {}
-    return {
-        f.name: f.default
-        for f in dataclasses.fields(MODELS[model])
-        if f.name not in ("num_models", "parent", "name") and f.default is not dataclasses.MISSING
-    }
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -90,7 +84,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.routers.equirouter = router("equirouter", "equirouter")
     c.routers.equirouter_tb = router("equirouter", "equirouter_tb")
     c.routers.mlp = router("mlp", "mse", model_kwargs={"hidden_sizes": (256, 256)})
-    c.routers.knn = router("knn", k=100, cost_source="own")
+    c.routers.knn = router("knn", k=100)
 
     c.eval = ml_collections.ConfigDict()
     c.eval.grid = "orbit"  # orbit (predicted-cost quantiles) | log (shared log grid)

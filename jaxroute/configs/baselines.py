@@ -19,6 +19,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     r.mlp = base.router("mlp", "mse", model_kwargs={"hidden_sizes": (32,) if tiny else (256, 256)})
     r.linear = base.router("linear", "mse")
     r.mf = base.router("mf", "bce", model_kwargs={"dim": 8 if tiny else 128})
-    r.knn = base.router("knn", k=10 if tiny else 100, cost_source="own")
+    r.knn = base.router("knn", k=10 if tiny else 100)
     c.routers = r
     return c

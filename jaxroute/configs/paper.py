@@ -33,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     r.mlp = R("mlp", "mse", model_kwargs={"hidden_sizes": hidden}, **fit)
     r.linear = R("linear", "mse", **fit)
     r.mf = R("mf", "bce", model_kwargs={"dim": 8 if tiny else 128}, **fit)
-    r.knn = R("knn", k=10 if tiny else 100, cost_source="own")
+    r.knn = R("knn", k=10 if tiny else 100)
     r.equirouter = R("equirouter", "equirouter", model_kwargs=dict(eq_kwargs))
     r.equirouter_tb = R("equirouter", "equirouter_tb", model_kwargs=dict(eq_kwargs))
     # jaxroute's tuned candidate (chosen on the validation part of the 80/20 training

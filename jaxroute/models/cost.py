@@ -82,3 +82,16 @@ class CostRegressor(nn.Module):
         """Inverse of :meth:`cost_to_target`: network outputs ``[..., M]`` to USD."""
         out = jnp.asarray(out)
         return jnp.exp(out) - self.log_eps if self.log_cost else out
+
+
+def cost_objective(module: CostRegressor, rc=None):
+    """The cost model's objective: MSE to ``module.cost_to_target(cost)`` on valid rows."""
+    from jaxroute.losses import mse_loss  # models do not depend on losses at import
+
+    del rc
+
+    def objective(out, batch, **hparams):
+        where = jnp.broadcast_to(batch["mask"][:, None], out.shape)
+        return mse_loss(out, module.cost_to_target(batch["cost"]), where=where)
+
+    return objective

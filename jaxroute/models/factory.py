@@ -1,4 +1,4 @@
-"""Build a model by name, initialise its parameters, count them."""
+"""Build a trainable router's module by name, initialise its parameters, count them."""
 
 from __future__ import annotations
 
@@ -8,24 +8,21 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxroute.models.cost import CostRegressor
-from jaxroute.models.equirouter import EquiRouter
-from jaxroute.models.regressors import LinearRegressor, MatrixFactorisation, MLPRegressor
+from jaxroute.models.spec import resolve
+from jaxroute.models.table import ROUTERS, router_spec
 
+#: name -> Flax module class of every trainable router of ``ROUTERS``.
 MODELS: dict[str, type[nn.Module]] = {
-    "mlp": MLPRegressor,
-    "linear": LinearRegressor,
-    "mf": MatrixFactorisation,
-    "equirouter": EquiRouter,
-    "cost": CostRegressor,
+    name: resolve(spec.module) for name, spec in ROUTERS.items() if spec.trainable
 }
 
 
 def make_model(name: str, num_models: int, **kwargs: Any) -> nn.Module:
-    """Returns the Flax module called ``name`` for ``num_models`` candidates.
+    """Returns the Flax module of router ``name`` for ``num_models`` candidates.
 
     Args:
-        name: one of ``"mlp"``, ``"linear"``, ``"mf"``, ``"equirouter"``, ``"cost"``.
+        name: a trainable router of ``ROUTERS`` (``"mlp"``, ``"linear"``, ``"mf"``,
+            ``"equirouter"``, ``"cost"``, ...).
         num_models: number of candidate models ``M``.
         **kwargs: the module's other fields (e.g. ``hidden_sizes``, ``fast``).
 
@@ -33,9 +30,10 @@ def make_model(name: str, num_models: int, **kwargs: Any) -> nn.Module:
         >>> make_model("mlp", 11, hidden_sizes=(64,)).hidden_sizes
         (64,)
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS[name](num_models=num_models, **kwargs)
+    spec = router_spec(name)
+    if not spec.trainable:
+        raise ValueError(f"router {name!r} has no module (it does not train by gradient)")
+    return spec.build(num_models, **kwargs)
 
 
 def init_params(model: nn.Module, rng: jax.Array, feature_dim: int) -> dict[str, Any]:

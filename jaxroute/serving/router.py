@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxroute.models import router_spec
 from jaxroute.serving import calibration as scal
 
 POLICY_FIELDS = ("budget", "wtp", "target_cost", "target_share", "target_quality")
@@ -281,10 +282,10 @@ def load_router(workdir, *, router: str | None = None, seed_index: int = 0) -> T
             "cannot be routed with them; train with --config.features.source=encoder"
         )
     names = E.router_names(config)
-    trained = [n for n in names if config.routers[n].model != "knn"]
+    trained = [n for n in names if router_spec(config.routers[n].model).trainable]
     name = router or (trained[0] if trained else None)
     if name not in trained:
-        why = " (kNN needs the training data at routing time)" if name in names else ""
+        why = " (it does not train: it needs the training data at routing time)" if name in names else ""
         raise ValueError(f"router '{name}' is not a trained router of {workdir}: {trained}{why}")
     seeds = info["seeds"]
     if not 0 <= seed_index < len(seeds):

@@ -33,19 +33,16 @@ def router_predictions(name, rc, fitted: Fitted, cost_preds, part: str = "test")
     """Scores and predicted costs ``[K, N, M]`` of router ``name`` on a split part."""
     splits = fitted.splits
     sets = splits.part(part)
-    if rc.model == "knn":
-        scores, own_cost = [], []
-        for tr, s in zip(splits.train, sets, strict=True):
-            q, c = jmodels.knn_predict(
-                tr.features, tr.quality, tr.cost, s.features, k=min(int(rc.k), tr.num_prompts)
-            )
-            scores.append(np.asarray(q))
-            own_cost.append(np.asarray(c))
-        scores, own_cost = np.stack(scores), np.stack(own_cost)
-        pred_cost = own_cost if rc.get("cost_source", "own") == "own" else cost_preds
-        return scores, pred_cost
-    task, params = fitted.groups[name]
-    return T.predict(task.module, params, stack(sets, "features")), cost_preds
+    spec = jmodels.router_spec(rc.model)
+    if spec.trainable:
+        task, params = fitted.groups[name]
+        return T.predict(task.module, params, stack(sets, "features")), cost_preds
+    scores, costs = [], []
+    for k, (train, s) in enumerate(zip(splits.train, sets, strict=True)):
+        q, c = spec.predict_with(spec.fit_state(train, rc), s.features, rc)
+        scores.append(np.asarray(q))
+        costs.append(cost_preds[k] if c is None else np.asarray(c))
+    return np.stack(scores), np.stack(costs)
 
 
 def strong_model_index(config, models) -> int | None:

@@ -19,6 +19,7 @@ import os
 import pathlib
 
 from jaxroute import data as jdata
+from jaxroute import models as jmodels
 from jaxroute.train.evaluation import evaluate_fitted, merge_seed_entries
 from jaxroute.train.evaluation import predicted_costs as _predicted_costs
 from jaxroute.train.evaluation import router_predictions as _router_predictions
@@ -74,6 +75,7 @@ def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = Non
             writer=writer,
             mesh=mesh,
             init_seed_offset=offset,
+            batch_fields=jmodels.router_spec(rc.model).batch_fields,
         )
         groups[name] = (task, params)
     return Fitted(splits, groups)
@@ -123,7 +125,7 @@ def predicted_costs(config, splits: Splits, workdir, part: str = "test"):
 def predict_router(name, rc, config, splits: Splits, workdir, cost_preds, part="test"):
     """Scores and predicted costs ``[K, N, M]`` of router ``name`` (restored from disk)."""
     groups = {}
-    if rc.model != "knn":
+    if jmodels.router_spec(rc.model).trainable:
         train = splits.train[0]
         shape = (splits.seeds, train.features.shape[1], train.num_models, train.num_prompts)
         groups[name] = trained_group(name, rc, config, *shape, workdir)

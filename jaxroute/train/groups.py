@@ -42,14 +42,14 @@ def epochs_of(rc, tc) -> int:
 
 
 def build_task(rc, num_models: int, tc, n_train: int) -> T.Task:
-    """The Task (module, objective, optimiser) of one router config ``rc``."""
-    kind = rc.model
+    """The Task (module, objective, optimiser) of one trainable router config ``rc``."""
+    spec = jmodels.router_spec(rc.model)
     # Lists (from a config.json read back) become tuples: Flax modules must hash.
     module_kwargs = {
         k: tuple(v) if isinstance(v, list) else v
         for k, v in dict(rc.get("model_kwargs", {}) or {}).items()
     }
-    module = jmodels.make_model(kind, num_models, **module_kwargs)
+    module = jmodels.make_model(rc.model, num_models, **module_kwargs)
     tx = T.make_optimizer(
         float(rc.get("learning_rate", 0) or tc.learning_rate),
         optimizer=tc.optimizer,
@@ -59,13 +59,12 @@ def build_task(rc, num_models: int, tc, n_train: int) -> T.Task:
         total_steps=epochs_of(rc, tc) * steps_per_epoch(n_train, tc.batch_size),
         grad_clip=tc.grad_clip,
     )
-    if kind == "cost":
+    objective = spec.make_objective(module, rc) or loss_objective(rc)
+    return T.Task(module, objective, tx)
 
-        def objective(out, batch, **hp):
-            where = jnp.broadcast_to(batch["mask"][:, None], out.shape)
-            return jlosses.mse_loss(out, module.cost_to_target(batch["cost"]), where=where)
 
-        return T.Task(module, objective, tx)
+def loss_objective(rc):
+    """``objective(outputs, batch, **hparams)``: the router's loss on the valid rows."""
     if rc.loss not in jlosses.LOSSES:
         raise ValueError(f"unknown loss '{rc.loss}'; choose one of {sorted(jlosses.LOSSES)}")
     loss_fn = jlosses.LOSSES[rc.loss]
@@ -76,7 +75,7 @@ def build_task(rc, num_models: int, tc, n_train: int) -> T.Task:
         kwargs = {**loss_kwargs, **hparams}
         return loss_fn(out, batch["quality"], costs=batch["cost"], where=where, **kwargs)
 
-    return T.Task(module, objective, tx)
+    return objective
 
 
 def data_mesh(config) -> Mesh | None:
@@ -104,17 +103,21 @@ def train_group(
     writer: MetricWriter,
     mesh: Mesh | None,
     init_seed_offset: int = 0,
+    batch_fields=None,
 ) -> Any:
     """Trains K copies of ``task`` (one per seed) to ``epochs``; returns stacked params.
 
     Resumes from the latest good checkpoint under ``workdir/checkpoints/<name>``.
+    ``batch_fields`` (name -> ``fn(part, train)``, a spec's) adds arrays to the batches.
     """
     feature_dim = splits.train[0].features.shape[1]
     n = splits.train[0].num_prompts
     if any(t.num_prompts != n for t in splits.train):
         raise ValueError("vmapped training needs the same training size for every seed")
-    data = device_arrays(splits.train)
-    val = device_arrays(splits.val) if splits.val[0] is not None else None
+    data = device_arrays(splits.train, splits.train, batch_fields)
+    val = None
+    if splits.val[0] is not None:
+        val = device_arrays(splits.val, splits.train, batch_fields)
     state = T.init_states(task, [s + init_seed_offset for s in splits.seeds], feature_dim)
     ckpt = Checkpointer(workdir / "checkpoints" / name, keep=keep)
     start = 0
@@ -212,7 +215,7 @@ def trainable_groups(config, names) -> list[tuple[str, Any, int]]:
     if config.cost_model.enabled:
         groups.append((COST_GROUP, config.cost_model, COST_SEED_OFFSET))
     for name in names:
-        if config.routers[name].model != "knn":
+        if jmodels.router_spec(config.routers[name].model).trainable:
             groups.append((name, config.routers[name], 0))
     return groups
 

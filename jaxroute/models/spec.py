@@ -1,0 +1,81 @@
+"""``RouterSpec``: what the experiment needs to know about one kind of router.
+
+Flax-free on purpose: the config files read the table (:mod:`jaxroute.models.table`)
+for defaults without importing any model. Callables may be given as objects or as
+``"package.module:attribute"`` strings, imported on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def resolve(ref: Any) -> Any:
+    """``"pkg.mod:attr"`` -> the attribute (imported now); anything else as is."""
+    if not isinstance(ref, str):
+        return ref
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclasses.dataclass(frozen=True)
+class RouterSpec:
+    """One router kind. Trainable routers give ``module``; kNN-like ones ``fit``/``predict``.
+
+    Attributes:
+      module: a Flax module class (or its ``"pkg.mod:Class"``) built as
+        ``module(num_models=M, **model_kwargs)``, mapping features ``[B, D]`` to ``[B, M]``.
+        Empty for routers that do not train by gradient.
+      model_kwargs: the module's fields and their defaults (each becomes a config field
+        ``routers.NAME.model_kwargs.FIELD``).
+      objective: optional ``objective(module, rc) -> fn(outputs, batch, **hparams)``; by
+        default a trainable router trains with its config's loss (``rc.loss``).
+      fit: non-trainable routers: ``fit(train: RoutingData, rc) -> state``.
+      predict: non-trainable routers: ``predict(state, x [N, D], rc) -> (scores [N, M],
+        predicted costs [N, M] or None)``; None routes with the cost model's predictions.
+      fields: other config fields of this router kind and their defaults (kNN: ``k``,
+        ``cost_source``); they exist on this kind's config entries only.
+      batch_fields: extra training-batch arrays, name -> ``fn(part, train) -> [N, ...]``
+        (``part`` the rows batched, ``train`` the seed's training part; e.g. a task index
+        from ``part.tasks``). The objective finds them in ``batch``.
+      description: one line for listings.
+    """
+
+    module: Any = None
+    model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    objective: Any = None
+    fit: Any = None
+    predict: Any = None
+    fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    batch_fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self):
+        if (self.module is None) == (self.fit is None or self.predict is None):
+            raise ValueError("a RouterSpec has either a module or both fit and predict")
+
+    @property
+    def trainable(self) -> bool:
+        """Trained by gradient (a Flax module), vmapped over seeds and checkpointed."""
+        return self.module is not None
+
+    def build(self, num_models: int, **model_kwargs: Any):
+        """The Flax module for ``num_models`` candidates (table defaults, then overrides)."""
+        kwargs = {**self.model_kwargs, **model_kwargs}
+        return resolve(self.module)(num_models=num_models, **kwargs)
+
+    def make_objective(self, module, rc) -> Callable[..., Any] | None:
+        """The router's own objective, or None (train with the config's loss)."""
+        return None if self.objective is None else resolve(self.objective)(module, rc)
+
+    def fit_state(self, train, rc) -> Any:
+        return resolve(self.fit)(train, rc)
+
+    def predict_with(self, state, x, rc):
+        return resolve(self.predict)(state, x, rc)
+
+    def extra_batch(self, part, train) -> dict[str, Any]:
+        return {k: resolve(fn)(part, train) for k, fn in self.batch_fields.items()}

@@ -1,0 +1,59 @@
+"""The router table: name -> :class:`RouterSpec`. Add a router with one line here.
+
+The experiment (``fit``, ``evaluate``), the ``route`` app and the config files iterate
+over this table; nothing outside a router's own module asks which router it is. This
+file imports no Flax: modules are named as ``"package.module:Class"`` and imported when
+built, and their config defaults are stated here (``tests/models`` checks them against
+the modules' own field defaults).
+"""
+
+from __future__ import annotations
+
+from jaxroute.models.spec import RouterSpec
+
+_R = "jaxroute.models.regressors:"
+
+ROUTERS: dict[str, RouterSpec] = {
+    "mlp": RouterSpec(
+        module=_R + "MLPRegressor",
+        model_kwargs={"hidden_sizes": (256, 256), "activation": "relu", "dropout": 0.0},
+        description="per-model quality regressor (MLP)",
+    ),
+    "linear": RouterSpec(module=_R + "LinearRegressor", description="linear regressor"),
+    "mf": RouterSpec(
+        module=_R + "MatrixFactorisation",
+        model_kwargs={"dim": 128, "embed_std": 0.02},
+        description="EmbedLLM-style matrix factorisation",
+    ),
+    "equirouter": RouterSpec(
+        module="jaxroute.models.equirouter:EquiRouter",
+        model_kwargs={
+            "trunk_sizes": (1024, 512, 512),
+            "embed_dim": 128,
+            "head_size": 512,
+            "embed_std": 0.02,
+            "layer_norm_eps": 1e-5,
+            "fast": True,
+        },
+        description="EquiRouter ranker (METHOD.md §4)",
+    ),
+    "cost": RouterSpec(
+        module="jaxroute.models.cost:CostRegressor",
+        model_kwargs={"log_cost": False, "log_eps": 1e-6, "init_std": 0.01},
+        objective="jaxroute.models.cost:cost_objective",
+        description="cost regressor (predicted USD per model)",
+    ),
+    "knn": RouterSpec(
+        fit="jaxroute.models.knn:knn_fit",
+        predict="jaxroute.models.knn:knn_router_predict",
+        fields={"k": 100, "cost_source": "own"},
+        description="k nearest training prompts (cosine); no training",
+    ),
+}
+
+
+def router_spec(name: str) -> RouterSpec:
+    """The spec of router kind ``name`` (a ValueError lists the known ones)."""
+    if name not in ROUTERS:
+        raise ValueError(f"unknown model {name!r}; choose a router of {sorted(ROUTERS)}")
+    return ROUTERS[name]
