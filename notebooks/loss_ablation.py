@@ -39,9 +39,8 @@ import pandas as pd
 from IPython.display import Image, Markdown, display
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
-from jaxroute import routing
 from jaxroute.configs import loss_ablation
-from jaxroute.train import compiled_epoch, epoch_indices, experiment, init_states, predict
+from jaxroute.train import experiment
 
 TINY = os.environ.get("JAXROUTE_TINY", "0") == "1"
 DATA = os.environ.get("JAXROUTE_DATA", "")
@@ -55,8 +54,9 @@ print(f"workdir: {WORKDIR}  tiny: {TINY}")
 # %% [markdown]
 # ## The experiment config
 #
-# `loss_ablation.get_config` gives one router per entry of `ABLATION_LOSSES` plus
-# `mlp_mse`. The tiny setting keeps three routers so that the notebook runs in the test
+# `loss_ablation.get_config` gives one router per entry of the loss table
+# `jaxroute.losses.LOSSES`, `rank_weight` (EquiRouter's loss at several pairwise weights,
+# below) and `mlp_mse`. The tiny setting keeps three routers so that the notebook runs in the test
 # suite in about a minute on a CPU; the full setting runs every loss.
 
 # %%
@@ -65,8 +65,8 @@ if DATA:
     config.data.path = DATA
     config.features.source = "encoder"  # RouterBench has prompts, not features
 if TINY:
-    config.run_routers = "equirouter,pairwise_logistic,mlp_mse"
-print("losses in the library's ablation:", ", ".join(loss_ablation.ABLATION_LOSSES))
+    config.run_routers = "equirouter,pairwise_logistic,rank_weight,mlp_mse"
+print("losses in the library's ablation:", ", ".join(loss_ablation.ablation_losses()))
 print("routers run here:", ", ".join(experiment.router_names(config)))
 print("data:", config.data.path, "| features:", config.features.source)
 print("seeds:", tuple(config.seeds), "| epochs:", config.train.epochs)
@@ -164,41 +164,17 @@ display(Image(filename=report["paths"]["model_shares"]))
 # ## One loss hyper-parameter, K routers in one vmapped state
 #
 # EquiRouter's loss is `MSE + w · pairwise logistic`. Routers that differ only in `w`
-# (`rank_weight`) have the same shapes, so `init_states(..., hparams={"rank_weight": ws})`
-# stacks them into one state and `compiled_epoch` trains all of them with one compiled,
-# vmapped step per epoch. The task (model, loss, optimiser) is the experiment's own
-# `equirouter` router, built by `experiment.build_task`; the data are the first seed's
-# split. Each router is then evaluated by `routing.evaluate_router` with the cost
-# model's predicted costs from the run above.
+# (`rank_weight`) have the same shapes, so the config's `rank_weight` router declares
+# `hparams={"rank_weight": (0, 1, 10, 50)}` and the trainer stacks the four weights (times
+# the seeds) into one state: one compiled, vmapped step per epoch trains all of them. The
+# report has one entry per weight, `rank_weight[rank_weight=w]`, evaluated like every
+# other router (means over the seeds).
 
 # %%
-WEIGHTS = [0.0, 1.0, 10.0, 50.0]
-data = experiment.load_experiment_data(config)
-splits = experiment.make_splits(config, data)
-train, test = splits.train[0], splits.test[0]
-n, k = train.num_prompts, len(WEIGHTS)
-batch_size = config.train.batch_size
-task = experiment.build_task(config.routers.equirouter, train.num_models, config.train, n)
-stacked = {  # the same training data for every router: [K, N, ...]
-    "x": np.stack([train.features] * k),
-    "quality": np.stack([train.quality] * k),
-    "cost": np.stack([train.cost] * k),
-}
-seed = splits.seeds[0]
-state = init_states(task, [seed] * k, train.features.shape[1], hparams={"rank_weight": WEIGHTS})
-epoch_fn = compiled_epoch(task)
-for e in range(config.train.epochs):  # one compiled call per epoch trains all K routers
-    idx, valid = epoch_indices(n, batch_size, seed, e)
-    state, losses = epoch_fn(state, stacked, np.stack([idx] * k), np.stack([valid] * k))
-    print(f"epoch {e + 1}: mean train loss per router", np.asarray(losses).mean(axis=1).round(3))
-
-scores = predict(task.module, state["params"], np.stack([test.features] * k))  # [K, N, M]
-pred_cost = experiment.predicted_costs(config, splits, WORKDIR)[0]  # seed 0's cost model
-budgets = (config.eval.grid, int(config.eval.n_budgets))
-sweep = [
-    routing.evaluate_router(scores[i], pred_cost, test.quality, test.cost, budgets=budgets)
-    for i in range(k)
-]
+WEIGHTS = list(loss_ablation.RANK_WEIGHTS)
+print("rank_weight values:", config.routers.rank_weight.hparams.rank_weight)
+sweep = [report["routers"][f"rank_weight[rank_weight={w:g}]"] for w in WEIGHTS]
+k = len(WEIGHTS)
 by_weight = pd.DataFrame(
     {
         "rank_weight": WEIGHTS,
@@ -207,10 +183,10 @@ by_weight = pd.DataFrame(
         "strong_call_rate_at_max_budget": [r["strong_call_rate_at_max_budget"] for r in sweep],
     }
 ).set_index("rank_weight")
-run_w50 = report["routers"]["equirouter"]["seeds"][0]["peak"]
+run_w50 = report["routers"]["equirouter"]["peak"]
 print(
     f"w=50 is the loss's default: peak {by_weight.loc[50.0, 'peak']:.4f} here, "
-    f"{run_w50:.4f} for the run's equirouter on the same seed"
+    f"{run_w50:.4f} for the run's equirouter (same seeds, trained on its own)"
 )
 by_weight.round(4)
 

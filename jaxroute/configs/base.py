@@ -28,6 +28,9 @@ def router(model: str, loss: str = "mse", **fields) -> ml_collections.ConfigDict
     if spec.trainable:
         rc.loss = loss  # a key of jaxroute.losses.LOSSES (unless the model has its own)
         rc.loss_kwargs = ml_collections.ConfigDict(fields.pop("loss_kwargs", {}))
+        # Loss hyper-parameters swept in one vmapped state: keyword -> H values (e.g.
+        # {"rank_weight": (0.0, 1.0, 10.0, 50.0)}); the report gets NAME[keyword=value].
+        rc.hparams = ml_collections.ConfigDict(fields.pop("hparams", {}))
         model_kwargs = dict(spec.model_kwargs)
         model_kwargs.update(fields.pop("model_kwargs", {}))
         rc.model_kwargs = ml_collections.ConfigDict(model_kwargs)

@@ -3,30 +3,23 @@
     python -m jaxroute.launch.train --flagfile=launch/loss_ablation.flags
 
 Each router is EquiRouter's network trained with one loss (the router's name is the
-loss's name); the MLP regressor with MSE is kept as the collapsing reference.
+loss's name); the MLP regressor with MSE is kept as the collapsing reference, and
+``rank_weight`` sweeps EquiRouter's pairwise weight w in one vmapped state (reported as
+``rank_weight[rank_weight=w]``).
 """
 
 import ml_collections
 
 from jaxroute.configs import base
 
-# Losses whose scores are logits of quality (trained against 0/1 labels): all fine for
-# ranking, since the budget rule only compares scores within a prompt.
-ABLATION_LOSSES = (
-    "mse",
-    "bce",
-    "pairwise_logistic",
-    "pairwise_logistic_tb",
-    "pairwise_hinge",
-    "softmax",
-    "listmle",
-    "neuralsort",
-    "softsort",
-    "budget_regret",
-    "wtp_regret",
-    "equirouter",
-    "equirouter_tb",
-)
+RANK_WEIGHTS = (0.0, 1.0, 10.0, 50.0)
+
+
+def ablation_losses() -> tuple[str, ...]:
+    """Every entry of the loss table (imported here: the table imports JAX)."""
+    from jaxroute.losses import LOSSES
+
+    return tuple(LOSSES)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -34,8 +27,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     tiny = "tiny" in (arg or "")
     model_kwargs = {"trunk_sizes": (32, 16, 16), "embed_dim": 8, "head_size": 16} if tiny else {}
     r = ml_collections.ConfigDict()
-    for loss in ABLATION_LOSSES:
+    for loss in ablation_losses():
         r[loss] = base.router("equirouter", loss, model_kwargs=dict(model_kwargs))
+    r.rank_weight = base.router(
+        "equirouter",
+        "equirouter",
+        model_kwargs=dict(model_kwargs),
+        hparams={"rank_weight": RANK_WEIGHTS},
+    )
     r.mlp_mse = base.router(
         "mlp", "mse", model_kwargs={"hidden_sizes": (32,) if tiny else (256, 256)}
     )

@@ -82,8 +82,8 @@ def _cost_scale(costs: jax.Array, where: jax.Array, cost_scale: float | None) ->
 def budget_regret_loss(
     scores: ArrayLike,
     labels: ArrayLike,
-    costs: ArrayLike | None = None,
     *,
+    costs: ArrayLike | None = None,
     pred_costs: ArrayLike | None = None,
     budgets: ArrayLike | None = None,
     num_budgets: int = 16,
@@ -137,7 +137,7 @@ def budget_regret_loss(
     >>> s, y = jnp.array([0.0, 1.0]), jnp.array([1.0, 1.0])
     >>> c = jnp.array([1.0, 2.0])
     >>> # one budget, both affordable: regret = u_0 - sum p u, u = (1 - .025, 1 - .05).
-    >>> loss = budget_regret_loss(s, y, c, budgets=jnp.array([5.0]), temperature=1.0)
+    >>> loss = budget_regret_loss(s, y, costs=c, budgets=jnp.array([5.0]), temperature=1.0)
     >>> print(round(float(loss), 4))
     0.0183
     """
@@ -174,8 +174,8 @@ def budget_regret_loss(
 def wtp_regret_loss(
     scores: ArrayLike,
     labels: ArrayLike,
-    costs: ArrayLike | None = None,
     *,
+    costs: ArrayLike | None = None,
     pred_costs: ArrayLike | None = None,
     lambdas: ArrayLike | None = None,
     temperature: float = 0.1,
@@ -218,7 +218,7 @@ def wtp_regret_loss(
 
     >>> s, y, c = jnp.array([0.0, 0.0]), jnp.array([1.0, 1.0]), jnp.array([0.5, 1.0])
     >>> # λ = 1: utilities (0.5, 0); p ∝ exp(-(0.5, 1)); regret (0.5 - 0.5 p_0) / 2
-    >>> loss = wtp_regret_loss(s, y, c, lambdas=jnp.array([1.0]), temperature=1.0)
+    >>> loss = wtp_regret_loss(s, y, costs=c, lambdas=jnp.array([1.0]), temperature=1.0)
     >>> print(round(float(loss), 4))
     0.0944
     """

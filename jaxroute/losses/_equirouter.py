@@ -14,8 +14,8 @@ from jaxroute.losses._utils import ReduceFn
 def equirouter_loss(
     scores: ArrayLike,
     labels: ArrayLike,
-    costs: ArrayLike | None = None,
     *,
+    costs: ArrayLike | None = None,
     rank_weight: float = 50.0,
     tie_break: str | None = None,
     tie_weight: float = 1.0,
@@ -49,7 +49,7 @@ def equirouter_loss(
 
     >>> s, y = jnp.array([0.0, 0.0]), jnp.array([1.0, 0.0])
     >>> # MSE = 0.5, one pair with s_i - s_j = 0: 0.5 + 50 * log 2
-    >>> print(round(float(equirouter_loss(s, y, None)), 4))
+    >>> print(round(float(equirouter_loss(s, y)), 4))
     35.1574
     """
     if reduce_fn is None:

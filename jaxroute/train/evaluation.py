@@ -15,7 +15,7 @@ from jaxroute import data as jdata
 from jaxroute import models as jmodels
 from jaxroute import routing as jrouting
 from jaxroute.train import _trainer as T
-from jaxroute.train.groups import COST_GROUP, Fitted
+from jaxroute.train.groups import COST_GROUP, Fitted, hparam_variants
 from jaxroute.train.inputs import stack
 
 
@@ -69,20 +69,26 @@ def evaluate_fitted(config, fitted: Fitted, data: jdata.RoutingData, names, outp
     part = config.eval.get("split", "test")
     evaluated = splits.part(part)
     cost_preds = predicted_costs(config, fitted, part)
-    preds = [
-        router_predictions(name, config.routers[name], fitted, cost_preds, part) for name in names
-    ]
-    routers: dict[str, list[dict]] = {name: [] for name in names}
+    preds = {}  # report name -> ([K, N, M] scores, [K, N, M] predicted costs)
+    for name in names:
+        rc = config.routers[name]
+        scores, pred_cost = router_predictions(name, rc, fitted, cost_preds, part)
+        suffixes, _ = hparam_variants(rc)
+        k = len(evaluated)
+        for i, suffix in enumerate(suffixes):  # H variants x K seeds, variant-major
+            cut = slice(i * k, (i + 1) * k)
+            preds[name + suffix] = (scores[cut], pred_cost if len(suffixes) == 1 else cost_preds)
+    routers: dict[str, list[dict]] = {name: [] for name in preds}
     for k, te in enumerate(evaluated):
         entries = jrouting.evaluate_routers(
-            np.stack([p[0][k] for p in preds]),
-            np.stack([p[1][k] for p in preds]),
+            np.stack([p[0][k] for p in preds.values()]),
+            np.stack([p[1][k] for p in preds.values()]),
             te.quality,
             te.cost,
             budgets=budgets,
             strong_model=strong,
         )
-        for name, entry in zip(names, entries, strict=True):
+        for name, entry in zip(preds, entries, strict=True):
             routers[name].append(entry)
     per_seed_ref = [
         jreport.reference_entries(te.quality, te.cost, budgets=budgets, seed=seed)

@@ -30,6 +30,7 @@ from jaxroute.train.groups import (
     build_task,
     data_mesh,
     epochs_of,
+    hparam_variants,
     restore_fitted,
     steps_per_epoch,
     train_group,
@@ -76,6 +77,7 @@ def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = Non
             mesh=mesh,
             init_seed_offset=offset,
             batch_fields=jmodels.router_spec(rc.model).batch_fields,
+            hparams=hparam_variants(rc)[1],
         )
         groups[name] = (task, params)
     return Fitted(splits, groups)

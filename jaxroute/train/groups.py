@@ -78,6 +78,35 @@ def loss_objective(rc):
     return objective
 
 
+def hparam_variants(rc) -> tuple[list[str], dict[str, list[float]]]:
+    """The router's loss hyper-parameter variants from ``rc.hparams``.
+
+    ``rc.hparams`` maps a keyword of the loss to H values (all the same length); each
+    value gives one more copy of the router per seed, trained in the same vmapped
+    state. Returns the H name suffixes (``["[rank_weight=0]", ...]``, or ``[""]`` when
+    there are none) and the hparams as name -> H floats.
+    """
+    hp = {
+        k: [float(x) for x in (v if isinstance(v, list | tuple) else [v])]
+        for k, v in dict(rc.get("hparams", {}) or {}).items()
+    }
+    if not hp:
+        return [""], {}
+    lengths = {len(v) for v in hp.values()}
+    if len(lengths) != 1 or 0 in lengths:
+        raise ValueError(f"hparams {hp}: every hyper-parameter needs the same number of values")
+    h = lengths.pop()
+    return ["[" + ",".join(f"{k}={v[i]:g}" for k, v in hp.items()) + "]" for i in range(h)], hp
+
+
+def _copies(seeds, hparams, offset=0):
+    """Init seeds and per-copy hparams of H variants x K seeds (variant-major)."""
+    h = len(next(iter(hparams.values()))) if hparams else 1
+    copy_seeds = [s + offset for _ in range(h) for s in seeds]
+    hp = {k: [x for x in v for _ in seeds] for k, v in hparams.items()}
+    return h, copy_seeds, hp
+
+
 def data_mesh(config) -> Mesh | None:
     """A 1-D mesh over all devices for data parallelism (None on one device)."""
     devices = jax.devices()
@@ -104,21 +133,25 @@ def train_group(
     mesh: Mesh | None,
     init_seed_offset: int = 0,
     batch_fields=None,
+    hparams=None,
 ) -> Any:
     """Trains K copies of ``task`` (one per seed) to ``epochs``; returns stacked params.
 
     Resumes from the latest good checkpoint under ``workdir/checkpoints/<name>``.
     ``batch_fields`` (name -> ``fn(part, train)``, a spec's) adds arrays to the batches.
+    ``hparams`` (name -> H values, :func:`hparam_variants`) trains H x K copies at once.
     """
     feature_dim = splits.train[0].features.shape[1]
     n = splits.train[0].num_prompts
     if any(t.num_prompts != n for t in splits.train):
         raise ValueError("vmapped training needs the same training size for every seed")
-    data = device_arrays(splits.train, splits.train, batch_fields)
+    h, copy_seeds, hp = _copies(splits.seeds, hparams, init_seed_offset)
+    tile = (lambda a: jnp.concatenate([a] * h)) if h > 1 else (lambda a: a)  # noqa: E731
+    data = jax.tree.map(tile, device_arrays(splits.train, splits.train, batch_fields))
     val = None
     if splits.val[0] is not None:
-        val = device_arrays(splits.val, splits.train, batch_fields)
-    state = T.init_states(task, [s + init_seed_offset for s in splits.seeds], feature_dim)
+        val = jax.tree.map(tile, device_arrays(splits.val, splits.train, batch_fields))
+    state = T.init_states(task, copy_seeds, feature_dim, hp)
     ckpt = Checkpointer(workdir / "checkpoints" / name, keep=keep)
     start = 0
     restored = ckpt.restore(state)
@@ -138,8 +171,8 @@ def train_group(
     for epoch in bar:
         t0 = time.perf_counter()
         parts = [T.epoch_indices(n, batch_size, s, epoch) for s in splits.seeds]
-        idx = np.stack([p[0] for p in parts])
-        valid = np.stack([p[1] for p in parts])
+        idx = np.stack([p[0] for p in parts] * h)
+        valid = np.stack([p[1] for p in parts] * h)
         if idx_sharding is not None:
             idx, valid = jax.device_put((idx, valid), idx_sharding)
         state, losses = epoch_fn(state, data, idx, valid)
@@ -163,9 +196,12 @@ def train_group(
     return state["params"]
 
 
-def restore_params(name: str, task: T.Task, seeds, feature_dim: int, workdir, *, epochs, offset=0):
+def restore_params(
+    name: str, task: T.Task, seeds, feature_dim: int, workdir, *, epochs, offset=0, hparams=None
+):
     """Final (``epochs``) parameters of a trained group of K seeds, from its checkpoints."""
-    target = jax.eval_shape(lambda: T.init_states(task, [s + offset for s in seeds], feature_dim))
+    _, copy_seeds, hp = _copies(seeds, hparams, offset)
+    target = jax.eval_shape(lambda: T.init_states(task, copy_seeds, feature_dim, hp))
     ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints" / name)
     try:
         got = ckpt.restore(target, step=epochs)
@@ -193,7 +229,14 @@ def trained_group(
     """``(task, stacked final params)`` of a trained group, rebuilt from its checkpoints."""
     task = build_task(rc, num_models, config.train, n_train)
     params = restore_params(
-        name, task, seeds, feature_dim, workdir, epochs=epochs_of(rc, config.train), offset=offset
+        name,
+        task,
+        seeds,
+        feature_dim,
+        workdir,
+        epochs=epochs_of(rc, config.train),
+        offset=offset,
+        hparams=hparam_variants(rc)[1],
     )
     return task, params
 

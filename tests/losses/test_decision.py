@@ -44,7 +44,7 @@ def test_wtp_regret_matches_reference():
     y = jax.random.bernoulli(k2, 0.5, (3, 4)).astype(jnp.float32)
     c = jax.random.uniform(k3, (3, 4), minval=0.1, maxval=2.0)
     lam = np.array([0.1, 1.0, 5.0])
-    got = losses.wtp_regret_loss(s, y, c, lambdas=lam, temperature=0.3)
+    got = losses.wtp_regret_loss(s, y, costs=c, lambdas=lam, temperature=0.3)
     s_, y_, c_ = (np.asarray(a, np.float64) for a in (s, y, c))
     c_ = c_ / c_.max()
     total = 0.0

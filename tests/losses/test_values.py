@@ -72,7 +72,7 @@ def test_pointwise_and_equirouter_closed_form():
     np.testing.assert_allclose(losses.sigmoid_bce_loss(s, y, where=where), bce, rtol=1e-6)
     c = jnp.array([[1.0, 2.0], [1.0, 2.0]])
     for tb in (None, "cost"):
-        got = losses.equirouter_loss(s, y, c, rank_weight=50.0, tie_break=tb)
+        got = losses.equirouter_loss(s, y, costs=c, rank_weight=50.0, tie_break=tb)
         want = losses.mse_loss(s, y) + 50.0 * losses.pairwise_logistic_loss(
             s, y, costs=c, tie_break=tb
         )

@@ -186,7 +186,7 @@ def test_hparams_vmap_equals_separate_runs():
     def objective(out, batch, rank_weight):
         where = jax.numpy.broadcast_to(batch["mask"][:, None], out.shape)
         return equirouter_loss(
-            out, batch["quality"], batch["cost"], rank_weight=rank_weight, where=where
+            out, batch["quality"], costs=batch["cost"], rank_weight=rank_weight, where=where
         )
 
     task = T.Task(make_model("mlp", 3, hidden_sizes=(8,)), objective, T.make_optimizer(1e-2))
@@ -233,3 +233,31 @@ def test_workdir_with_another_config_is_refused(tmp_path):
     c.train.learning_rate = get_config("tiny").train.learning_rate
     c.eval.n_budgets = 7  # evaluation settings may change
     E.fit(c, tmp_path)
+
+
+def test_config_hparams_train_in_one_state_and_match_a_plain_router(tmp_path):
+    """``hparams={"rank_weight": (0, 50)}``: 2 x K copies in one group; the w=50 copies
+    equal the router trained with the loss's default w=50 on its own."""
+    from jaxroute.configs.base import router
+    from jaxroute.train import evaluation
+
+    c = tiny(routers="plain,swept", epochs=2)
+    c.cost_model.enabled = False
+    kw = {"model_kwargs": {"hidden_sizes": (16,)}}
+    c.routers.plain = router("mlp", "equirouter", **kw)
+    c.routers.swept = router("mlp", "equirouter", hparams={"rank_weight": (0.0, 50.0)}, **kw)
+    data = E.load_experiment_data(c)
+    fitted = E.fit(c, tmp_path, data)
+    k = len(c.seeds)
+    plain, swept = fitted.groups["plain"][1], fitted.groups["swept"][1]
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(swept), strict=True):
+        assert b.shape[0] == 2 * k
+        np.testing.assert_allclose(np.asarray(b)[k:], np.asarray(a), rtol=2e-5, atol=2e-6)
+        assert not np.allclose(np.asarray(b)[:k], np.asarray(a))  # w=0 trained differently
+    restored = _params(tmp_path, c, "swept")
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(swept), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    report = evaluation.evaluate_fitted(c, fitted, data, ["plain", "swept"], tmp_path)
+    assert list(report["routers"]) == ["plain", "swept[rank_weight=0]", "swept[rank_weight=50]"]
+    w50, alone = report["routers"]["swept[rank_weight=50]"], report["routers"]["plain"]
+    assert w50["peak"] == pytest.approx(alone["peak"], abs=0.02)
