@@ -285,7 +285,7 @@ def load_router(workdir, *, router: str | None = None, seed_index: int = 0) -> T
     trained = [n for n in names if router_spec(config.routers[n].model).trainable]
     name = router or (trained[0] if trained else None)
     if name not in trained:
-        why = " (it does not train: it needs the training data at routing time)" if name in names else ""
+        why = " (it needs the training data at routing time)" if name in names else ""
         raise ValueError(f"router '{name}' is not a trained router of {workdir}: {trained}{why}")
     seeds = info["seeds"]
     if not 0 <= seed_index < len(seeds):

@@ -16,14 +16,14 @@ def test_budget_regret_closed_form_and_fallback():
     p = jax.nn.softmax(jnp.array([0.0, 1.0]))
     u = jnp.array([1.0 - 0.05 * 0.5, 1.0 - 0.05])
     want = u[0] - jnp.sum(p * u)
-    got = budget_regret(s, y, c, budgets=jnp.array([5.0]), temperature=1.0)
+    got = budget_regret(s, y, costs=c, budgets=jnp.array([5.0]), temperature=1.0)
     np.testing.assert_allclose(got, want, rtol=1e-5)
     # Budget 1.5: only model 0 is feasible, so the router has no choice: zero regret.
-    got = budget_regret(s, y, c, budgets=jnp.array([1.5]), temperature=1.0)
+    got = budget_regret(s, y, costs=c, budgets=jnp.array([1.5]), temperature=1.0)
     np.testing.assert_allclose(got, 0.0, atol=1e-7)
     # Nothing affordable: both rule and oracle fall back to the cheapest model.
     y2 = jnp.array([0.0, 1.0])
-    got = budget_regret(s, y2, c, budgets=jnp.array([0.5]), cost_weight=0.0)
+    got = budget_regret(s, y2, costs=c, budgets=jnp.array([0.5]), cost_weight=0.0)
     np.testing.assert_allclose(got, 0.0, atol=1e-7)
     with pytest.raises(ValueError, match="costs"):
         losses.budget_regret_loss(s, y)
@@ -33,8 +33,8 @@ def test_budget_regret_prefers_cheaper_of_tied_and_soft_feasibility():
     y, c = jnp.array([1.0, 1.0, 0.0]), jnp.array([1.0, 10.0, 0.5])
     cheap = jnp.array([1.0, 0.0, -1.0])
     dear = jnp.array([0.0, 1.0, -1.0])
-    assert float(budget_regret(cheap, y, c)) < float(budget_regret(dear, y, c))
-    g = jax.grad(lambda pc: budget_regret(dear, y, c, pred_costs=pc, cost_temperature=0.5))(c)
+    assert float(budget_regret(cheap, y, costs=c)) < float(budget_regret(dear, y, costs=c))
+    g = jax.grad(lambda pc: budget_regret(dear, y, costs=c, pred_costs=pc, cost_temperature=0.5))(c)
     assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.max(jnp.abs(g))) > 0
 
 
