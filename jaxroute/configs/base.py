@@ -51,9 +51,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.data = ml_collections.ConfigDict()
     c.data.path = "synthetic:n_prompts=4000"  # file/folder, or synthetic[:k=v,...]
-    c.data.format = "auto"  # auto | wide | long | generic | synthetic | tfds
+    c.data.format = "auto"  # auto | a key of jaxroute.data.READERS (wide, long, ...)
     c.data.drop_incomplete = False  # drop samples with a model missing after merging
-    c.data.split = "in_domain"  # in_domain | out_of_domain
+    c.data.split = "in_domain"  # in_domain | out_of_domain | predefined (jaxroute.data.SPLITS)
     c.data.train_fraction = 0.2  # in-domain: first fraction after a seeded shuffle
     c.data.test_tasks = ""  # out-of-domain: comma list of held-out tasks
 

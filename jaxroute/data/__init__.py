@@ -1,17 +1,21 @@
 """Routing data: the in-memory form, readers, the synthetic benchmark and splits."""
 
+from jaxroute.data._load import FORMATS, READERS, ReaderSpec, load_data
 from jaxroute.data._readers import (
     detect_format,
-    load_data,
+    read_files,
     read_generic,
     to_long_frame,
     to_wide_frame,
     write_generic,
 )
 from jaxroute.data._splits import (
+    SPLITS,
+    SplitSpec,
     holdout,
     split_in_domain,
     split_out_of_domain,
+    split_predefined,
     split_seeds,
 )
 from jaxroute.data._synthetic import (
@@ -24,6 +28,11 @@ from jaxroute.data._synthetic import (
 from jaxroute.data._types import DataError, RoutingData, concat
 
 __all__ = [
+    "FORMATS",
+    "READERS",
+    "ReaderSpec",
+    "SPLITS",
+    "SplitSpec",
     "DataError",
     "ROUTERBENCH_MODELS",
     "RoutingData",
@@ -33,9 +42,11 @@ __all__ = [
     "detect_format",
     "holdout",
     "load_data",
+    "read_files",
     "read_generic",
     "split_in_domain",
     "split_out_of_domain",
+    "split_predefined",
     "split_seeds",
     "synthetic",
     "synthetic_from_spec",

@@ -1,4 +1,4 @@
-"""Readers: RouterBench wide and long forms, a generic .npy form, and the dispatcher.
+"""Readers: RouterBench wide and long forms and a generic .npy form (see ``_load``).
 
 Every reader validates its input and raises :class:`DataError` naming the file, the
 column and the sample id of the first problem.
@@ -15,73 +15,34 @@ import pandas as pd
 from absl import logging
 
 from jaxroute.data._pickle import read_pickle_frame
-from jaxroute.data._types import DataError, RoutingData, suspicious
+from jaxroute.data._types import DataError, RoutingData
 
 WIDE_SUFFIXES = (".pkl", ".pickle", ".csv", ".parquet")
 COST_SUFFIX = "|total_cost"
 RESPONSE_SUFFIX = "|model_response"
 META_COLUMNS = ("sample_id", "prompt", "eval_name", "oracle_model_to_route_to")
 LONG_COLUMNS = ("sample_id", "model_name", "prompt", "eval_name", "performance", "cost")
-FORMATS = ("auto", "wide", "long", "generic", "synthetic", "tfds")
 
 
-# ---------------------------------------------------------------------- dispatcher
-def load_data(
-    path: str | os.PathLike,
-    data_format: str | None = None,
-    *,
-    drop_incomplete: bool = False,
-    models: list[str] | None = None,
+# ---------------------------------------------------------------------- file forms
+def read_files(
+    path: str | os.PathLike, data_format: str = "auto", *, drop_incomplete: bool = False
 ) -> RoutingData:
-    """Loads routing data from ``path`` in any supported form.
+    """Reads a file or folder in one of the file forms: ``wide``, ``long``, ``generic``.
 
-    Args:
-      path: a file or folder. ``synthetic`` or ``synthetic:n_prompts=2000,seed=1`` gives
-        the built-in synthetic benchmark; ``tfds:NAME/CONFIG[@DATA_DIR]`` reads a
-        prepared TFDS dataset.
-      data_format: one of ``auto`` (default: detect from the path), ``wide`` (RouterBench
-        pickle/csv/parquet, one file or a folder), ``long`` (RouterBench raw form),
-        ``generic`` (``quality.npy`` + ``cost.npy`` + ``models.txt`` folder or ``.npz``),
-        ``synthetic``, ``tfds``.
-      drop_incomplete: drop samples with a model missing after merging (the count is
-        logged) instead of failing.
-      models: expected model names (default: every model found); a missing one fails.
-
-    Returns:
-      The validated :class:`RoutingData`.
+    ``data_format="auto"`` detects the form (:func:`detect_format`). The dispatcher by
+    name, with the synthetic and TFDS readers, is :func:`jaxroute.data.load_data`.
     """
-    fmt = (data_format or "auto").lower()
-    if fmt not in FORMATS:
-        raise DataError(f"unknown data format '{data_format}'; choose one of {FORMATS}")
-    spath = str(path)
-    if fmt == "synthetic" or (fmt == "auto" and spath.split(":", 1)[0] == "synthetic"):
-        from jaxroute.data._synthetic import synthetic_from_spec
-
-        return synthetic_from_spec(spath)
-    if fmt == "tfds" or (fmt == "auto" and spath.startswith("tfds:")):
-        from jaxroute.data.tfds_routerbench import load_tfds
-
-        return load_tfds(spath.removeprefix("tfds:"))
-    p = pathlib.Path(spath).expanduser()
+    p = pathlib.Path(path).expanduser()
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
-    if fmt == "auto":
-        fmt = detect_format(p)
+    fmt = detect_format(p) if data_format == "auto" else data_format
     if fmt == "generic":
-        data = read_generic(p)
-    else:
-        files = _list_files(p)
-        frames = [(f, _read_table(f)) for f in files]
-        reader = read_long_frames if fmt == "long" else read_wide_frames
-        data = reader(frames, drop_incomplete=drop_incomplete, source=str(p))
-    if models is not None:
-        missing = [m for m in models if m not in data.models]
-        if missing:
-            raise DataError(f"{p}: column(s) {missing} missing; found {list(data.models)}")
-        data = data.select_models(models)
-    for line in suspicious(data):  # warnings, not errors (see RoutingData docs)
-        logging.warning("%s", line)
-    return data
+        return read_generic(p)
+    files = _list_files(p)
+    frames = [(f, _read_table(f)) for f in files]
+    reader = read_long_frames if fmt == "long" else read_wide_frames
+    return reader(frames, drop_incomplete=drop_incomplete, source=str(p))
 
 
 def detect_format(p: pathlib.Path) -> str:

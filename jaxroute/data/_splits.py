@@ -1,8 +1,20 @@
-"""Splits (METHOD.md §6). Epoch batches: ``jaxroute.train.epoch_indices``."""
+"""Splits (METHOD.md §6) and the split table. Epoch batches: ``jaxroute.train.epoch_indices``.
+
+``SPLITS`` maps ``config.data.split`` to a :class:`SplitSpec` whose ``split(data, dc,
+seed)`` returns ``(train, test)`` from the data config ``dc``:
+
+- ``in_domain``: a seeded shuffle, the first ``dc.train_fraction`` as train.
+- ``out_of_domain``: the tasks in ``dc.test_tasks`` (comma list) as test, the rest train.
+- ``predefined``: the dataset's own train/test files (:func:`split_predefined`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import pathlib
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -56,3 +68,93 @@ def split_seeds(
 def holdout(data: RoutingData, fraction: float, seed: int) -> tuple[RoutingData, RoutingData]:
     """Splits a validation part off a training split (for tuning without the test set)."""
     return split_in_domain(data, 1.0 - fraction, seed)
+
+
+_PART = re.compile(r"(?:^|[_.-])(train|test)$", re.IGNORECASE)
+
+
+def split_predefined(
+    data: RoutingData, path: str, data_format: str = "auto", *, drop_incomplete: bool = False
+) -> tuple[RoutingData, RoutingData]:
+    """Keeps a dataset's own train/test files instead of re-splitting it.
+
+    The rule: ``path`` is a folder of table files (wide or long form); a file whose name
+    without suffix ends in ``train`` (``train.csv``, ``rb_train.pkl``, ``rb-train.parquet``)
+    holds training rows, one ending in ``test`` test rows, and every file is one or the
+    other. Each file is read on its own (so each must be a complete table), and the rows
+    of ``data`` (the whole folder, as loaded) go to the part of the file their sample id
+    came from; an id in both parts is an error.
+
+    Returns:
+      ``(train, test)`` in ``data``'s row order; the same for every seed.
+    """
+    from jaxroute.data._readers import WIDE_SUFFIXES, read_files
+
+    folder = pathlib.Path(str(path)).expanduser()
+    if not folder.is_dir():
+        raise DataError(
+            f"{path}: the predefined split needs a folder of *_train / *_test table files"
+        )
+    ids: dict[str, set[str]] = {"train": set(), "test": set()}
+    for f in sorted(folder.iterdir()):
+        if not (f.is_file() and f.suffix in WIDE_SUFFIXES):
+            continue
+        m = _PART.search(f.stem)
+        if m is None:
+            raise DataError(f"{f}: predefined split: the file name must end in _train or _test")
+        part = read_files(f, data_format, drop_incomplete=drop_incomplete)
+        ids[m.group(1).lower()].update(part.sample_ids.tolist())
+    for part in ("train", "test"):
+        if not ids[part]:
+            raise DataError(f"{folder}: predefined split: no *_{part} file")
+    both = sorted(ids["train"] & ids["test"])
+    if both:
+        raise DataError(f"{folder}: predefined split: sample_id {both[0]!r} in train and test")
+    in_train = np.isin(data.sample_ids, sorted(ids["train"]))
+    in_test = np.isin(data.sample_ids, sorted(ids["test"]))
+    if not (in_train | in_test).all():
+        row = int(np.argmin(in_train | in_test))
+        raise DataError(
+            f"{folder}: predefined split: sample_id {data.sample_ids[row]!r} (row {row}) "
+            "is in neither a train nor a test file"
+        )
+    return data.subset(np.flatnonzero(in_train)), data.subset(np.flatnonzero(in_test))
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSpec:
+    """One way to split.
+
+    Attributes:
+      split: ``split(data, dc, seed) -> (train, test)``; ``dc`` is ``config.data``.
+      seeded: the parts change with the seed (else every seed shares one split).
+      description: one line.
+    """
+
+    split: Callable[[RoutingData, Any, int], tuple[RoutingData, RoutingData]]
+    seeded: bool = True
+    description: str = ""
+
+
+def _test_tasks(dc) -> list[str]:
+    return [t.strip() for t in str(dc.test_tasks).split(",") if t.strip()]
+
+
+SPLITS: dict[str, SplitSpec] = {
+    "in_domain": SplitSpec(
+        lambda data, dc, seed: split_in_domain(data, dc.train_fraction, seed),
+        description="seeded shuffle, first train_fraction as train",
+    ),
+    "out_of_domain": SplitSpec(
+        lambda data, dc, seed: split_out_of_domain(data, _test_tasks(dc)),
+        seeded=False,
+        description="the test_tasks as test, the other tasks as train",
+    ),
+    "predefined": SplitSpec(
+        lambda data, dc, seed: split_predefined(
+            data, dc.path, dc.format, drop_incomplete=dc.drop_incomplete
+        ),
+        seeded=False,
+        description="the dataset's own *_train / *_test files",
+    ),
+}

@@ -181,3 +181,9 @@ def synthetic_from_spec(spec: str) -> RoutingData:
         else:
             kwargs[key] = (float if "." in value or "e" in value else int)(value)
     return synthetic(**kwargs)
+
+
+def read_synthetic(path: str, *, drop_incomplete: bool = False) -> RoutingData:
+    """The ``synthetic`` entry of ``jaxroute.data.READERS`` (``synthetic[:k=v,...]``)."""
+    del drop_incomplete  # the generator never leaves a model missing
+    return synthetic_from_spec(str(path))

@@ -18,7 +18,7 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxroute.data._readers import load_data
+from jaxroute.data._readers import read_files
 from jaxroute.data._synthetic import synthetic
 from jaxroute.data._types import DataError, RoutingData
 
@@ -51,7 +51,7 @@ class RouterBench(tfds.core.GeneratorBasedBuilder):
             else:
                 manual = pathlib.Path(dl_manager.manual_dir)
                 pkl = manual / _PICKLES[self.builder_config.name]
-                self._routing = load_data(pkl if pkl.exists() else manual)
+                self._routing = read_files(pkl if pkl.exists() else manual)
         return self._routing
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -131,4 +131,10 @@ def load_tfds(spec: str) -> RoutingData:
     )
 
 
-__all__ = ["RouterBench", "load_tfds", "prepare"]
+def read_tfds(path: str, *, drop_incomplete: bool = False) -> RoutingData:
+    """The ``tfds`` entry of ``jaxroute.data.READERS`` (``tfds:NAME/CONFIG[@DATA_DIR]``)."""
+    del drop_incomplete  # a prepared dataset is complete
+    return load_tfds(str(path).removeprefix("tfds:"))
+
+
+__all__ = ["RouterBench", "load_tfds", "prepare", "read_tfds"]

@@ -58,17 +58,16 @@ class Splits:
 
 
 def make_splits(config, data: jdata.RoutingData) -> Splits:
+    """One train / validation / test split per seed, by ``jaxroute.data.SPLITS``."""
     dc = config.data
     seeds = [int(s) for s in config.seeds]
+    if dc.split not in jdata.SPLITS:
+        raise ValueError(f"config.data.split: unknown '{dc.split}' ({', '.join(jdata.SPLITS)})")
+    spec = jdata.SPLITS[dc.split]
+    shared = None if spec.seeded else spec.split(data, dc, seeds[0])
     train, val, test = [], [], []
     for s in seeds:
-        if dc.split == "in_domain":
-            tr, te = jdata.split_in_domain(data, dc.train_fraction, s)
-        elif dc.split == "out_of_domain":
-            tasks = [t.strip() for t in str(dc.test_tasks).split(",") if t.strip()]
-            tr, te = jdata.split_out_of_domain(data, tasks)
-        else:
-            raise ValueError(f"config.data.split: unknown '{dc.split}' (in_domain, out_of_domain)")
+        tr, te = spec.split(data, dc, s) if spec.seeded else shared
         va = None
         if config.train.val_fraction > 0:
             tr, va = jdata.holdout(tr, config.train.val_fraction, s)
