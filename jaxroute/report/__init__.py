@@ -5,7 +5,6 @@ from jaxroute.report.report import (
     build_report,
     headline_table,
     model_colour,
-    reference_entries,
     rule_table,
     write_report,
 )
@@ -15,7 +14,6 @@ __all__ = [
     "build_report",
     "headline_table",
     "model_colour",
-    "reference_entries",
     "rule_table",
     "write_report",
 ]

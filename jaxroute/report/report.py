@@ -1,10 +1,12 @@
 """Evaluation results → ``report.json``, ``report.md`` and matplotlib figures.
 
 Entry point: :func:`write_report`. Inputs are the plain dicts of
-:func:`jaxroute.routing.evaluate_router` (one per seed) and
-:func:`jaxroute.routing.dataset_summary`; :func:`reference_entries` builds the reference
-block from the test arrays. JSON is written with ``allow_nan=False``: an unreachable
-cost ratio is ``null`` with ``"best_single_reached": false``.
+:func:`jaxroute.routing.evaluate_router` (one per seed), aggregated here by
+:func:`jaxroute.routing.aggregate_seeds`, the reference entries (aggregated by the same
+function from :func:`jaxroute.routing.reference_results`) and
+:func:`jaxroute.routing.dataset_summary`. This package only formats. JSON is written
+with ``allow_nan=False``: an unreachable cost ratio is ``null`` with
+``"best_single_reached": false``.
 """
 
 from __future__ import annotations
@@ -16,19 +18,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from jax.typing import ArrayLike
 
-METRICS = (
-    "peak",
-    "cost_at_best_single",
-    "cost_ratio",
-    "nauc",
-    "aiq",
-    "rci",
-    "strong_call_rate_at_max_budget",
-    "strong_call_rate_at_best_single",
-)
-CURVE_KEYS = ("budget", "cost", "quality", "strong_call_rate")
+from jaxroute.routing.aggregate import METRICS, aggregate_seeds  # noqa: F401 (re-exported)
 
 
 def _clean(x: Any) -> Any:
@@ -46,119 +37,6 @@ def _clean(x: Any) -> Any:
     if isinstance(x, (np.floating, float)):
         return float(x) if math.isfinite(x) else None
     return x
-
-
-def _seed_entry(res: Mapping[str, Any], keep_shares: bool) -> dict[str, Any]:
-    entry = {k: res.get(k) for k in METRICS}
-    reached = res.get("best_single_reached", res.get("cost_ratio") is not None)
-    entry["best_single_reached"] = bool(reached)
-    for k in ("apgr", "cpt50", "quality_at_max_budget", "cost_at_max_budget"):
-        if res.get(k) is not None:
-            entry[k] = res[k]
-    curve = {k: list(v) for k, v in res["curve"].items() if k != "shares"}
-    if keep_shares and "shares" in res["curve"]:
-        curve["shares"] = res["curve"]["shares"]
-    entry["curve"] = curve
-    return entry
-
-
-def aggregate_seeds(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One router's report entry from its per-seed :func:`evaluate_router` results.
-
-    Top-level metrics are means over seeds (with ``<metric>_std``, population std, when
-    there are several); ``cost_at_best_single`` / ``cost_ratio`` average the seeds that
-    reached the best single model and are ``null`` when none did;
-    ``reached_best_single`` is ``"k/n"`` and ``best_single_reached`` is ``k == n``.
-    The top-level curve (with model shares) is the first seed's; every seed's curve is
-    under ``seeds``. When the results carry a ``"lambda"`` entry (the λ rule), the entry
-    gains a ``"lambda"`` object aggregated the same way.
-    """
-    if not per_seed:
-        raise ValueError("no seeds")
-    seeds = [_seed_entry(r, keep_shares=False) for r in per_seed]
-    first = _seed_entry(per_seed[0], keep_shares=True)
-    n = len(seeds)
-    k = sum(s["best_single_reached"] for s in seeds)
-    out: dict[str, Any] = {}
-    for name in METRICS:
-        vals = [s[name] for s in seeds if s[name] is not None]
-        out[name] = float(np.mean(vals)) if vals else None
-        if n > 1:  # no spread from fewer than two seeds (e.g. C* reached once)
-            out[f"{name}_std"] = float(np.std(vals)) if len(vals) > 1 else None
-    for name in ("apgr", "cpt50"):
-        vals = [s[name] for s in seeds if s.get(name) is not None]
-        if vals:
-            out[name] = float(np.mean(vals))
-            if n > 1:
-                out[f"{name}_std"] = float(np.std(vals))
-    out["best_single_reached"] = k == n
-    out["reached_best_single"] = f"{k}/{n}"
-    out["n_seeds"] = n
-    out["curve"] = first["curve"]
-    out["seeds"] = seeds
-    if all("lambda" in r for r in per_seed):
-        out["lambda"] = aggregate_seeds([r["lambda"] for r in per_seed])
-    return out
-
-
-def reference_entries(
-    quality: ArrayLike,
-    cost: ArrayLike,
-    *,
-    budgets: Any = None,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Reference block for the report: oracle, best single, cheapest, random, zero router.
-
-    Routers (oracle, best single, cheapest, random) go through
-    :func:`jaxroute.routing.evaluate_router` with the same ``budgets`` spec; the zero
-    router is the convex hull of the single-model points, with its curve metrics.
-
-    Returns:
-      dict name → entry (report entry fields plus, for single models, ``model`` index).
-    """
-    from jaxroute.routing import (
-        best_single_model,
-        cheapest_model,
-        cost_bounds,
-        curve_metrics,
-        evaluate_router,
-        oracle_router,
-        random_router,
-        single_model_router,
-        zero_router,
-    )
-
-    q = np.asarray(quality, np.float32)
-    c = np.asarray(cost, np.float32)
-    n, m = q.shape
-    best, cheap = best_single_model(q, c), cheapest_model(c)
-    ref: dict[str, Any] = {}
-    ref["oracle"] = aggregate_seeds([evaluate_router(*oracle_router(q, c), q, c, budgets=budgets)])
-    for name, model in (("best_single", best), ("cheapest", cheap)):
-        s, pc = single_model_router(model, n, m)
-        entry = aggregate_seeds([evaluate_router(s, pc, q, c, budgets=budgets)])
-        entry["model"] = model
-        entry["quality"] = float(q[:, model].astype(np.float64).mean())
-        entry["cost"] = float(c[:, model].astype(np.float64).mean())
-        ref[name] = entry
-    ref["random"] = aggregate_seeds(
-        [evaluate_router(*random_router(q, c, seed), q, c, budgets=budgets)]
-    )
-    hc, hq = zero_router(q, c)
-    bounds = cost_bounds(c)
-    zr = curve_metrics(
-        hc,
-        hq,
-        best_single_quality=float(q[:, best].astype(np.float64).mean()),
-        best_single_cost=float(c[:, best].astype(np.float64).mean()),
-        bounds=bounds,
-    )
-    zr["curve"] = {"cost": hc.tolist(), "quality": hq.tolist()}
-    # Mixing single models needs no per-prompt rule: the same hull under both rules.
-    zr["lambda"] = {k: v for k, v in zr.items()}
-    ref["zero_router"] = zr
-    return ref
 
 
 # Decimals per metric in the markdown tables (the same for every row and for the std).
@@ -504,7 +382,8 @@ def write_report(
       workdir: output folder (created).
       dataset: :func:`jaxroute.routing.dataset_summary` of the test set.
       routers: name → list of per-seed :func:`jaxroute.routing.evaluate_router` results.
-      reference: :func:`reference_entries` (optional).
+      reference: name -> aggregated entry (:func:`jaxroute.routing.aggregate_seeds` of
+        :func:`jaxroute.routing.reference_results`), optional.
       model_names: names for the usage plot (default ``dataset["models"]``).
       strong_model: name of the strong model (default ``dataset["strong_model"]``).
       figures: also write the PNGs.

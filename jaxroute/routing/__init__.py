@@ -1,5 +1,6 @@
 """Routing: decision rules, the budget / λ sweep, metrics, reference routers, diagnostics."""
 
+from jaxroute.routing.aggregate import aggregate_seeds
 from jaxroute.routing.diagnostics import collapse_on_train, noise_injection
 from jaxroute.routing.evaluate import (
     curve_metrics,
@@ -31,8 +32,11 @@ from jaxroute.routing.reference import (
     oracle_choice,
     oracle_router,
     random_router,
+    reference_results,
+    reference_routers,
     single_model_router,
     zero_router,
+    zero_router_result,
 )
 from jaxroute.routing.rules import budget_choice, lambda_choice, masked_argmax
 from jaxroute.routing.sweep import (
@@ -46,6 +50,10 @@ from jaxroute.routing.sweep import (
 )
 
 __all__ = [
+    "aggregate_seeds",
+    "reference_results",
+    "reference_routers",
+    "zero_router_result",
     "SweepResult",
     "aiq",
     "apgr",

@@ -93,3 +93,69 @@ def zero_router(quality: ArrayLike, cost: ArrayLike) -> tuple[np.ndarray, np.nda
     q, c = _qc(quality, cost)
     sc, sq = pareto_staircase(c.mean(axis=0), q.mean(axis=0))
     return _upper_hull(sc, sq)
+
+
+def reference_routers(
+    quality: ArrayLike, cost: ArrayLike, *, seed: int = 0, model_names=None
+) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, dict]]:
+    """The reference routers that route per prompt, stacked for one sweep with others.
+
+    Returns:
+      ``(names, scores [R, N, M], pred_costs [R, N, M], extras)``: oracle, best single,
+      cheapest and random (from ``seed``); ``extras`` gives the single-model references
+      their ``model`` (name, from ``model_names``; default the index as a string) and
+      its mean ``quality`` and ``cost``.
+    """
+    q, c = _qc(quality, cost)
+    n, m = q.shape
+    names = [str(x) for x in model_names] if model_names is not None else [str(j) for j in range(m)]
+    out = {"oracle": oracle_router(quality, cost)}
+    extras = {}
+    for name, model in (("best_single", best_single_model(q, c)), ("cheapest", cheapest_model(c))):
+        out[name] = single_model_router(model, n, m)
+        extras[name] = {
+            "model": names[model],
+            "quality": float(q[:, model].mean()),
+            "cost": float(c[:, model].mean()),
+        }
+    out["random"] = random_router(quality, cost, seed)
+    keys = list(out)
+    scores = np.stack([out[k][0] for k in keys])
+    pred_costs = np.stack([out[k][1] for k in keys])
+    return keys, scores, pred_costs, extras
+
+
+def zero_router_result(quality: ArrayLike, cost: ArrayLike) -> dict:
+    """The zero router as a per-seed result: the curve metrics of the single-model hull
+    (mixing models needs no per-prompt rule, so the λ rule's entry is the same)."""
+    from jaxroute.routing.evaluate import curve_metrics
+    from jaxroute.routing.metrics import cost_bounds
+
+    q, c = _qc(quality, cost)
+    best = best_single_model(q, c)
+    hc, hq = zero_router(q, c)
+    zr = curve_metrics(
+        hc,
+        hq,
+        best_single_quality=float(q[:, best].mean()),
+        best_single_cost=float(c[:, best].mean()),
+        bounds=cost_bounds(np.asarray(cost, np.float32)),
+    )
+    zr["curve"] = {"cost": hc.tolist(), "quality": hq.tolist()}
+    zr["lambda"] = dict(zr)
+    return zr
+
+
+def reference_results(
+    quality: ArrayLike, cost: ArrayLike, *, budgets=None, seed: int = 0, model_names=None
+) -> dict[str, dict]:
+    """Every reference router's per-seed result on one test set (name -> result)."""
+    from jaxroute.routing.evaluate import evaluate_routers
+
+    names, scores, pred_costs, extras = reference_routers(
+        quality, cost, seed=seed, model_names=model_names
+    )
+    results = evaluate_routers(scores, pred_costs, quality, cost, budgets=budgets)
+    out = {name: {**res, **extras.get(name, {})} for name, res in zip(names, results, strict=True)}
+    out["zero_router"] = zero_router_result(quality, cost)
+    return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+import jax
 import numpy as np
 
 from jaxroute import data as jdata
@@ -36,7 +37,10 @@ def router_predictions(name, rc, fitted: Fitted, cost_preds, part: str = "test")
     spec = jmodels.router_spec(rc.model)
     if spec.trainable:
         task, params = fitted.groups[name]
-        return T.predict(task.module, params, stack(sets, "features")), cost_preds
+        x = stack(sets, "features")
+        copies = jax.tree.leaves(params)[0].shape[0]  # H hparam variants x K seeds
+        x = np.concatenate([x] * (copies // len(x))) if copies != len(x) else x
+        return T.predict(task.module, params, x), cost_preds
     scores, costs = [], []
     for k, (train, s) in enumerate(zip(splits.train, sets, strict=True)):
         q, c = spec.predict_with(spec.fit_state(train, rc), s.features, rc)
@@ -79,24 +83,28 @@ def evaluate_fitted(config, fitted: Fitted, data: jdata.RoutingData, names, outp
             cut = slice(i * k, (i + 1) * k)
             preds[name + suffix] = (scores[cut], pred_cost if len(suffixes) == 1 else cost_preds)
     routers: dict[str, list[dict]] = {name: [] for name in preds}
-    for k, te in enumerate(evaluated):
+    references: dict[str, list[dict]] = {}
+    for k, (seed, te) in enumerate(zip(splits.seeds, evaluated, strict=True)):
+        # The routers and the reference routers of this seed in one [R, N, M] sweep.
+        ref_names, ref_scores, ref_costs, extras = jrouting.reference_routers(
+            te.quality, te.cost, seed=seed, model_names=models
+        )
         entries = jrouting.evaluate_routers(
-            np.stack([p[0][k] for p in preds.values()]),
-            np.stack([p[1][k] for p in preds.values()]),
+            np.concatenate([np.stack([p[0][k] for p in preds.values()]), ref_scores]),
+            np.concatenate([np.stack([p[1][k] for p in preds.values()]), ref_costs]),
             te.quality,
             te.cost,
             budgets=budgets,
             strong_model=strong,
         )
-        for name, entry in zip(preds, entries, strict=True):
+        for name, entry in zip(preds, entries[: len(preds)], strict=True):
             routers[name].append(entry)
-    per_seed_ref = [
-        jreport.reference_entries(te.quality, te.cost, budgets=budgets, seed=seed)
-        for seed, te in zip(splits.seeds, evaluated, strict=True)
-    ]
-    reference = {
-        name: merge_seed_entries([r[name] for r in per_seed_ref]) for name in per_seed_ref[0]
-    }
+        for name, entry in zip(ref_names, entries[len(preds) :], strict=True):
+            references.setdefault(name, []).append({**entry, **extras.get(name, {})})
+        references.setdefault("zero_router", []).append(
+            jrouting.zero_router_result(te.quality, te.cost)
+        )
+    reference = {name: jrouting.aggregate_seeds(res) for name, res in references.items()}
     summary = jrouting.dataset_summary(data.quality, data.cost, models, data.tasks)
     summary["source"] = str(data.source)
     summary["seeds"] = splits.seeds
@@ -118,26 +126,3 @@ def evaluate_fitted(config, fitted: Fitted, data: jdata.RoutingData, names, outp
     report["paths"] = paths
     report["headline"] = jreport.headline_table(report)
     return report
-
-
-def merge_seed_entries(entries: list[dict]) -> dict:
-    """One reference entry from per-seed ones: numeric metrics averaged (with ``_std``)."""
-    if len(entries) == 1:
-        return entries[0]
-    out = dict(entries[0])
-    for key, value in entries[0].items():
-        if key.endswith("_std") or isinstance(value, bool):
-            continue
-        if isinstance(value, int | float) or value is None:
-            vals = [e.get(key) for e in entries if isinstance(e.get(key), int | float)]
-            if vals:
-                out[key] = float(np.mean(vals))
-                out[f"{key}_std"] = float(np.std(vals))
-    if "best_single_reached" in entries[0]:
-        k = sum(bool(e.get("best_single_reached")) for e in entries)
-        out["best_single_reached"] = k == len(entries)
-        out["reached_best_single"] = f"{k}/{len(entries)}"
-    out["seeds"] = [e["seeds"][0] if "seeds" in e else e for e in entries]
-    if all(isinstance(e.get("lambda"), dict) for e in entries):
-        out["lambda"] = merge_seed_entries([e["lambda"] for e in entries])
-    return out

@@ -20,7 +20,7 @@ import pathlib
 
 from jaxroute import data as jdata
 from jaxroute import models as jmodels
-from jaxroute.train.evaluation import evaluate_fitted, merge_seed_entries
+from jaxroute.train.evaluation import evaluate_fitted
 from jaxroute.train.evaluation import predicted_costs as _predicted_costs
 from jaxroute.train.evaluation import router_predictions as _router_predictions
 from jaxroute.train.groups import (
@@ -146,7 +146,6 @@ __all__ = [
     "fit",
     "load_experiment_data",
     "make_splits",
-    "merge_seed_entries",
     "predict_router",
     "predicted_costs",
     "read_config",

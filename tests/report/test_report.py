@@ -5,8 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from jaxroute.report import aggregate_seeds, headline_table, reference_entries, write_report
-from jaxroute.routing import curve_metrics, dataset_summary, evaluate_router, oracle_router
+from jaxroute.report import aggregate_seeds, headline_table, write_report
+from jaxroute.routing import (
+    curve_metrics,
+    dataset_summary,
+    evaluate_router,
+    oracle_router,
+    reference_results,
+)
 
 
 def problem(n=120, m=4, seed=0):
@@ -40,7 +46,8 @@ def built(tmp_path_factory):
     s[:, 0] = 1.0
     routers["cheap_only"] = [evaluate_router(s, c, q, c, budgets=("log", 20))]
     routers["oracle_like"] = [evaluate_router(*oracle_router(q, c), q, c, budgets=("log", 20))]
-    ref = reference_entries(q, c, budgets=("log", 20))
+    results = reference_results(q, c, budgets=("log", 20), model_names=names)
+    ref = {name: aggregate_seeds([res]) for name, res in results.items()}
     work = tmp_path_factory.mktemp("report")
     paths = write_report(work, ds, routers, ref, names, ds["strong_model"])
     return q, c, ds, routers, paths
@@ -182,3 +189,47 @@ def test_thirty_distinct_model_colours():
     rgb = np.array([to_rgb(model_colour(j)) for j in range(30)])
     gaps = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1) + np.eye(30) * 9
     assert gaps.min() > 0.1  # no two of the first 30 models share (nearly) a colour
+
+
+def test_references_aggregate_like_routers_and_keep_model_names():
+    """Per-seed reference results go through the routers' aggregate_seeds: metric means
+    and stds, the best single model's *name* (never a mean of indices), no n_seeds_std."""
+    names = ["m0", "m1", "m2", "m3"]
+    per_seed = []
+    for seed in (0, 1, 2):
+        q, c = problem(n=60, seed=seed)
+        per_seed.append(reference_results(q, c, budgets=("log", 10), seed=seed, model_names=names))
+    best = aggregate_seeds([r["best_single"] for r in per_seed])
+    seed_models = [r["best_single"]["model"] for r in per_seed]
+    assert all(m in names for m in seed_models)
+    assert best["model"] == (seed_models[0] if len(set(seed_models)) == 1 else seed_models)
+    assert "model_std" not in best and "n_seeds_std" not in best and best["n_seeds"] == 3
+    qualities = [r["best_single"]["quality"] for r in per_seed]
+    assert best["quality"] == pytest.approx(np.mean(qualities))
+    oracle = aggregate_seeds([r["oracle"] for r in per_seed])
+    naucs = [r["oracle"]["nauc"] for r in per_seed]
+    assert oracle["nauc"] == pytest.approx(np.mean(naucs), rel=1e-12)
+    assert oracle["nauc_std"] == pytest.approx(np.std(naucs), rel=1e-12)
+    zero = aggregate_seeds([r["zero_router"] for r in per_seed])
+    assert zero["reached_best_single"] == "3/3" and zero["lambda"]["nauc"] == zero["nauc"]
+
+
+def test_compare_prints_each_workdir_with_the_report_table(built, tmp_path, capsys):
+    import pathlib
+    import shutil
+
+    from jaxroute.report import compare
+
+    src = pathlib.Path(built[4]["json"])
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        shutil.copy(src, tmp_path / name / "report.json")
+    assert compare.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    rep = json.loads(src.read_text())
+    assert out.count(headline_table(rep)) == 2 and "**a**" in out and "**b**" in out
+    nauc = rep["routers"]["regressor"]["nauc"]
+    row = next(ln for ln in out.splitlines() if ln.startswith("| regressor |"))
+    assert f"{nauc:.3f}" in row
+    assert compare.main(["compare", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
