@@ -106,6 +106,7 @@ def evaluate(
             )
         splits.test = [test_data] * len(splits.seeds)
         data = test_data
+    splits.part(config.eval.get("split", "test"))  # a bad part fails before any restore
     names = router_names(config)
     fitted = restore_fitted(config, splits, workdir, names)
     return evaluate_fitted(config, fitted, data, names, output_dir or workdir)

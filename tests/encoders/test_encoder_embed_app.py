@@ -1,14 +1,12 @@
 """The embed app end to end on a tiny generic dataset and the tiny encoder."""
 
 import numpy as np
-import pytest
 from absl import flags
 from absl.testing import flagsaver
 
+from jaxroute import data as data_lib
 from jaxroute import encoders
-
-data_lib = pytest.importorskip("jaxroute.data")
-embed = pytest.importorskip("jaxroute.launch.embed")
+from jaxroute.launch import embed
 
 
 def test_embed_app_writes_features_ids_and_cache(tmp_path, tiny_dir, tiny_encoder):

@@ -185,6 +185,23 @@ def test_train_evaluate_route(tmp_path):
     bad = run("route", f"--workdir={wd}", "--budget=0.01", "--wtp=1", "x", check=False)
     assert bad.returncode != 0 and "exactly one" in bad.stderr
 
+    # The λ rule: the chosen model maximises score − λ · predicted cost.
+    wtp = run("route", f"--workdir={wd}", "--wtp=30", "Hi").stdout.strip().splitlines()
+    (row,) = [json.loads(x) for x in wtp]
+    models = list(row["scores"])
+    value = [row["scores"][m] - 30 * row["predicted_costs"][m] for m in models]
+    assert row["model"] == models[int(np.argmax(value))]
+
+    # evaluate on the training part, and on other data (the whole of it is the test set).
+    run("evaluate", f"--workdir={wd}", "--split=train", f"--output_dir={tmp_path / 't'}")
+    on_train = json.loads((tmp_path / "t/report.json").read_text())["dataset"]
+    assert on_train["evaluated_on"] == "train"
+    assert on_train["n_evaluated"] == report["dataset"]["n_train"] == 32
+    other = "synthetic:n_prompts=90,feature_dim=8,seed=5"
+    run("evaluate", f"--workdir={wd}", f"--data_path={other}", f"--output_dir={tmp_path / 'o'}")
+    ds = json.loads((tmp_path / "o/report.json").read_text())["dataset"]
+    assert ds["n_prompts"] == ds["n_evaluated"] == ds["n_test"] == 90 and "seed=5" in ds["source"]
+
 
 def test_flagfiles_name_existing_config_fields():
     """Every --config.a.b=... in launch/*.flags names a field of its config."""

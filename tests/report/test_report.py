@@ -80,25 +80,59 @@ def test_files_and_schema(built):
     assert rep["reference"]["best_single"]["best_single_reached"] is True
 
 
+def _staircase(cost, quality):
+    """Points by cost, each kept if it beats every cheaper one (the test's own loop)."""
+    pts = sorted(zip(cost, quality, strict=True), key=lambda p: (p[0], -p[1]))
+    out, best = [], -np.inf
+    for c, q in pts:
+        if q > best:
+            out.append((c, q))
+            best = q
+    return out
+
+
+def _affordable(stairs, budget):
+    return max([q for c, q in stairs if c <= budget], default=0.0)
+
+
+def _nauc_aiq(cost, quality, low, high):
+    stairs = _staircase(cost, quality)
+    pts = [(low, _affordable(stairs, low))]
+    pts += [(c, q) for c, q in stairs if low < c < high]
+    pts += [(high, _affordable(stairs, high))]
+    xs, ys = np.array(pts).T
+    nauc = np.trapezoid(ys, xs) / (high - low)
+    hull = []  # upper hull, monotone chain
+    for p in pts:
+        while len(hull) >= 2 and (hull[-1][0] - hull[-2][0]) * (p[1] - hull[-2][1]) >= (
+            hull[-1][1] - hull[-2][1]
+        ) * (p[0] - hull[-2][0]):
+            hull.pop()
+        hull.append(p)
+    hx, hy = np.array(hull).T
+    return nauc, np.trapezoid(hy, hx) / (high - low)
+
+
 def test_metrics_recomputed_from_curve(built):
+    """Every seed's metrics from its stored curve, recomputed with the test's own NumPy
+    (METHOD.md §2), not with the library's metric functions."""
     _, _, ds, _, paths = built
     rep = json.loads(open(paths["json"]).read())
     bs = rep["dataset"]["best_single"]
-    bounds = tuple(rep["dataset"]["cost_bounds"])
+    low, high = rep["dataset"]["cost_bounds"]
     for name, entry in rep["routers"].items():
         for seed in entry["seeds"]:
-            got = curve_metrics(
-                seed["curve"]["cost"],
-                seed["curve"]["quality"],
-                best_single_quality=bs["quality"],
-                best_single_cost=bs["cost"],
-                bounds=bounds,
-            )
-            for key in ("peak", "nauc", "aiq", "cost_at_best_single", "cost_ratio"):
-                if seed[key] is None:
-                    assert got[key] is None, (name, key)
-                else:
-                    assert got[key] == pytest.approx(seed[key], rel=1e-12), (name, key)
+            cost, quality = seed["curve"]["cost"], seed["curve"]["quality"]
+            assert seed["peak"] == max(quality), name
+            reach = [c for c, q in zip(cost, quality, strict=True) if q >= bs["quality"] - 1e-9]
+            if reach:
+                assert seed["cost_at_best_single"] == pytest.approx(min(reach), rel=1e-12)
+                assert seed["cost_ratio"] == pytest.approx(min(reach) / bs["cost"], rel=1e-12)
+            else:
+                assert seed["cost_at_best_single"] is None and seed["cost_ratio"] is None
+            nauc, aiq = _nauc_aiq(cost, quality, low, high)
+            assert seed["nauc"] == pytest.approx(nauc, rel=1e-12), name
+            assert seed["aiq"] == pytest.approx(aiq, rel=1e-12), name
             assert seed["strong_call_rate_at_max_budget"] == pytest.approx(
                 seed["curve"]["strong_call_rate"][int(np.argmax(seed["curve"]["budget"]))]
             )
@@ -110,7 +144,7 @@ def test_metrics_recomputed_from_curve(built):
                 rates = np.asarray(seed["curve"]["strong_call_rate"])[at]
                 assert seed["strong_call_rate_at_best_single"] in rates.tolist()
         means = [s["nauc"] for s in entry["seeds"]]
-        assert entry["nauc"] == pytest.approx(np.mean(means))
+        assert entry["nauc"] == pytest.approx(np.mean(means), rel=1e-12)
 
 
 def test_headline_table(built):

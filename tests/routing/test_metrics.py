@@ -132,8 +132,11 @@ def test_two_model_pool_apgr():
     q = np.array([[1, 1], [0, 1], [1, 1], [0, 0]], np.float32)
     c = np.array([[1, 10], [1, 10], [1, 10], [1, 10]], np.float32)
     res = evaluate_router(*oracle_router(q, c), q, c, budgets=[0.5, 5.0, 20.0])
-    assert res["apgr"] is not None and 0.5 < res["apgr"] <= 1.0
-    assert res["cpt50"] == pytest.approx(0.125)  # oracle: PGR 1 at call rate .25
+    # Weak model 0 (quality .5), strong model 1 (.75). Budgets .5 and 5 afford model 0
+    # only (call rate 0, PGR 0); at 20 the oracle sends p1 alone to model 1: rate .25,
+    # quality .75, PGR 1. APGR = ∫ PGR dr over (0, 0), (.25, 1), (1, 1) = .125 + .75.
+    assert res["apgr"] == pytest.approx(0.875, abs=1e-12)
+    assert res["cpt50"] == pytest.approx(0.125, abs=1e-12)  # PGR .5 halfway to r = .25
 
 
 def test_collapse_and_noise_injection():
@@ -164,5 +167,13 @@ def test_dataset_summary():
 
 def test_bench_tiny():
     out = bench_sweep(20, 300, 5, 2, memory_subprocess=False, repeats=1)
-    assert out["max_rel_err"] < 1e-9 and out["ratio"] > 0
-    assert out["baseline_peak_mem_mb"] > 0
+    assert out["max_rel_err"] < 1e-9
+    # Timings have no known value; the ratio must be the one of the reported times.
+    assert out["ratio"] == out["baseline_s"] / out["jaxroute_s"]
+    assert (out["n_budgets"], out["n_prompts"], out["n_models"], out["n_routers"]) == (
+        20,
+        300,
+        5,
+        2,
+    )
+    assert np.isfinite(out["baseline_peak_mem_mb"])

@@ -67,8 +67,8 @@ def test_sweep_equals_float64_loop_with_ties(method):
     res = budget_sweep(s, pc, y, c, budgets, method=method)
     for r in range(s.shape[0]):
         lq, lc, ls = loop64(s[r], pc[r], y, c, budgets)
-        assert rel(res.quality[r], lq) < 1e-6
-        assert rel(res.cost[r], lc) < 1e-6
+        assert rel(res.quality[r], lq) < 1e-12
+        assert rel(res.cost[r], lc) < 1e-12
         np.testing.assert_allclose(res.shares[r], ls, atol=1e-12)
 
 
@@ -89,7 +89,7 @@ def test_per_router_budgets_and_unsorted():
     assert res.quality.shape == (3, 3) and res.shares.shape == (3, 3, 5)
     for r in range(3):
         lq, lc, _ = loop64(s[r], pc[r], y, c, budgets[r])
-        assert rel(res.quality[r], lq) < 1e-6 and rel(res.cost[r], lc) < 1e-6
+        assert rel(res.quality[r], lq) < 1e-12 and rel(res.cost[r], lc) < 1e-12
 
 
 def test_single_budget_and_single_router():
@@ -97,7 +97,7 @@ def test_single_budget_and_single_router():
     res = budget_sweep(s[0], pc[0], y, c, 3e-4)
     assert res.quality.shape == (1,) and res.shares.shape == (1, 5)
     lq, lc, _ = loop64(s[0], pc[0], y, c, [3e-4])
-    assert rel(res.quality, lq) < 1e-6 and rel(res.cost, lc) < 1e-6
+    assert rel(res.quality, lq) < 1e-12 and rel(res.cost, lc) < 1e-12
 
 
 def test_compiles_once_for_fixed_shape():
@@ -128,7 +128,7 @@ def test_lambda_sweep_dense_equals_loop():
     res = lambda_sweep(s, pc * 1000, y, c, lams, chunk=2, method="dense")
     for r in range(2):
         lq, lc, ls = loop64(s[r], pc[r] * 1000, y, c, lams, rule="lambda")
-        assert rel(res.quality[r], lq) < 1e-6 and rel(res.cost[r], lc) < 1e-6
+        assert rel(res.quality[r], lq) < 1e-12 and rel(res.cost[r], lc) < 1e-12
         np.testing.assert_allclose(res.shares[r], ls, atol=1e-12)
 
 

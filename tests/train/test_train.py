@@ -261,3 +261,23 @@ def test_config_hparams_train_in_one_state_and_match_a_plain_router(tmp_path):
     assert list(report["routers"]) == ["plain", "swept[rank_weight=0]", "swept[rank_weight=50]"]
     w50, alone = report["routers"]["swept[rank_weight=50]"], report["routers"]["plain"]
     assert w50["peak"] == pytest.approx(alone["peak"], abs=0.02)
+
+
+def test_validation_part_trains_logs_and_evaluates(tmp_path):
+    """train.val_fraction holds a seeded part of train out: val_loss is logged each epoch
+    and eval.split='val' evaluates on it (from the checkpoints)."""
+    c = tiny(routers="mlp", epochs=2, seeds=(0, 1))
+    c.cost_model.enabled = False
+    c.train.val_fraction = 0.25
+    data = E.load_experiment_data(c)
+    E.fit(c, tmp_path, data)
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [len(r["val_loss"]) for r in rows] == [2, 2] and np.isfinite(rows[-1]["val_loss"]).all()
+    splits = E.make_splits(c, data)
+    c.eval.split = "val"
+    report = E.evaluate(c, tmp_path, data, output_dir=tmp_path / "val")
+    assert report["dataset"]["evaluated_on"] == "val"
+    assert report["dataset"]["n_evaluated"] == splits.val[0].num_prompts == 20  # 25% of 80
+    c.train.val_fraction = 0.0
+    with pytest.raises(ValueError, match="val_fraction"):
+        E.evaluate(c, tmp_path / "other", data)
