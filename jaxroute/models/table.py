@@ -49,6 +49,20 @@ ROUTERS: dict[str, RouterSpec] = {
         fields={"k": 100, "cost_source": "own"},
         description="k nearest training prompts (cosine); no training",
     ),
+    "taskprior": RouterSpec(
+        fit="jaxroute.models.taskprior:taskprior_fit",
+        predict="jaxroute.models.taskprior:taskprior_predict",
+        fields={
+            "steps": 300,
+            "head_learning_rate": 3e-3,
+            "head_weight_decay": 1e-4,
+            "prior_strength": 1.0,
+            "temperature": 1.0,
+            "knn_k": 0,
+            "knn_strength": 1.0,
+        },
+        description="task posterior x per-task model statistics (fitted, no epochs)",
+    ),
 }
 
 

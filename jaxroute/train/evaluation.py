@@ -11,6 +11,7 @@ import pathlib
 
 import jax
 import numpy as np
+from absl import logging
 
 from jaxroute import data as jdata
 from jaxroute import models as jmodels
@@ -74,7 +75,8 @@ def evaluate_fitted(config, fitted: Fitted, data: jdata.RoutingData, names, outp
     evaluated = splits.part(part)
     cost_preds = predicted_costs(config, fitted, part)
     preds = {}  # report name -> ([K, N, M] scores, [K, N, M] predicted costs)
-    for name in names:
+    for i, name in enumerate(names):
+        logging.info("evaluate: %s (%d/%d), predictions", name, i + 1, len(names))
         rc = config.routers[name]
         scores, pred_cost = router_predictions(name, rc, fitted, cost_preds, part)
         suffixes, _ = hparam_variants(rc)
@@ -85,6 +87,7 @@ def evaluate_fitted(config, fitted: Fitted, data: jdata.RoutingData, names, outp
     routers: dict[str, list[dict]] = {name: [] for name in preds}
     references: dict[str, list[dict]] = {}
     for k, (seed, te) in enumerate(zip(splits.seeds, evaluated, strict=True)):
+        logging.info("evaluate: seed %d, routers and references, both decision rules", seed)
         # The routers and the reference routers of this seed in one [R, N, M] sweep.
         ref_names, ref_scores, ref_costs, extras = jrouting.reference_routers(
             te.quality, te.cost, seed=seed, model_names=models
