@@ -322,7 +322,9 @@ def config_fields(config) -> list[tuple[str, str, str]]:
             return "field of the router's Flax module (jaxroute.models)"
         if "loss_kwargs" in parts:
             return "keyword argument of the router's loss (jaxroute.losses.LOSSES)"
-        return ""
+        from jaxroute.models.table import field_doc  # a router kind's own fields
+
+        return field_doc(parts[-1])
 
     out = []
 

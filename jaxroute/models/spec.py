@@ -38,6 +38,7 @@ class RouterSpec:
         predicted costs [N, M] or None)``; None routes with the cost model's predictions.
       fields: other config fields of this router kind and their defaults (kNN: ``k``,
         ``cost_source``); they exist on this kind's config entries only.
+      field_docs: one line per entry of ``fields`` (shown by ``train --config_help``).
       batch_fields: extra training-batch arrays, name -> ``fn(part, train) -> [N, ...]``
         (``part`` the rows batched, ``train`` the seed's training part; e.g. a task index
         from ``part.tasks``). The objective finds them in ``batch``.
@@ -50,6 +51,7 @@ class RouterSpec:
     fit: Any = None
     predict: Any = None
     fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    field_docs: Mapping[str, str] = dataclasses.field(default_factory=dict)
     batch_fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     description: str = ""
 

@@ -47,6 +47,10 @@ ROUTERS: dict[str, RouterSpec] = {
         fit="jaxroute.models.knn:knn_fit",
         predict="jaxroute.models.knn:knn_router_predict",
         fields={"k": 100, "cost_source": "own"},
+        field_docs={
+            "k": "kNN neighbours (clipped to the training size)",
+            "cost_source": "own (the neighbours' mean cost) | cost_model (the cost model's)",
+        },
         description="k nearest training prompts (cosine); no training",
     ),
     "taskprior": RouterSpec(
@@ -61,9 +65,23 @@ ROUTERS: dict[str, RouterSpec] = {
             "knn_k": 0,
             "knn_strength": 1.0,
         },
+        field_docs={
+            "steps": "full-batch Adam steps of the task head",
+            "head_learning_rate": "task head learning rate",
+            "head_weight_decay": "task head weight decay",
+            "prior_strength": "pseudo-prompts shrinking a task's means to the overall ones",
+            "temperature": "softmax temperature of the task posterior",
+            "knn_k": "neighbours blended in (0: none)",
+            "knn_strength": "weight of the task prior against the neighbours",
+        },
         description="task posterior x per-task model statistics (fitted, no epochs)",
     ),
 }
+
+
+def field_doc(field: str) -> str:
+    """The one-line description of a router config field of some table entry ('' if none)."""
+    return next((s.field_docs[field] for s in ROUTERS.values() if field in s.field_docs), "")
 
 
 def router_spec(name: str) -> RouterSpec:
