@@ -16,6 +16,7 @@ from absl import logging
 from jaxroute import data as jdata
 from jaxroute import models as jmodels
 from jaxroute import routing as jrouting
+from jaxroute.train import _distributed as dist
 from jaxroute.train import _trainer as T
 from jaxroute.train.groups import COST_GROUP, Fitted, hparam_variants
 from jaxroute.train.inputs import stack
@@ -117,15 +118,19 @@ def evaluate_fitted(config, fitted: Fitted, data: jdata.RoutingData, names, outp
     summary["n_evaluated"] = evaluated[0].num_prompts
     summary["split"] = config.data.split
     strong_name = models[strong] if strong is not None else None
-    paths = jreport.write_report(
-        output_dir,
-        dataset=summary,
-        routers=routers,
-        reference=reference,
-        model_names=models,
-        strong_model=strong_name,
-    )
-    report = json.loads(pathlib.Path(paths["json"]).read_text())
+    if dist.is_main():  # the other processes build the same report without writing it
+        paths = jreport.write_report(
+            output_dir,
+            dataset=summary,
+            routers=routers,
+            reference=reference,
+            model_names=models,
+            strong_model=strong_name,
+        )
+        report = json.loads(pathlib.Path(paths["json"]).read_text())
+    else:
+        paths = {}
+        report = json.loads(json.dumps(jreport.build_report(summary, routers, reference)))
     report["paths"] = paths
     report["headline"] = jreport.headline_table(report)
     return report

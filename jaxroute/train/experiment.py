@@ -20,6 +20,8 @@ import pathlib
 
 from jaxroute import data as jdata
 from jaxroute import models as jmodels
+from jaxroute.train import _distributed as dist
+from jaxroute.train import _guard
 from jaxroute.train.evaluation import evaluate_fitted
 from jaxroute.train.evaluation import predicted_costs as _predicted_costs
 from jaxroute.train.evaluation import router_predictions as _router_predictions
@@ -49,16 +51,21 @@ from jaxroute.train.workdir import (
 )
 
 
+@_guard.holds_workdir_lock  # one writer per workdir (README: Reliability)
 def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = None) -> Fitted:
     """Trains the cost model and every configured router (resuming); returns them."""
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     check_resumable(config, workdir)
-    write_config(config, workdir)
     data = data if data is not None else load_experiment_data(config)
+    _guard.check_fingerprint(workdir, data, record=dist.is_main())  # refuses other data
+    dist.barrier("jaxroute:checked_config")  # all read config.json before process 0 writes
+    if dist.is_main():
+        write_config(config, workdir)
     splits = make_splits(config, data)
     writer = MetricWriter(workdir)
-    write_run_info(workdir, data, splits)
+    if dist.is_main():
+        write_run_info(workdir, data, splits)
     mesh = data_mesh(config)
     tc = config.train
     n = splits.train[0].num_prompts
@@ -96,7 +103,9 @@ def evaluate(
     ``test_data`` (other data, same models) replaces every seed's test split.
     """
     workdir = pathlib.Path(workdir)
+    _guard.ensure_not_training(workdir)
     data = data if data is not None else load_experiment_data(config)
+    _guard.check_fingerprint(workdir, data)  # checkpoints trained on other data: refuse
     splits = make_splits(config, data)
     if test_data is not None:
         if tuple(test_data.models) != tuple(data.models):
@@ -112,6 +121,7 @@ def evaluate(
     return evaluate_fitted(config, fitted, data, names, output_dir or workdir)
 
 
+@_guard.holds_workdir_lock  # held from loading the data to the report
 def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
     """The whole experiment: fit (resuming from checkpoints), then evaluate and report."""
     data = load_experiment_data(config)

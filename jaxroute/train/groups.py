@@ -22,9 +22,10 @@ from tqdm.auto import tqdm
 
 from jaxroute import losses as jlosses
 from jaxroute import models as jmodels
+from jaxroute.train import _distributed as dist
 from jaxroute.train import _trainer as T
 from jaxroute.train.checkpoint import Checkpointer
-from jaxroute.train.inputs import Splits, device_arrays
+from jaxroute.train.inputs import Splits, device_arrays, host_arrays
 from jaxroute.train.workdir import MetricWriter
 
 COST_GROUP = "cost_model"
@@ -110,6 +111,7 @@ def _copies(seeds, hparams, offset=0):
 def data_mesh(config) -> Mesh | None:
     """A 1-D mesh over all devices for data parallelism (None on one device)."""
     devices = jax.devices()
+    dist.check_data_parallel(config)
     if len(devices) == 1 or not config.devices.data_parallel:
         return None
     if config.train.batch_size % len(devices):
@@ -146,12 +148,19 @@ def train_group(
     if any(t.num_prompts != n for t in splits.train):
         raise ValueError("vmapped training needs the same training size for every seed")
     h, copy_seeds, hp = _copies(splits.seeds, hparams, init_seed_offset)
-    tile = (lambda a: jnp.concatenate([a] * h)) if h > 1 else (lambda a: a)  # noqa: E731
-    data = jax.tree.map(tile, device_arrays(splits.train, splits.train, batch_fields))
+    tile = (lambda a: np.concatenate([a] * h)) if h > 1 else (lambda a: a)  # noqa: E731
+    # Several processes: host tables, per-process batch shards, replicated state (see
+    # train/_distributed.py for the rules).
+    multi = dist.multi_process()
+    data = jax.tree.map(tile, host_arrays(splits.train, splits.train, batch_fields))
+    if not multi:
+        data = jax.tree.map(jnp.asarray, data)
     val = None
     if splits.val[0] is not None:
         val = jax.tree.map(tile, device_arrays(splits.val, splits.train, batch_fields))
     state = T.init_states(task, copy_seeds, feature_dim, hp)
+    if multi:
+        state, val = dist.replicate((state, val), mesh)
     ckpt = Checkpointer(workdir / "checkpoints" / name, keep=keep)
     start = 0
     restored = ckpt.restore(state)
@@ -161,27 +170,38 @@ def train_group(
     epoch_fn = T.compiled_epoch(task)
     eval_fn = T.compiled_eval_loss(task)
     idx_sharding = None
-    if mesh is not None:
+    if multi:
+        epoch_fn = dist.compiled_epoch_batches(task)
+    elif mesh is not None:
         idx_sharding = NamedSharding(mesh, P(None, None, "data"))
         rep = NamedSharding(mesh, P())
         data = jax.device_put(data, rep)
         state = jax.device_put(state, rep)
     steps = steps_per_epoch(n, batch_size)
-    bar = tqdm(range(start, epochs), desc=f"train {name}", initial=start, total=epochs)
+    bar = tqdm(
+        range(start, epochs),
+        desc=f"train {name}",
+        initial=start,
+        total=epochs,
+        disable=not dist.is_main(),
+    )
     for epoch in bar:
         t0 = time.perf_counter()
         parts = [T.epoch_indices(n, batch_size, s, epoch) for s in splits.seeds]
         idx = np.stack([p[0] for p in parts] * h)
         valid = np.stack([p[1] for p in parts] * h)
-        if idx_sharding is not None:
-            idx, valid = jax.device_put((idx, valid), idx_sharding)
-        state, losses = epoch_fn(state, data, idx, valid)
-        losses = np.asarray(losses)
+        if multi:
+            state, losses = epoch_fn(state, dist.epoch_batches(data, idx, valid, mesh))
+        else:
+            if idx_sharding is not None:
+                idx, valid = jax.device_put((idx, valid), idx_sharding)
+            state, losses = epoch_fn(state, data, idx, valid)
+        losses = dist.to_host(losses)
         T.check_finite(losses, name=name, epoch=epoch, steps_per_epoch=steps)
         train_loss = losses.mean(axis=1)
         record = {"train_loss": train_loss}
         if val is not None:
-            record["val_loss"] = np.asarray(eval_fn(state, val))
+            record["val_loss"] = dist.to_host(eval_fn(state, val))
         metric = float(np.mean(record.get("val_loss", train_loss)))
         ckpt.save(epoch + 1, state, {"val_loss": metric})
         writer.write(
@@ -202,16 +222,14 @@ def restore_params(
     """Final (``epochs``) parameters of a trained group of K seeds, from its checkpoints."""
     _, copy_seeds, hp = _copies(seeds, hparams, offset)
     target = jax.eval_shape(lambda: T.init_states(task, copy_seeds, feature_dim, hp))
-    ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints" / name)
+    target = dist.restore_target(target)  # any process count can read any checkpoint
+    # Read-only: never creates, moves or writes anything (CheckpointError: one line).
+    ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints" / name, read_only=True)
     try:
         got = ckpt.restore(target, step=epochs)
-    except Exception as e:  # noqa: BLE001
-        raise FileNotFoundError(
-            f"{workdir}: no readable checkpoint of router '{name}' at epoch {epochs} ({e})"
-        ) from None
     finally:
         ckpt.close()
-    return got[1]["params"]
+    return dist.to_host(got[1]["params"]) if dist.multi_process() else got[1]["params"]
 
 
 def trained_group(

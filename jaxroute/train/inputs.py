@@ -82,22 +82,25 @@ def stack(parts, field: str) -> np.ndarray:
     return np.stack([getattr(p, field) for p in parts])
 
 
+def host_arrays(parts, train=None, batch_fields=None) -> dict[str, np.ndarray]:
+    """:func:`device_arrays` on the host (several processes shard batches from these)."""
+    from jaxroute.models.spec import resolve
+
+    out = {
+        "x": stack(parts, "features"),
+        "quality": stack(parts, "quality"),
+        "cost": stack(parts, "cost"),
+    }
+    for field, fn in (batch_fields or {}).items():
+        fn = resolve(fn)
+        out[field] = np.stack([np.asarray(fn(p, t)) for p, t in zip(parts, train, strict=True)])
+    return out
+
+
 def device_arrays(parts, train=None, batch_fields=None) -> dict[str, jax.Array]:
     """Features, quality and cost of K same-size parts, stacked ``[K, N, ...]``.
 
     ``batch_fields`` (name -> ``fn(part, train_part)``, from a router spec) adds more
     arrays, computed per seed with that seed's training part.
     """
-    out = {
-        "x": jnp.asarray(stack(parts, "features")),
-        "quality": jnp.asarray(stack(parts, "quality")),
-        "cost": jnp.asarray(stack(parts, "cost")),
-    }
-    from jaxroute.models.spec import resolve
-
-    for field, fn in (batch_fields or {}).items():
-        fn = resolve(fn)
-        out[field] = jnp.asarray(
-            np.stack([np.asarray(fn(p, t)) for p, t in zip(parts, train, strict=True)])
-        )
-    return out
+    return jax.tree.map(jnp.asarray, host_arrays(parts, train, batch_fields))

@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 
 from jaxroute import data as jdata
+from jaxroute.train import _distributed as dist
 
 
 class MetricWriter:
@@ -22,6 +23,8 @@ class MetricWriter:
         self.path = pathlib.Path(workdir) / "metrics.jsonl"
 
     def write(self, **record: Any) -> None:
+        if not dist.is_main():  # one writer: process 0
+            return
         record = {k: _jsonable(v) for k, v in record.items()}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
