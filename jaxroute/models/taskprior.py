@@ -64,6 +64,8 @@ class TaskPriorState:
     train_features: np.ndarray | None = None
     train_quality: np.ndarray | None = None
     train_cost: np.ndarray | None = None
+    # Optional per-prompt residual on the prior's logit (None: off).
+    residual: Any = None
 
 
 def _normalise(x: jax.Array) -> jax.Array:
@@ -88,6 +90,58 @@ def _fit_head(key, x, task_ids, *, num_tasks, steps, learning_rate, weight_decay
         value, grads = jax.value_and_grad(loss)(p)
         updates, opt = tx.update(grads, opt, p)
         return (optax.apply_updates(p, updates), opt), value
+
+    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+    return params
+
+
+class Residual(nn.Module):
+    """Per-prompt correction: a linear map of the scaled features to ``[B, M]`` logits."""
+
+    num_models: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.Dense(self.num_models, kernel_init=nn.initializers.zeros_init(), name="out")(x)
+
+
+#: Losses of ``jaxroute.losses.LOSSES`` that read logits; every other loss reads the
+#: success probability ``sigmoid(logit)`` (the quality scale of the decision rules).
+LOGIT_LOSSES = ("bce", "bce_wtp")
+
+
+def _scaled(x: jax.Array) -> jax.Array:
+    """L2-normalised rows times ``sqrt(D)``: entries of unit scale for any feature width."""
+    return _normalise(x) * jnp.sqrt(jnp.float32(x.shape[-1]))
+
+
+def _logit(p: jax.Array) -> jax.Array:
+    p = jnp.clip(p, 1e-3, 1.0 - 1e-3)
+    return jnp.log(p) - jnp.log1p(-p)
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "steps"))
+def _fit_residual(x, base, quality, cost, *, loss, steps, learning_rate, l2):
+    """Full-batch Adam on ``loss(base + residual(x))`` + ``l2·|W|²``; returns variables."""
+    from jaxroute.losses import LOSSES
+
+    module = Residual(quality.shape[-1])
+    x = _scaled(x)
+    params = module.init(jax.random.key(0), x[:1])
+    tx = optax.adam(learning_rate)
+    fn = LOSSES[loss]
+
+    def objective(p):
+        z = base + module.apply(p, x)
+        scores = z if loss in LOGIT_LOSSES else jax.nn.sigmoid(z)
+        kernel = p["params"]["out"]["kernel"]
+        return fn(scores, quality, costs=cost) + l2 * jnp.sum(kernel**2)
+
+    def step(carry, _):
+        p, opt = carry
+        grads = jax.grad(objective)(p)
+        updates, opt = tx.update(grads, opt, p)
+        return (optax.apply_updates(p, updates), opt), None
 
     (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
     return params
@@ -132,6 +186,10 @@ def fit_task_prior(
     temperature: float = 1.0,
     knn_k: int = 0,
     knn_strength: float = 1.0,
+    residual_loss: str = "",
+    residual_steps: int = 400,
+    residual_learning_rate: float = 1e-2,
+    residual_l2: float = 0.1,
     seed: int = 0,
 ) -> TaskPriorState:
     """Fits the task head and the per-task statistics on training prompts.
@@ -147,6 +205,11 @@ def fit_task_prior(
       knn_k: neighbours of the empirical-Bayes blend (0: the task prior alone).
       knn_strength: weight ``a`` of the prior in the blend, in neighbours: the score is
         ``(k · kNN mean + a·k · prior) / (k + a·k)``.
+      residual_loss: a key of ``jaxroute.losses.LOSSES`` (e.g. the decision-aware
+        ``"wtp_regret"``): fits a linear per-prompt correction ``r(x)`` of the prior's
+        logit, ``s = sigmoid(logit(prior(x)) + r(x))``, on the training prompts with that
+        loss (full-batch Adam, ``residual_steps`` at ``residual_learning_rate``, plus
+        ``residual_l2 · |W|²``); ``""``: no residual.
       seed: the head's initialisation.
 
     Returns:
@@ -169,7 +232,7 @@ def fit_task_prior(
         weight_decay=float(weight_decay),
     )
     mu, cbar = task_statistics(quality, cost, task_ids, num_tasks, float(prior_strength))
-    return TaskPriorState(
+    state = TaskPriorState(
         params=params,
         num_tasks=num_tasks,
         task_names=tuple(str(n) for n in names),
@@ -182,6 +245,25 @@ def fit_task_prior(
         train_quality=np.asarray(quality, np.float32) if knn_k > 0 else None,
         train_cost=np.asarray(cost, np.float32) if knn_k > 0 else None,
     )
+    if residual_loss:
+        from jaxroute.losses import LOSSES
+
+        if residual_loss not in LOSSES:
+            raise ValueError(f"residual_loss '{residual_loss}': not in {sorted(LOSSES)}")
+        prior = task_posterior(state, features) @ mu  # the task prior alone (no kNN:
+        # a training prompt is its own nearest neighbour)
+        residual = _fit_residual(
+            jnp.asarray(features),
+            _logit(jnp.asarray(prior)),
+            jnp.asarray(quality, jnp.float32),
+            jnp.asarray(cost, jnp.float32),
+            loss=residual_loss,
+            steps=int(residual_steps),
+            learning_rate=float(residual_learning_rate),
+            l2=float(residual_l2),
+        )
+        state = dataclasses.replace(state, residual=residual)
+    return state
 
 
 @functools.partial(jax.jit, static_argnames=("num_tasks",))
@@ -214,6 +296,10 @@ def predict_task_prior(state: TaskPriorState, x: np.ndarray) -> tuple[np.ndarray
         )
         a = state.knn_strength
         scores = (np.asarray(near) + a * scores) / (1.0 + a)
+    if state.residual is not None:
+        m = state.quality.shape[1]
+        r = Residual(m).apply(state.residual, _scaled(jnp.asarray(np.asarray(x, np.float32))))
+        scores = np.asarray(jax.nn.sigmoid(_logit(jnp.asarray(scores)) + r))
     return scores.astype(np.float32), (p @ state.cost).astype(np.float32)
 
 
@@ -232,6 +318,10 @@ def taskprior_fit(train, rc) -> TaskPriorState:
         temperature=float(rc.get("temperature", 1.0)),
         knn_k=int(rc.get("knn_k", 0)),
         knn_strength=float(rc.get("knn_strength", 1.0)),
+        residual_loss=str(rc.get("residual_loss", "")),
+        residual_steps=int(rc.get("residual_steps", 400)),
+        residual_learning_rate=float(rc.get("residual_learning_rate", 1e-2)),
+        residual_l2=float(rc.get("residual_l2", 0.1)),
     )
 
 
