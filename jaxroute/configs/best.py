@@ -8,7 +8,8 @@ every model (shrunk to the overall mean), weighted by the head's posterior, plus
 per-prompt residual on the prior's logit trained with the decision-aware ``wtp_regret``
 loss (the λ rule's expected regret; it beat ``bce``, ``bce_wtp``, ``mse`` and
 ``pairwise_logistic`` as the residual's loss on validation). It reads only the prompt's
-features at test time. Every value here was chosen once, on the validation part (20%) of the training
+features at test time. Every value here was chosen once, on the validation part (20%)
+of the training
 split of the three development protocols (the RouterBench subset at 80/20, llmrouter9
 at 20/80 and 80/20), never on a test split, and is the same for every dataset: nothing
 depends on a dataset's name, size or model list.
