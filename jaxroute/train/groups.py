@@ -167,6 +167,7 @@ def train_group(
     if restored is not None:
         start, state = restored
         logging.info("%s: resumed from epoch %d", name, start)
+    writer.rewind(name, start)
     epoch_fn = T.compiled_epoch(task)
     eval_fn = T.compiled_eval_loss(task)
     idx_sharding = None
@@ -203,7 +204,8 @@ def train_group(
         if val is not None:
             record["val_loss"] = dist.to_host(eval_fn(state, val))
         metric = float(np.mean(record.get("val_loss", train_loss)))
-        ckpt.save(epoch + 1, state, {"val_loss": metric})
+        # The record goes first: a kill before the save completes resumes from the
+        # previous epoch, and the resumed run rewinds metrics.jsonl to it.
         writer.write(
             router=name,
             epoch=epoch + 1,
@@ -211,6 +213,7 @@ def train_group(
             seconds=round(time.perf_counter() - t0, 4),
             **record,
         )
+        ckpt.save(epoch + 1, state, {"val_loss": metric})
         bar.set_postfix(loss=f"{float(train_loss.mean()):.4g}")
     ckpt.close()
     return state["params"]

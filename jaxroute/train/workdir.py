@@ -29,6 +29,30 @@ class MetricWriter:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def rewind(self, router: str, epoch: int) -> None:
+        """Drops ``router``'s records after ``epoch`` (a resumed run writes them again).
+
+        An epoch's record is written before its checkpoint, so a run killed between the two
+        leaves a record that the resumed run replaces instead of doubling; the file is
+        rewritten atomically.
+        """
+        if not dist.is_main() or not self.path.exists():
+            return
+        lines = self.path.read_text().splitlines(keepends=True)
+        kept = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill: dropped
+                continue
+            if rec.get("router") == router and int(rec.get("epoch", 0)) > epoch:
+                continue
+            kept.append(line if line.endswith("\n") else line + "\n")
+        if kept != lines:
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(kept))
+            os.replace(tmp, self.path)
+
 
 def _jsonable(v):
     if isinstance(v, np.ndarray | jax.Array):

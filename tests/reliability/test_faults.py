@@ -102,7 +102,7 @@ def test_corrupt_newest_step_is_moved_aside_and_training_completes(tmp_path, cap
     assert len(warned) == 1 and names[2] in warned[0] and str(ck / "2") in warned[0]
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     epochs = [json.loads(x)["epoch"] for x in lines]
-    assert epochs == [1, 2, 2]
+    assert epochs == [1, 2]  # the redone epoch's record replaces the old one (rewind)
     # The retrained step reads back, so later runs and evaluate are not blocked.
     step, _ = _restore(c, tmp_path, read_only=True, step=2)
     assert step == 2

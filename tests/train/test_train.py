@@ -99,7 +99,9 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch):
     with pytest.raises(_Interrupt):
         E.fit(c, tmp_path / "cut")
     monkeypatch.setattr(E.MetricWriter, "write", real_write)
-    assert sorted(os.listdir(tmp_path / "cut/checkpoints/mlp")) == ["1", "2"]
+    # Killed after epoch 2's record, before its checkpoint: the resumed run starts from
+    # epoch 1 and replaces that record (metrics.jsonl ends with each epoch once).
+    assert sorted(os.listdir(tmp_path / "cut/checkpoints/mlp")) == ["1"]
     E.fit(c, tmp_path / "cut")  # the same command again
     cut = _params(tmp_path / "cut", c)
     for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(cut), strict=True):
@@ -281,3 +283,16 @@ def test_validation_part_trains_logs_and_evaluates(tmp_path):
     c.train.val_fraction = 0.0
     with pytest.raises(ValueError, match="val_fraction"):
         E.evaluate(c, tmp_path / "other", data)
+
+
+def test_metric_writer_rewind_drops_later_epochs_of_that_router_only(tmp_path):
+    from jaxroute.train.workdir import MetricWriter
+
+    w = MetricWriter(tmp_path)
+    for router, epoch in [("a", 1), ("b", 1), ("a", 2), ("a", 3), ("b", 2)]:
+        w.write(router=router, epoch=epoch)
+    with w.path.open("a") as f:
+        f.write('{"router": "a", "epo')  # a line cut by a kill
+    w.rewind("a", 1)
+    got = [(r["router"], r["epoch"]) for r in map(json.loads, w.path.read_text().splitlines())]
+    assert got == [("a", 1), ("b", 1), ("b", 2)]
