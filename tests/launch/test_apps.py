@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from _apps import run_app
 
 from jaxroute import data as jd
 
@@ -17,25 +18,7 @@ TINY = ["--config=jaxroute/configs/base.py:tiny", "--config.seeds=(0,)"]
 
 
 def run(module, *args, check=True, timeout=600):
-    # The suite's persistent compilation cache: the second train, evaluate and route
-    # reuse the first run's compiled programs (safe across xdist workers).
-    env = dict(
-        os.environ,
-        JAX_PLATFORMS="cpu",
-        JAX_COMPILATION_CACHE_DIR=os.environ.get("JAXROUTE_JIT_CACHE", "/tmp/jaxroute-jit-cache"),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2",
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", f"jaxroute.launch.{module}", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
+    return run_app(module, *args, check=check, timeout=timeout)
 
 
 def test_inspect_data_prints_summary_json():

@@ -4,10 +4,9 @@ import hashlib
 import os
 import pathlib
 import pickle
-import subprocess
-import sys
 
 import pytest
+from _apps import run_app  # noqa: F401  (re-exported to the tests here)
 
 from jaxroute import data as jd
 from jaxroute.configs.base import get_config
@@ -49,18 +48,6 @@ def snapshot(folder) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
-
-
-def run_app(module, *args, timeout=300):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", f"jaxroute.launch.{module}", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def error_lines(stderr: str) -> list[str]:

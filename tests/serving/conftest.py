@@ -9,6 +9,7 @@ with a free port; the stub is an OpenAI-compatible aiohttp app on 127.0.0.1 in a
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import pathlib
@@ -19,6 +20,7 @@ import threading
 import time
 
 import pytest
+from _apps import app_env, run_app
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BACKEND_TIMEOUT_S = 1.0
@@ -47,28 +49,6 @@ def workdir(tmp_path_factory):
     serving.calibrate_workdir(wd, kind="share", target=0.3, rule="budget", n_resamples=200)
     serving.calibrate_workdir(wd, kind="cost", target=0.002, rule="lambda", n_resamples=200)
     return wd
-
-
-def app_env():
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-    env.setdefault(
-        "JAX_COMPILATION_CACHE_DIR", os.environ.get("JAXROUTE_JIT_CACHE", "/tmp/jaxroute-jit-cache")
-    )
-    return env
-
-
-def run_app(module, *args, timeout=300, check=True):
-    proc = subprocess.run(
-        [sys.executable, "-m", f"jaxroute.launch.{module}", *args],
-        cwd=ROOT,
-        env=app_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
 
 
 # --------------------------------------------------------------------------- stub backend
@@ -239,5 +219,6 @@ def server(workdir, backend, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def app_runner():
-    """``run_app(module, *args)``: an app as a subprocess, as a user runs it."""
-    return run_app
+    """``run_app(module, *args)``: an app as a subprocess, as a user runs it (a non-zero
+    exit fails the test unless ``check=False``)."""
+    return functools.partial(run_app, check=True)

@@ -1,0 +1,39 @@
+"""The apps run as a user runs them: ``python -m jaxroute.launch.<app>`` in a subprocess.
+
+One helper for every test package (tests/conftest.py puts this folder on sys.path).
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def app_env() -> dict[str, str]:
+    """CPU only, this checkout's jaxroute, and the suite's persistent compilation cache
+    (a second train, evaluate or route reuses the first one's programs; safe across xdist
+    workers)."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+    env.setdefault(
+        "JAX_COMPILATION_CACHE_DIR", os.environ.get("JAXROUTE_JIT_CACHE", "/tmp/jaxroute-jit-cache")
+    )
+    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    return env
+
+
+def run_app(module: str, *args: str, check: bool = False, timeout: float = 300):
+    """``jaxroute.launch.<module>`` with ``args`` from the repository root; with ``check``,
+    a non-zero exit fails the test with the end of its stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-m", f"jaxroute.launch.{module}", *args],
+        cwd=ROOT,
+        env=app_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
