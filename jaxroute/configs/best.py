@@ -2,22 +2,32 @@
 
     python -m jaxroute.launch.train --flagfile=launch/best_router.flags --data_path=PATH
 
-``best`` is the task-posterior router (:mod:`jaxroute.models.taskprior`): a linear task
-head fitted to the training prompts' task labels, the per-task mean quality and cost of
-every model (shrunk to the overall mean), weighted by the head's posterior, plus a linear
-per-prompt residual on the prior's logit trained with the decision-aware ``wtp_regret``
-loss (the λ rule's expected regret; it beat ``bce``, ``bce_wtp``, ``mse`` and
-``pairwise_logistic`` as the residual's loss on validation). It reads only the prompt's
-features at test time. Every value here was chosen once, on the validation part (20%)
-of the training
-split of the three development protocols (the RouterBench subset at 80/20, llmrouter9
-at 20/80 and 80/20), never on a test split, and is the same for every dataset: nothing
-depends on a dataset's name, size or model list.
+``best`` is the task-posterior router (:mod:`jaxroute.models.taskprior`) with two
+choices it makes itself, on cross-fitted predictions of its own training prompts (5
+folds; the test split is never read):
+
+- a linear task head fitted to the training prompts' task labels; per task, the mean
+  quality (shrunk to the overall mean) and cost of every model, weighted by the head's
+  posterior: the *task prior*;
+- the prior is blended with the mean of the 30 nearest training prompts, ``w · prior +
+  (1 − w) · neighbours``, with ``w`` in {0, 0.25, 0.5, 0.75, 1} chosen by the λ rule's
+  cost at the best single model's quality (on a dataset whose tasks say nothing, or with
+  one task, this falls back to the neighbours);
+- a cost margin: scores become ``s − m · ĉ / max ĉ`` (a cost tie-break in quality units),
+  with ``m`` the largest margin on ``[0, 0.2]`` whose routing at the largest budget still
+  beats the best single model's quality by two standard errors. It matters for the
+  per-prompt budget rule, whose top budget otherwise sends near-ties to the dearest
+  model; the λ rule's low-cost end is unchanged.
+
+It reads only the prompt's features at test time. The fixed values (30 neighbours, the
+weight grid, z = 2, 5 folds) were set on cross-fitted predictions of the training splits
+of the development protocols (the RouterBench subset at 80/20, llmrouter9 at 20/80 and
+80/20), never on a test split, and are the same for every dataset: nothing depends on a
+dataset's name, size or model list.
 
 Both routers use their own cost estimates, so no cost model is trained. MiniLM features
-of the prompt as stored (METHOD.md §6; the question view was worse for every router on
-llmrouter9's validation parts), in-domain 20/80 split, seeds 42-46; the report carries
-the budget rule and the λ rule side by side.
+of the prompt as stored (METHOD.md §6), in-domain 20/80 split, seeds 42-46; the report
+carries the budget rule and the λ rule side by side.
 
 ``get_config`` arg: ``tiny`` (synthetic CPU smoke size).
 """
@@ -35,10 +45,15 @@ BEST = {
     "temperature": 1.0,
     "knn_k": 0,
     "knn_strength": 1.0,
-    "residual_loss": "wtp_regret",
+    "residual_loss": "",
     "residual_steps": 400,
     "residual_learning_rate": 1e-2,
     "residual_l2": 0.1,
+    "blend_k": 30,
+    "blend_weights": (0.0, 0.25, 0.5, 0.75, 1.0),
+    "cost_margin": 0.0,
+    "cost_margin_z": 2.0,
+    "cv_folds": 5,
 }
 
 

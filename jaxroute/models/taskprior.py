@@ -66,6 +66,12 @@ class TaskPriorState:
     train_cost: np.ndarray | None = None
     # Optional per-prompt residual on the prior's logit (None: off).
     residual: Any = None
+    # Cross-fitted blend with the k nearest training prompts and cost margin (see
+    # :func:`select_blend_and_margin`): weight of the prior, neighbours, margin.
+    blend_weight: float = 1.0
+    blend_k: int = 0
+    cost_margin: float = 0.0
+    selection: dict | None = None
 
 
 def _normalise(x: jax.Array) -> jax.Array:
@@ -190,6 +196,11 @@ def fit_task_prior(
     residual_steps: int = 400,
     residual_learning_rate: float = 1e-2,
     residual_l2: float = 0.1,
+    blend_k: int = 0,
+    blend_weights: tuple[float, ...] = (1.0,),
+    cost_margin: float = 0.0,
+    cost_margin_z: float = 0.0,
+    cv_folds: int = 5,
     seed: int = 0,
 ) -> TaskPriorState:
     """Fits the task head and the per-task statistics on training prompts.
@@ -210,6 +221,17 @@ def fit_task_prior(
         logit, ``s = sigmoid(logit(prior(x)) + r(x))``, on the training prompts with that
         loss (full-batch Adam, ``residual_steps`` at ``residual_learning_rate``, plus
         ``residual_l2 · |W|²``); ``""``: no residual.
+      blend_k: neighbours of the final blend (0: none). The router's score and cost are
+        ``w · (task prior) + (1 − w) · (mean of the blend_k nearest training prompts)``.
+      blend_weights: the candidate ``w``; with more than one, ``w`` is chosen on
+        cross-fitted predictions of the training prompts (``cv_folds`` folds): the one
+        whose λ rule reaches the best single model's quality at the lowest cost.
+      cost_margin: quality a model must gain per unit of relative cost to be preferred:
+        the routed score is ``s − cost_margin · ĉ / max_m ĉ`` (a cost tie-break; 0: off).
+      cost_margin_z: when > 0, ``cost_margin`` is chosen on the cross-fitted predictions
+        instead: the largest margin on a grid of ``[0, 0.2]`` whose top-budget routing
+        still beats the best single model's quality by ``cost_margin_z`` standard errors.
+      cv_folds: folds of the cross-fitting (used only when something is chosen).
       seed: the head's initialisation.
 
     Returns:
@@ -263,7 +285,146 @@ def fit_task_prior(
             l2=float(residual_l2),
         )
         state = dataclasses.replace(state, residual=residual)
-    return state
+    weights = tuple(float(w) for w in blend_weights)
+    if not weights or any(not 0.0 <= w <= 1.0 for w in weights):
+        raise ValueError(f"blend_weights {blend_weights}: need one or more weights in [0, 1]")
+    if cost_margin < 0 or cost_margin_z < 0:
+        raise ValueError(f"cost_margin {cost_margin} and cost_margin_z {cost_margin_z}: need >= 0")
+    k = int(min(blend_k, features.shape[0])) if min(weights) < 1.0 else 0
+    margin, chosen, selection = float(cost_margin), weights[0], None
+    if len(weights) > 1 or cost_margin_z > 0:
+        chosen, margin, selection = select_blend_and_margin(
+            features,
+            quality,
+            cost,
+            tasks,
+            fit_kwargs=dict(
+                steps=steps,
+                learning_rate=learning_rate,
+                weight_decay=weight_decay,
+                prior_strength=prior_strength,
+                temperature=temperature,
+                knn_k=knn_k,
+                knn_strength=knn_strength,
+                residual_loss=residual_loss,
+                residual_steps=residual_steps,
+                residual_learning_rate=residual_learning_rate,
+                residual_l2=residual_l2,
+                seed=seed,
+            ),
+            blend_k=k,
+            weights=weights,
+            margin=float(cost_margin) if cost_margin_z == 0 else None,
+            z=float(cost_margin_z),
+            folds=int(cv_folds),
+            seed=seed,
+        )
+    if chosen < 1.0 and k > 0:
+        state = dataclasses.replace(
+            state,
+            train_features=features,
+            train_quality=np.asarray(quality, np.float32),
+            train_cost=np.asarray(cost, np.float32),
+        )
+    return dataclasses.replace(
+        state,
+        blend_weight=float(chosen),
+        blend_k=k if chosen < 1.0 else 0,
+        cost_margin=margin,
+        selection=selection,
+    )
+
+
+#: Cost margins tried by :func:`select_blend_and_margin` (quality per relative cost).
+MARGIN_GRID = tuple(round(0.005 * i, 3) for i in range(41))
+
+
+def with_margin(scores: np.ndarray, pred_costs: np.ndarray, margin: float) -> np.ndarray:
+    """``s − margin · ĉ / max_m ĉ``: a cost tie-break in quality units, per prompt.
+
+    >>> with_margin(np.array([[0.80, 0.81]]), np.array([[1.0, 4.0]]), 0.02).round(3).tolist()
+    [[0.795, 0.79]]
+    """
+    top = np.maximum(pred_costs.max(axis=1, keepdims=True), np.finfo(np.float32).tiny)
+    return (scores - margin * pred_costs / top).astype(np.float32)
+
+
+def _lambda_cost_ratio(scores, pred_costs, quality, cost, best: int) -> float:
+    """CR of the λ rule at the best single model's quality (``inf``: not reached)."""
+    from jaxroute import routing as jr
+    from jaxroute.routing import metrics as M
+
+    res = jr.lambda_sweep(
+        scores, pred_costs, quality, cost, jr.lambda_grid(scores, pred_costs), with_shares=False
+    )
+    q_best = float(np.asarray(quality[:, best], np.float64).mean())
+    c_star = M.cost_at_quality(res.cost, res.quality, q_best)
+    return c_star / float(np.asarray(cost[:, best], np.float64).mean())
+
+
+def select_blend_and_margin(
+    features, quality, cost, tasks, *, fit_kwargs, blend_k, weights, margin, z, folds, seed
+) -> tuple[float, float, dict]:
+    """Chooses the blend weight and the cost margin on cross-fitted training predictions.
+
+    Each of ``folds`` folds of the training prompts is predicted by the task prior (and
+    the ``blend_k`` nearest neighbours) fitted on the other folds. The weight is the
+    candidate of ``weights`` whose λ rule reaches the best single model's mean quality
+    at the lowest cost on these predictions (ties: the first). With ``margin=None`` the
+    margin is the largest of :data:`MARGIN_GRID` (stopping at the first failure) whose
+    routing at the largest budget beats the best single model by ``z`` standard errors
+    of the per-prompt quality difference. Only training prompts are read.
+
+    Returns:
+      ``(weight, margin, selection)``; ``selection`` records what was tried.
+    """
+    from jaxroute.models.knn import knn_predict
+    from jaxroute.routing.reference import best_single_model
+
+    quality = np.asarray(quality, np.float32)
+    cost = np.asarray(cost, np.float32)
+    tasks = np.asarray([str(t) for t in tasks])
+    n = features.shape[0]
+    folds = int(min(max(folds, 2), n))
+    perm = np.random.default_rng(seed).permutation(n)
+    prior_s, prior_c = np.zeros_like(quality), np.zeros_like(cost)
+    near_s, near_c = np.zeros_like(quality), np.zeros_like(cost)
+    for f in range(folds):
+        held = perm[f::folds]
+        rest = np.setdiff1d(perm, held)
+        sub = fit_task_prior(
+            features[rest], quality[rest], cost[rest], tasks[rest], **fit_kwargs
+        )
+        prior_s[held], prior_c[held] = predict_task_prior(sub, features[held])
+        if blend_k > 0:
+            k = min(blend_k, rest.size)
+            q, c = knn_predict(features[rest], quality[rest], cost[rest], features[held], k=k)
+            near_s[held], near_c[held] = np.asarray(q), np.asarray(c)
+    best = best_single_model(quality, cost)
+    tried = {}
+    for w in weights:
+        s = w * prior_s + (1.0 - w) * near_s if blend_k > 0 else prior_s
+        c = w * prior_c + (1.0 - w) * near_c if blend_k > 0 else prior_c
+        tried[w] = _lambda_cost_ratio(s, c, quality, cost, best)
+    weight = min(weights, key=lambda w: tried[w]) if blend_k > 0 else 1.0
+    s = weight * prior_s + (1.0 - weight) * near_s if blend_k > 0 else prior_s
+    c = weight * prior_c + (1.0 - weight) * near_c if blend_k > 0 else prior_c
+    if margin is None:
+        margin = 0.0
+        rows = np.arange(n)
+        for m in MARGIN_GRID[1:]:
+            picked = quality[rows, np.argmax(with_margin(s, c, m), axis=1)]
+            diff = picked.astype(np.float64) - quality[:, best]
+            if diff.mean() - z * diff.std() / np.sqrt(n) < 0:
+                break
+            margin = m
+    selection = {
+        "folds": folds,
+        "lambda_cost_ratio": {str(w): float(v) for w, v in tried.items()},
+        "weight": float(weight),
+        "margin": float(margin),
+    }
+    return float(weight), float(margin), selection
 
 
 @functools.partial(jax.jit, static_argnames=("num_tasks",))
@@ -300,7 +461,20 @@ def predict_task_prior(state: TaskPriorState, x: np.ndarray) -> tuple[np.ndarray
         m = state.quality.shape[1]
         r = Residual(m).apply(state.residual, _scaled(jnp.asarray(np.asarray(x, np.float32))))
         scores = np.asarray(jax.nn.sigmoid(_logit(jnp.asarray(scores)) + r))
-    return scores.astype(np.float32), (p @ state.cost).astype(np.float32)
+    costs = p @ state.cost
+    w = state.blend_weight
+    if state.blend_k > 0 and w < 1.0:
+        from jaxroute.models.knn import knn_predict
+
+        near_q, near_c = knn_predict(
+            state.train_features, state.train_quality, state.train_cost, x, k=state.blend_k
+        )
+        scores = w * np.asarray(scores) + (1.0 - w) * np.asarray(near_q)
+        costs = w * costs + (1.0 - w) * np.asarray(near_c)
+    scores, costs = np.asarray(scores, np.float32), np.asarray(costs, np.float32)
+    if state.cost_margin > 0:
+        scores = with_margin(scores, costs, state.cost_margin)
+    return scores, costs
 
 
 # ------------------------------------------------------------------ router table pair
@@ -322,6 +496,11 @@ def taskprior_fit(train, rc) -> TaskPriorState:
         residual_steps=int(rc.get("residual_steps", 400)),
         residual_learning_rate=float(rc.get("residual_learning_rate", 1e-2)),
         residual_l2=float(rc.get("residual_l2", 0.1)),
+        blend_k=int(rc.get("blend_k", 0)),
+        blend_weights=tuple(rc.get("blend_weights", (1.0,))),
+        cost_margin=float(rc.get("cost_margin", 0.0)),
+        cost_margin_z=float(rc.get("cost_margin_z", 0.0)),
+        cv_folds=int(rc.get("cv_folds", 5)),
     )
 
 

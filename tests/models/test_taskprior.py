@@ -80,3 +80,70 @@ def test_residual_learns_a_per_prompt_signal_inside_a_task():
         assert float(np.mean((scores[:, 0] > scores[:, 1]) == right0)) > 0.9, loss
     with pytest.raises(ValueError, match="residual_loss"):
         tp.fit_task_prior(x, q, c, tasks, residual_loss="no_such_loss")
+
+
+def _one_task_per_prompt_signal(n=200, seed=1):
+    """One task; model 0 (cost 1) is right iff feature 2 > 0.5, model 1 (cost 2) otherwise."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 1.0, (n, 4)).astype(np.float32)
+    x[:, 0] += 3.0
+    right0 = x[:, 2] > 0.5
+    q = np.stack([right0, ~right0], axis=1).astype(np.float32)
+    c = np.tile(np.array([[1.0, 2.0]], np.float32), (n, 1))
+    return x, q, c, np.array(["t"] * n)
+
+
+def test_cross_fitting_chooses_the_neighbours_when_the_task_says_nothing():
+    x, q, c, tasks = _one_task_per_prompt_signal()
+    state = tp.fit_task_prior(x, q, c, tasks, blend_k=5, blend_weights=(0.0, 1.0))
+    tried = state.selection["lambda_cost_ratio"]
+    # The flat prior reaches the best single model's quality only by routing to it (CR 1);
+    # the neighbours tell the prompts apart and reach it more cheaply.
+    assert tried["1.0"] == pytest.approx(1.0)
+    assert tried["0.0"] < 0.9
+    assert state.blend_weight == 0.0 and state.blend_k == 5 and state.cost_margin == 0.0
+    scores, costs = tp.predict_task_prior(state, x[:10])
+    near_q, near_c = knn_predict(x, q, c, x[:10], k=5)
+    np.testing.assert_allclose(scores, np.asarray(near_q), rtol=1e-6)
+    np.testing.assert_allclose(costs, np.asarray(near_c), rtol=1e-6)
+
+
+def test_fixed_blend_is_the_weighted_mean_of_prior_and_neighbours():
+    x, q, c, tasks = _two_tasks()
+    plain = tp.fit_task_prior(x, q, c, tasks)
+    state = tp.fit_task_prior(x, q, c, tasks, blend_k=4, blend_weights=(0.25,))
+    assert state.selection is None and state.blend_weight == 0.25
+    prior_s, prior_c = tp.predict_task_prior(plain, x[:6])
+    near_q, near_c = knn_predict(x, q, c, x[:6], k=4)
+    scores, costs = tp.predict_task_prior(state, x[:6])
+    np.testing.assert_allclose(scores, 0.25 * prior_s + 0.75 * np.asarray(near_q), rtol=1e-5)
+    np.testing.assert_allclose(costs, 0.25 * prior_c + 0.75 * np.asarray(near_c), rtol=1e-5)
+
+
+def test_cost_margin_sends_ties_to_the_cheap_model_without_losing_quality():
+    # Task a: both models right, model 0 costs a quarter of model 1; task b: only model 1.
+    x, _, _, tasks = _two_tasks()
+    q = np.where(tasks[:, None] == "a", [1.0, 1.0], [0.0, 1.0]).astype(np.float32)
+    c = np.tile(np.array([[1.0, 4.0]], np.float32), (len(q), 1))
+    head = dict(steps=3000, learning_rate=3e-2)  # a confident task posterior
+    plain = tp.fit_task_prior(x, q, c, tasks, **head)
+    np.testing.assert_array_equal(tp.predict_task_prior(plain, x)[0].argmax(1), 1)
+    state = tp.fit_task_prior(x, q, c, tasks, cost_margin_z=2.0, **head)
+    # Quality never drops below the best single model (model 1, right everywhere) on the
+    # cross-fitted predictions, so every margin of the grid passes and the largest is kept.
+    assert state.cost_margin == pytest.approx(max(tp.MARGIN_GRID))
+    scores, costs = tp.predict_task_prior(state, x)
+    np.testing.assert_allclose(
+        scores, tp.with_margin(*tp.predict_task_prior(plain, x), state.cost_margin), rtol=1e-6
+    )
+    np.testing.assert_array_equal(scores.argmax(1), (tasks == "b").astype(int))
+    fixed = tp.fit_task_prior(x, q, c, tasks, cost_margin=0.05)
+    assert fixed.cost_margin == 0.05 and fixed.selection is None
+
+
+def test_blend_and_margin_arguments_are_checked():
+    x, q, c, tasks = _two_tasks()
+    with pytest.raises(ValueError, match="blend_weights"):
+        tp.fit_task_prior(x, q, c, tasks, blend_weights=(1.5,))
+    with pytest.raises(ValueError, match="cost_margin"):
+        tp.fit_task_prior(x, q, c, tasks, cost_margin=-0.1)
