@@ -6,21 +6,22 @@
 choices it makes itself, on cross-fitted predictions of its own training prompts (5
 folds; the test split is never read):
 
-- a linear task head fitted to the training prompts' task labels; per task, the mean
-  quality (shrunk to the overall mean) and cost of every model, weighted by the head's
-  posterior: the *task prior*;
+- a linear task head fitted to the training prompts' task labels, its posterior
+  temperature-scaled (the temperature of least cross-fitted task cross-entropy); per
+  task, the mean quality (shrunk to the overall mean) and cost of every model, weighted
+  by that posterior: the *task prior*;
 - the prior is blended with the mean of the 30 nearest training prompts, ``w · prior +
   (1 − w) · neighbours``, with ``w`` in {0, 0.25, 0.5, 0.75, 1} chosen by the λ rule's
   cost at the best single model's quality (on a dataset whose tasks say nothing, or with
   one task, this falls back to the neighbours);
 - a cost margin: scores become ``s − m · ĉ / max ĉ`` (a cost tie-break in quality units),
   with ``m`` the largest margin on ``[0, 0.2]`` whose routing at the largest budget still
-  beats the best single model's quality by two standard errors. It matters for the
+  beats the best single model's quality by three standard errors. It matters for the
   per-prompt budget rule, whose top budget otherwise sends near-ties to the dearest
   model; the λ rule's low-cost end is unchanged.
 
 It reads only the prompt's features at test time. The fixed values (30 neighbours, the
-weight grid, z = 2, 5 folds) were set on cross-fitted predictions of the training splits
+weight grid, z = 3, 5 folds) were set on cross-fitted predictions of the training splits
 of the development protocols (the RouterBench subset at 80/20, llmrouter9 at 20/80 and
 80/20), never on a test split, and are the same for every dataset: nothing depends on a
 dataset's name, size or model list.
@@ -52,7 +53,8 @@ BEST = {
     "blend_k": 30,
     "blend_weights": (0.0, 0.25, 0.5, 0.75, 1.0),
     "cost_margin": 0.0,
-    "cost_margin_z": 2.0,
+    "cost_margin_z": 3.0,
+    "calibrate_temperature": True,
     "cv_folds": 5,
 }
 

@@ -72,6 +72,7 @@ ROUTERS: dict[str, RouterSpec] = {
             "blend_weights": (1.0,),
             "cost_margin": 0.0,
             "cost_margin_z": 0.0,
+            "calibrate_temperature": False,
             "cv_folds": 5,
         },
         field_docs={
@@ -90,6 +91,7 @@ ROUTERS: dict[str, RouterSpec] = {
             "blend_weights": "candidate prior weights w; several: chosen by cross-fitting",
             "cost_margin": "quality per relative cost subtracted from scores (tie-break)",
             "cost_margin_z": "> 0: choose cost_margin by cross-fitting, z standard errors",
+            "calibrate_temperature": "choose the temperature by cross-fitted task NLL",
             "cv_folds": "folds of the cross-fitting on the training prompts",
         },
         description="task posterior x per-task model statistics (fitted, no epochs)",

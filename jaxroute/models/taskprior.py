@@ -200,6 +200,7 @@ def fit_task_prior(
     blend_weights: tuple[float, ...] = (1.0,),
     cost_margin: float = 0.0,
     cost_margin_z: float = 0.0,
+    calibrate_temperature: bool = False,
     cv_folds: int = 5,
     seed: int = 0,
 ) -> TaskPriorState:
@@ -231,6 +232,10 @@ def fit_task_prior(
       cost_margin_z: when > 0, ``cost_margin`` is chosen on the cross-fitted predictions
         instead: the largest margin on a grid of ``[0, 0.2]`` whose top-budget routing
         still beats the best single model's quality by ``cost_margin_z`` standard errors.
+      calibrate_temperature: replace ``temperature`` by the one of
+        :data:`TEMPERATURE_GRID` that minimises the task cross-entropy of the
+        cross-fitted posteriors (temperature scaling; a linear head trained briefly is
+        under-confident, and a blurred posterior mixes tasks' statistics).
       cv_folds: folds of the cross-fitting (used only when something is chosen).
       seed: the head's initialisation.
 
@@ -292,7 +297,7 @@ def fit_task_prior(
         raise ValueError(f"cost_margin {cost_margin} and cost_margin_z {cost_margin_z}: need >= 0")
     k = int(min(blend_k, features.shape[0])) if min(weights) < 1.0 else 0
     margin, chosen, selection = float(cost_margin), weights[0], None
-    if len(weights) > 1 or cost_margin_z > 0:
+    if len(weights) > 1 or cost_margin_z > 0 or calibrate_temperature:
         chosen, margin, selection = select_blend_and_margin(
             features,
             quality,
@@ -316,6 +321,7 @@ def fit_task_prior(
             weights=weights,
             margin=float(cost_margin) if cost_margin_z == 0 else None,
             z=float(cost_margin_z),
+            calibrate=bool(calibrate_temperature),
             folds=int(cv_folds),
             seed=seed,
         )
@@ -326,6 +332,8 @@ def fit_task_prior(
             train_quality=np.asarray(quality, np.float32),
             train_cost=np.asarray(cost, np.float32),
         )
+    if selection is not None and calibrate_temperature:
+        state = dataclasses.replace(state, temperature=selection["temperature"])
     return dataclasses.replace(
         state,
         blend_weight=float(chosen),
@@ -334,6 +342,9 @@ def fit_task_prior(
         selection=selection,
     )
 
+
+#: Posterior temperatures tried by ``calibrate_temperature``.
+TEMPERATURE_GRID = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
 
 #: Cost margins tried by :func:`select_blend_and_margin` (quality per relative cost).
 MARGIN_GRID = tuple(round(0.005 * i, 3) for i in range(41))
@@ -362,13 +373,56 @@ def _lambda_cost_ratio(scores, pred_costs, quality, cost, best: int) -> float:
     return c_star / float(np.asarray(cost[:, best], np.float64).mean())
 
 
+def _temperature_nll(subs, features, tasks) -> dict[float, float]:
+    """Mean task cross-entropy of the cross-fitted posteriors at each grid temperature.
+
+    ``softmax(z / T) = softmax(log softmax(z) / T)``, so the fold models' posteriors at
+    ``T = 1`` give every temperature. Prompts of a task a fold never saw are skipped.
+    """
+    nll = {t: 0.0 for t in TEMPERATURE_GRID}
+    count = 0
+    for held, sub in subs:
+        logp = np.log(
+            np.maximum(
+                task_posterior(dataclasses.replace(sub, temperature=1.0), features[held]), 1e-30
+            )
+        )
+        index = {name: i for i, name in enumerate(sub.task_names)}
+        known = np.array([t in index for t in tasks[held]])
+        if not known.any():
+            continue
+        y = np.array([index[t] for t in tasks[held][known]])
+        logp = logp[known].astype(np.float64)
+        count += y.size
+        for t in TEMPERATURE_GRID:
+            z = logp / t
+            z = z - z.max(axis=1, keepdims=True)
+            z = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            nll[t] -= float(z[np.arange(y.size), y].sum())
+    return {t: v / max(count, 1) for t, v in nll.items()}
+
+
 def select_blend_and_margin(
-    features, quality, cost, tasks, *, fit_kwargs, blend_k, weights, margin, z, folds, seed
+    features,
+    quality,
+    cost,
+    tasks,
+    *,
+    fit_kwargs,
+    blend_k,
+    weights,
+    margin,
+    z,
+    folds,
+    seed,
+    calibrate=False,
 ) -> tuple[float, float, dict]:
-    """Chooses the blend weight and the cost margin on cross-fitted training predictions.
+    """Chooses the temperature, blend weight and cost margin on cross-fitted predictions.
 
     Each of ``folds`` folds of the training prompts is predicted by the task prior (and
-    the ``blend_k`` nearest neighbours) fitted on the other folds. The weight is the
+    the ``blend_k`` nearest neighbours) fitted on the other folds. With ``calibrate``,
+    the posterior temperature is the grid value of least task cross-entropy on these
+    predictions (and the predictions below use it). The weight is the
     candidate of ``weights`` whose λ rule reaches the best single model's mean quality
     at the lowest cost on these predictions (ties: the first). With ``margin=None`` the
     margin is the largest of :data:`MARGIN_GRID` (stopping at the first failure) whose
@@ -389,13 +443,20 @@ def select_blend_and_margin(
     perm = np.random.default_rng(seed).permutation(n)
     prior_s, prior_c = np.zeros_like(quality), np.zeros_like(cost)
     near_s, near_c = np.zeros_like(quality), np.zeros_like(cost)
+    subs = []
     for f in range(folds):
         held = perm[f::folds]
         rest = np.setdiff1d(perm, held)
-        sub = fit_task_prior(
-            features[rest], quality[rest], cost[rest], tasks[rest], **fit_kwargs
-        )
+        sub = fit_task_prior(features[rest], quality[rest], cost[rest], tasks[rest], **fit_kwargs)
+        subs.append((held, sub))
+    temperature, nll = float(fit_kwargs.get("temperature", 1.0)), None
+    if calibrate:
+        nll = _temperature_nll(subs, features, tasks)
+        temperature = float(min(TEMPERATURE_GRID, key=lambda t: nll[t]))
+    for held, sub in subs:
+        sub = dataclasses.replace(sub, temperature=temperature)
         prior_s[held], prior_c[held] = predict_task_prior(sub, features[held])
+        rest = np.setdiff1d(perm, held)
         if blend_k > 0:
             k = min(blend_k, rest.size)
             q, c = knn_predict(features[rest], quality[rest], cost[rest], features[held], k=k)
@@ -420,6 +481,8 @@ def select_blend_and_margin(
             margin = m
     selection = {
         "folds": folds,
+        "temperature": temperature,
+        "task_nll": None if nll is None else {str(t): float(v) for t, v in nll.items()},
         "lambda_cost_ratio": {str(w): float(v) for w, v in tried.items()},
         "weight": float(weight),
         "margin": float(margin),
@@ -480,6 +543,25 @@ def predict_task_prior(state: TaskPriorState, x: np.ndarray) -> tuple[np.ndarray
 # ------------------------------------------------------------------ router table pair
 def taskprior_fit(train, rc) -> TaskPriorState:
     """The router table's ``fit``: a seed's training part (RoutingData) and config entry."""
+    state = _fit_from_config(train, rc)
+    if state.selection is not None:
+        from absl import logging
+
+        sel = state.selection
+        logging.info(
+            "taskprior: cross-fitted on %d training prompts (%d folds): prior weight %.2f "
+            "(λ-rule CR by weight %s), cost margin %.3f, posterior temperature %.2f",
+            train.num_prompts,
+            sel["folds"],
+            sel["weight"],
+            {w: round(v, 3) for w, v in sel["lambda_cost_ratio"].items()},
+            sel["margin"],
+            sel["temperature"],
+        )
+    return state
+
+
+def _fit_from_config(train, rc) -> TaskPriorState:
     return fit_task_prior(
         train.features,
         train.quality,
@@ -500,6 +582,7 @@ def taskprior_fit(train, rc) -> TaskPriorState:
         blend_weights=tuple(rc.get("blend_weights", (1.0,))),
         cost_margin=float(rc.get("cost_margin", 0.0)),
         cost_margin_z=float(rc.get("cost_margin_z", 0.0)),
+        calibrate_temperature=bool(rc.get("calibrate_temperature", False)),
         cv_folds=int(rc.get("cv_folds", 5)),
     )
 

@@ -147,3 +147,18 @@ def test_blend_and_margin_arguments_are_checked():
         tp.fit_task_prior(x, q, c, tasks, blend_weights=(1.5,))
     with pytest.raises(ValueError, match="cost_margin"):
         tp.fit_task_prior(x, q, c, tasks, cost_margin=-0.1)
+
+
+def test_temperature_scaling_sharpens_an_under_confident_head():
+    # The tasks are separable, so the briefly trained head ranks every prompt's task first
+    # but with low confidence: every sharper temperature lowers the cross-fitted task
+    # cross-entropy, and the smallest of the grid is chosen.
+    x, q, c, tasks = _two_tasks()
+    state = tp.fit_task_prior(x, q, c, tasks, calibrate_temperature=True)
+    nll = state.selection["task_nll"]
+    grid = sorted(tp.TEMPERATURE_GRID)
+    assert [nll[str(t)] for t in grid] == sorted(nll.values())
+    assert state.temperature == grid[0] == state.selection["temperature"]
+    plain = tp.fit_task_prior(x, q, c, tasks)
+    sharp = tp.task_posterior(state, x).max(axis=1)
+    assert np.all(sharp > tp.task_posterior(plain, x).max(axis=1))
