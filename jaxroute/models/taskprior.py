@@ -424,7 +424,8 @@ def select_blend_and_margin(
     the posterior temperature is the grid value of least task cross-entropy on these
     predictions (and the predictions below use it). The weight is the
     candidate of ``weights`` whose λ rule reaches the best single model's mean quality
-    at the lowest cost on these predictions (ties: the first). With ``margin=None`` the
+    at the lowest cost on these predictions (ties, such as none reaching it: the highest
+    quality at λ = 0, then the first). With ``margin=None`` the
     margin is the largest of :data:`MARGIN_GRID` (stopping at the first failure) whose
     routing at the largest budget beats the best single model by ``z`` standard errors
     of the per-prompt quality difference. Only training prompts are read.
@@ -462,17 +463,19 @@ def select_blend_and_margin(
             q, c = knn_predict(features[rest], quality[rest], cost[rest], features[held], k=k)
             near_s[held], near_c[held] = np.asarray(q), np.asarray(c)
     best = best_single_model(quality, cost)
-    tried = {}
+    tried, top = {}, {}
+    rows = np.arange(n)
     for w in weights:
         s = w * prior_s + (1.0 - w) * near_s if blend_k > 0 else prior_s
         c = w * prior_c + (1.0 - w) * near_c if blend_k > 0 else prior_c
         tried[w] = _lambda_cost_ratio(s, c, quality, cost, best)
-    weight = min(weights, key=lambda w: tried[w]) if blend_k > 0 else 1.0
+        top[w] = float(quality[rows, np.argmax(s, axis=1)].astype(np.float64).mean())
+    # Lowest CR; among equal ones (e.g. none reaches the target) the best quality at λ = 0.
+    weight = min(weights, key=lambda w: (tried[w], -top[w])) if blend_k > 0 else 1.0
     s = weight * prior_s + (1.0 - weight) * near_s if blend_k > 0 else prior_s
     c = weight * prior_c + (1.0 - weight) * near_c if blend_k > 0 else prior_c
     if margin is None:
         margin = 0.0
-        rows = np.arange(n)
         for m in MARGIN_GRID[1:]:
             picked = quality[rows, np.argmax(with_margin(s, c, m), axis=1)]
             diff = picked.astype(np.float64) - quality[:, best]
@@ -484,6 +487,7 @@ def select_blend_and_margin(
         "temperature": temperature,
         "task_nll": None if nll is None else {str(t): float(v) for t, v in nll.items()},
         "lambda_cost_ratio": {str(w): float(v) for w, v in tried.items()},
+        "quality_at_lambda_0": {str(w): v for w, v in top.items()},
         "weight": float(weight),
         "margin": float(margin),
     }
