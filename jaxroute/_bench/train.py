@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -43,52 +44,115 @@ def _train_once(task, seed, data, n, epochs, batch_size) -> float:
     return float(np.sum(np.asarray(losses)[0] * weights) / weights.sum())
 
 
-def _run(task, seeds, train, epochs, batch_size):
-    """Trains len(seeds) routers as one vmapped group; returns seconds (after compile)."""
-    k = len(seeds)
-    d = train.features.shape[1]
+def _stacked(train, k: int) -> dict:
+    """The training table repeated for K routers, ``[K, N, ...]`` (as groups.py stacks it)."""
     data = {
         "x": np.broadcast_to(train.features, (k, *train.features.shape)),
         "quality": np.broadcast_to(train.quality, (k, *train.quality.shape)),
         "cost": np.broadcast_to(train.cost, (k, *train.cost.shape)),
     }
-    data = jax.tree.map(jax.numpy.asarray, data)
-    fn = T.compiled_epoch(task)
-    n = train.num_prompts
+    return jax.tree.map(jax.numpy.asarray, data)
 
-    def once():
+
+def _group_runner(task, seeds, train, epochs, batch_size, strategy="auto"):
+    """``run()`` trains len(seeds) routers as one group (``compiled_epoch(task, strategy)``)
+    from scratch and returns each router's last-epoch mean training loss ``[K]``."""
+    data = _stacked(train, len(seeds))
+    fn = T.compiled_epoch(task, strategy)
+    n, d = train.num_prompts, train.features.shape[1]
+
+    def run() -> np.ndarray:
         state = T.init_states(task, seeds, d)
         for e in range(epochs):
             parts = [T.epoch_indices(n, batch_size, s, e) for s in seeds]
             idx = np.stack([p[0] for p in parts])
             valid = np.stack([p[1] for p in parts])
             state, losses = fn(state, data, idx, valid)
-        jax.block_until_ready(losses)
+        weights = valid.sum(axis=2)  # [K, S] valid rows per batch
+        return np.sum(np.asarray(losses) * weights, axis=1) / weights.sum(axis=1)
 
-    once()  # compile
+    run.strategy = lambda: fn.strategy(
+        T.init_states(task, seeds, d), data, np.zeros((len(seeds), 1, batch_size), np.int32)
+    )
+    return run
+
+
+def _run(task, seeds, train, epochs, batch_size, strategy="auto"):
+    """Trains len(seeds) routers as one group; returns seconds (after compile)."""
+    run = _group_runner(task, seeds, train, epochs, batch_size, strategy)
+    run()  # compile
     t0 = time.perf_counter()
-    once()
+    run()
     return time.perf_counter() - t0
 
 
 def bench_train_vmap(
-    k: int = 8, n_prompts: int = 2048, epochs: int = 2, batch_size: int = 128, small=False
-) -> dict:
-    """K EquiRouters in one vmapped step against K sequential single runs (same work)."""
+    k: int = 8,
+    n_prompts: int = 2048,
+    epochs: int = 2,
+    batch_size: int = 128,
+    small: bool = False,
+    *,
+    rounds: int = 2,
+    compare_vmap: bool = True,
+) -> dict[str, Any]:
+    """K EquiRouters in one compiled epoch against K sequential single runs (same work).
+
+    The group runs ``compiled_epoch``'s automatic layout (CPU lanes for full-size routers,
+    vmap for small ones or on accelerators); the baseline trains the K routers one after
+    another, each un-vmapped (K = 1). The two sides alternate for ``rounds`` rounds after
+    a compiling run each; the ratio is of median times (sequential / fused). With
+    ``compare_vmap`` the plain vmapped group is timed in the same rounds
+    (``vmap_ratio``). The check: each router's last-epoch mean training loss, fused
+    against its own sequential run (``final_loss_max_rel_gap``).
+    """
     train = jdata.synthetic(n_prompts=n_prompts, seed=0, feature_dim=384)
     task = _equirouter_task(train.num_models, small=small)
     seeds = list(range(k))
-    jax_s = _run(task, seeds, train, epochs, batch_size)
-    base_s = sum(_run(task, [s], train, epochs, batch_size) for s in seeds)
-    return {
+    fused = _group_runner(task, seeds, train, epochs, batch_size)
+    singles = [_group_runner(task, [s], train, epochs, batch_size) for s in seeds]
+    losses: dict[str, np.ndarray] = {}
+
+    def run_fused():
+        losses["fused"] = fused()
+
+    def run_sequential():
+        losses["sequential"] = np.concatenate([one() for one in singles])
+
+    strategy = fused.strategy()
+    fns = {"fused": run_fused, "sequential": run_sequential}
+    if compare_vmap and strategy != "vmap":
+        vmapped = _group_runner(task, seeds, train, epochs, batch_size, "vmap")
+        fns["vmap"] = lambda: losses.__setitem__("vmap", vmapped())
+    t0 = time.perf_counter()
+    for fn in fns.values():  # compile (and a first run)
+        fn()
+    compile_s = time.perf_counter() - t0
+    times = _common.interleaved(fns, rounds)
+    base_s = _common.median(times["sequential"])
+    jax_s = _common.median(times["fused"])
+    gap = np.abs(losses["fused"] - losses["sequential"]) / np.abs(losses["sequential"])
+    out: dict[str, Any] = {
         "ratio": base_s / jax_s,
         "baseline_s": base_s,
         "jaxroute_s": jax_s,
-        "peak_mem_mb": _common.maxrss_mb(),
+        "k": k,
+        "strategy": strategy,
         "threads": _common.cpu_threads(),
-        "what": f"{k} EquiRouters x {epochs} epochs x {n_prompts} prompts: one vmap vs "
-        f"{k} sequential runs",
+        "lanes": T.cpu_lanes(),
+        "final_loss": {k_: v.tolist() for k_, v in losses.items()},
+        "final_loss_max_rel_gap": float(gap.max()),
+        "times_s": times,
+        "compile_and_first_runs_s": compile_s,
+        "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "peak_mem_mb": _common.maxrss_mb(),
+        "what": f"{k} EquiRouters{' (small)' if small else ''} x {epochs} epochs x "
+        f"{n_prompts} prompts, batch {batch_size}: one compiled group "
+        f"({strategy}) vs {k} sequential runs",
     }
+    if "vmap" in times:
+        out["vmap_ratio"] = base_s / _common.median(times["vmap"])
+    return out
 
 
 def bench_equirouter_head(n_prompts: int = 7300, epochs: int = 1, batch_size: int = 128) -> dict:

@@ -29,7 +29,7 @@ def _train_vmap(quick):
     from jaxroute._bench.train import bench_train_vmap
 
     if quick:
-        return bench_train_vmap(k=2, n_prompts=256, epochs=1, small=True)
+        return bench_train_vmap(k=2, n_prompts=256, epochs=1, small=True, rounds=1)
     return bench_train_vmap()
 
 
@@ -38,7 +38,7 @@ def _train_vmap_small(quick):
     from jaxroute._bench.train import bench_train_vmap
 
     if quick:
-        return bench_train_vmap(k=2, n_prompts=256, epochs=1, small=True)
+        return bench_train_vmap(k=2, n_prompts=256, epochs=1, small=True, rounds=1)
     return bench_train_vmap(k=8, n_prompts=2048, epochs=5, small=True)
 
 
@@ -118,6 +118,11 @@ def summary_line(name: str, res: dict) -> str:
     if "final_loss_rel_gap" in res:
         gaps = ", ".join(f"{k} {_num(v, 2)}" for k, v in res["final_loss_rel_gap"].items())
         parts.append(f"final-loss relative gap vs torch: {gaps}")
+    if "vmap_ratio" in res:
+        parts.append(f"plain vmap {res['vmap_ratio']:.2f}x")
+    if "final_loss_max_rel_gap" in res:
+        gap = _num(res["final_loss_max_rel_gap"], 2)
+        parts.append(f"final-loss max relative gap to the sequential runs {gap}")
     for key in ("jaxroute_first_call_s", "compile_s"):
         if isinstance(res.get(key), int | float):
             parts.append(f"{key} {res[key]:.1f}")

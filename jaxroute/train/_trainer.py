@@ -1,17 +1,19 @@
-"""Pure train/eval steps and the epoch loop, vmapped over K routers of the same shape.
+"""Pure train/eval steps and the epoch loop, over K routers of the same shape at once.
 
 A train state is a plain pytree ``{"params", "opt_state", "step", "rng"}`` (``rng`` is
 raw key data so that it checkpoints). K states with the same shapes (seeds, loss
-weights, ...) are stacked on a leading axis and trained by one compiled, vmapped step.
-One epoch is one ``lax.scan`` over its batches, so an epoch costs one dispatch. Batches
-are padded to the batch size with masked rows (the losses exclude them), which keeps
-the last partial batch (METHOD.md §3) without a second compilation.
+weights, ...) are stacked on a leading axis and trained by one compiled program, either
+vmapped or in CPU lanes (:func:`compiled_epoch`). One epoch is one ``lax.scan`` over its
+batches, so an epoch costs one dispatch. Batches are padded to the batch size with
+masked rows (the losses exclude them), which keeps the last partial batch (METHOD.md §3)
+without a second compilation.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -144,24 +146,131 @@ def train_epoch(task: Task, state, data: Batch, idx: jax.Array, valid: jax.Array
     return jax.lax.scan(lambda s, b: train_step(task, s, data, *b), state, (idx, valid))
 
 
-@functools.lru_cache(maxsize=32)
-def compiled_epoch(task: Task):
-    """``train_epoch`` vmapped over K stacked states, jitted, state donated.
+def _lane_group(task: Task, state, data: Batch, idx: jax.Array, valid: jax.Array):
+    """L routers (the leading axis of every argument) stepped side by side for one epoch.
 
-    With K = 1 the leading axis is dropped and the un-vmapped epoch runs instead: on CPU
-    XLA's batched matmuls (what vmap makes of a Dense layer) run about half as fast as
-    plain ones, so a single router should not pay for the stacking.
+    Each router takes the un-vmapped :func:`train_step` of a single run: L independent
+    chains of plain GEMMs in one program, which XLA's CPU runtime executes concurrently.
+    Returns ``(state, losses [L, S])``, stacked as given.
     """
+    lanes = idx.shape[0]
+    take = lambda tree, k: jax.tree.map(lambda a: a[k], tree)  # noqa: E731
+    states = tuple(take(state, k) for k in range(lanes))
+    tables = tuple(take(data, k) for k in range(lanes))
+
+    def step(carry, batch):
+        i, v = batch  # [L, B] each
+        outs = [train_step(task, carry[k], tables[k], i[k], v[k]) for k in range(lanes)]
+        return tuple(o[0] for o in outs), jnp.stack([o[1] for o in outs])
+
+    batches = (jnp.swapaxes(idx, 0, 1), jnp.swapaxes(valid, 0, 1))  # [S, L, B]
+    states, losses = jax.lax.scan(step, states, batches)
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *states), losses.T
+
+
+def lanes_epoch(task: Task, lanes: int, state, data: Batch, idx: jax.Array, valid: jax.Array):
+    """``train_epoch`` of K stacked routers, ``lanes`` at a time (CPU's layout for big ones).
+
+    The K routers go in ``K // lanes`` groups of ``lanes`` (a ``lax.map``, so the program
+    holds one group) and one group of the ``K % lanes`` left; a group steps its routers
+    side by side with the single-router math, so each router's result equals its own
+    separate run. Arguments as for ``jax.vmap(train_epoch)``: ``[K, ...]`` leading axes.
+    """
+    k = idx.shape[0]
+    groups, rest = divmod(k, lanes)
+    args = (state, data, idx, valid)
+    parts = []
+    if groups:
+        head = jax.tree.map(lambda a: a[: groups * lanes], args)
+        if groups == 1:
+            parts.append(_lane_group(task, *head))
+        else:
+            split = jax.tree.map(lambda a: a.reshape(groups, lanes, *a.shape[1:]), head)
+            out = jax.lax.map(lambda a: _lane_group(task, *a), split)
+            parts.append(jax.tree.map(lambda a: a.reshape(groups * lanes, *a.shape[2:]), out))
+    if rest:
+        parts.append(_lane_group(task, *jax.tree.map(lambda a: a[groups * lanes :], args)))
+    if len(parts) == 1:
+        return parts[0]
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
+
+
+# Per-router FLOPs of one step (XLA's count) from which K routers train in CPU lanes
+# rather than vmapped. Below it per-op overheads dominate and vmap's K-wide ops amortise
+# them as well as lanes do; above it XLA CPU's batched GEMMs and K-wide temporaries cost
+# more than K plain GEMMs. 8 EquiRouters, 2 cores, lanes / vmap against 8 sequential runs
+# (2026-12-06): 0.04 GFLOP a step (trunk 64-32-32) 2.05x / 2.09x; 0.40 GFLOP (256-128-128)
+# 1.27x / 1.09x; 1.45 GFLOP (512-256-256) 1.03x / 0.87x; 5.5 GFLOP (full size) see the
+# README's speed table.
+LANES_MIN_FLOPS = 1e8
+
+
+def cpu_lanes() -> int:
+    """Routers stepped side by side in CPU lanes: the cores this process may use (at most 4)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def step_flops(task: Task, state, data: Batch, batch_size: int) -> float:
+    """XLA's FLOP count of one router's :func:`train_step`; ``state`` and ``data`` stacked
+    ``[K, ...]`` as for :func:`compiled_epoch` (only their shapes are read)."""
+    idx = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
+    valid = jax.ShapeDtypeStruct((batch_size,), jnp.bool_)
+    one = lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype)  # noqa: E731
+    shapes = jax.tree.map(one, (state, data))
+    lowered = jax.jit(functools.partial(train_step, task)).lower(*shapes, idx, valid)
+    cost = lowered.cost_analysis() or {}
+    return float(cost.get("flops", 0.0))
+
+
+@functools.lru_cache(maxsize=32)
+def compiled_epoch(task: Task, strategy: str = "auto"):
+    """``train_epoch`` over K stacked states, jitted, state donated.
+
+    With K = 1 the leading axis is dropped and the un-vmapped epoch runs. With K > 1,
+    ``strategy``:
+
+    - ``"vmap"``: one vmapped epoch (K-wide ops; best for small routers and on
+      accelerators).
+    - ``"lanes"``: :func:`lanes_epoch` with :func:`cpu_lanes` lanes: every router takes
+      the single-router step (same results as K separate runs), the cores work on
+      different routers at once. On CPU, XLA's batched matmuls (what vmap makes of a
+      Dense layer) run slower than plain ones, so big routers should not pay for them.
+    - ``"auto"``: lanes on CPU when a router's step costs at least ``LANES_MIN_FLOPS``
+      (XLA's count), else vmap; decided once per shape.
+    """
+    if strategy not in ("auto", "vmap", "lanes"):
+        raise ValueError(f"unknown strategy '{strategy}' (auto, vmap, lanes)")
     vmapped = jax.jit(jax.vmap(functools.partial(train_epoch, task)), donate_argnums=0)
     single = jax.jit(functools.partial(train_epoch, task), donate_argnums=0)
+    lanes = jax.jit(functools.partial(lanes_epoch, task, cpu_lanes()), donate_argnums=0)
+    chosen: dict[Any, str] = {}
+    first = lambda tree: jax.tree.map(lambda a: a[0], tree)  # noqa: E731
+
+    def pick(state, data, idx) -> str:
+        if strategy != "auto":
+            return strategy
+        leaves, tree = jax.tree.flatten((state, data, idx))
+        key = (tree, tuple((a.shape, str(a.dtype)) for a in leaves))
+        if key not in chosen:
+            big = jax.default_backend() == "cpu" and cpu_lanes() > 1
+            big = big and step_flops(task, state, data, idx.shape[-1]) >= LANES_MIN_FLOPS
+            chosen[key] = "lanes" if big else "vmap"
+        return chosen[key]
 
     def run(state, data, idx, valid):
         if idx.shape[0] != 1:
-            return vmapped(state, data, idx, valid)
-        first = lambda tree: jax.tree.map(lambda a: a[0], tree)  # noqa: E731
+            fn = lanes if pick(state, data, idx) == "lanes" else vmapped
+            return fn(state, data, idx, valid)
         out = single(first(state), first(data), idx[0], valid[0])
         return jax.tree.map(lambda a: a[None], out)
 
+    run.strategy = lambda state, data, idx: (
+        "single" if idx.shape[0] == 1 else pick(state, data, idx)
+    )
     return run
 
 
