@@ -29,3 +29,11 @@ def test_final_loss_gap_and_table():
     assert "score_loss 0.012, cost_loss 0.5" in summary_line("t", res)
     for name in ("encoder", "equirouter_train", "train_vmap"):
         assert callable(BENCHMARKS[name])
+
+
+def test_train_vmap_line_has_vmap_ratio_and_loss_check():
+    res = {"ratio": 1.004, "threads": 2, "vmap_ratio": 0.9344, "final_loss_max_rel_gap": 0.0}
+    assert summary_line("train_vmap", res) == (
+        "train_vmap: ratio 1.00x (threads 2; plain vmap 0.93x; final-loss max relative gap "
+        "to the sequential runs 0)"
+    )
