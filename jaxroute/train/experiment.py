@@ -58,11 +58,13 @@ def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = Non
     workdir.mkdir(parents=True, exist_ok=True)
     check_resumable(config, workdir)
     data = data if data is not None else load_experiment_data(config)
+    # Everything the config can get wrong is checked before the workdir is written to.
+    splits = make_splits(config, data)
+    to_train = list(trainable_groups(config, router_names(config)))
     _guard.check_fingerprint(workdir, data, record=dist.is_main())  # refuses other data
     dist.barrier("jaxroute:checked_config")  # all read config.json before process 0 writes
     if dist.is_main():
         write_config(config, workdir)
-    splits = make_splits(config, data)
     writer = MetricWriter(workdir)
     if dist.is_main():
         write_run_info(workdir, data, splits)
@@ -70,7 +72,7 @@ def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = Non
     tc = config.train
     n = splits.train[0].num_prompts
     groups = {}
-    for name, rc, offset in trainable_groups(config, router_names(config)):
+    for name, rc, offset in to_train:
         task = build_task(rc, data.num_models, tc, n)
         params = train_group(
             name,

@@ -154,6 +154,21 @@ def test_misspelt_router_name_fails():
         E.router_names(c)
 
 
+@pytest.mark.parametrize(
+    "change", [{"run_routers": "mlp,eqirouter"}, {"data.split": "no_such_split"}]
+)
+def test_config_errors_found_after_loading_the_data_leave_the_workdir_empty(tmp_path, change):
+    c = tiny()
+    for k, v in change.items():
+        node, _, field = k.rpartition(".")
+        setattr(c[node] if node else c, field, v)
+    with pytest.raises(ValueError, match="eqirouter|no_such_split"):
+        E.fit(c, tmp_path)
+    # Only the workdir lock (an empty file, released with the process) is there.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
+    assert (tmp_path / ".lock").stat().st_size == 0
+
+
 def test_eight_fake_devices_give_the_same_params(tmp_path):
     """Data-parallel over 8 fake CPU devices matches one device (float tolerance)."""
     code = f"""
