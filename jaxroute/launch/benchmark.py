@@ -98,6 +98,7 @@ _ONLY = flags.DEFINE_list(
     f"Which benchmarks to run, of {sorted(BENCHMARKS)}.",
 )
 _QUICK = flags.DEFINE_bool("quick", False, "Small sizes (a smoke run, not a measurement).")
+_JSON = common.define_json()
 
 
 def _num(v, digits=3):
@@ -141,7 +142,8 @@ def main(argv):
         res = BENCHMARKS[name](_QUICK.value)
         res["device"] = jax.devices()[0].platform
         results[name] = res
-        print(summary_line(name, res), flush=True)
+        if not _JSON.value:  # --json: the JSON object alone
+            print(summary_line(name, res), flush=True)
     print(json.dumps(results, default=float))
 
 

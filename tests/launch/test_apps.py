@@ -209,9 +209,10 @@ def test_flagfiles_name_existing_config_fields():
         assert any(ln.startswith("--workdir=") for ln in lines), flagfile.name
 
 
-def test_benchmark_quick_prints_json_last():
-    proc = run("benchmark", "--only=sweep,train_vmap", "--quick")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_benchmark_quick_json_prints_one_object():
+    proc = run("benchmark", "--only=sweep,train_vmap", "--quick", "--json")
+    (line,) = proc.stdout.strip().splitlines()  # without --json: a readable line each first
+    result = json.loads(line)
     for name in ("sweep", "train_vmap"):
         for key in ("ratio", "baseline_s", "jaxroute_s", "peak_mem_mb"):
             assert np.isfinite(result[name][key]), (name, key)
