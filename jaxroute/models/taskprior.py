@@ -350,6 +350,16 @@ TEMPERATURE_GRID = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
 MARGIN_GRID = tuple(round(0.005 * i, 3) for i in range(41))
 
 
+def _blend(w: float, prior, near):
+    """``w · prior + (1 − w) · near``, for scores or costs."""
+    return w * np.asarray(prior) + (1.0 - w) * np.asarray(near)
+
+
+def _routed_quality(quality: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per-prompt quality of the top-scored model (the rule at the largest budget)."""
+    return quality[np.arange(len(quality)), np.argmax(scores, axis=1)].astype(np.float64)
+
+
 def with_margin(scores: np.ndarray, pred_costs: np.ndarray, margin: float) -> np.ndarray:
     """``s − margin · ĉ / max_m ĉ``: a cost tie-break in quality units, per prompt.
 
@@ -370,7 +380,7 @@ def _lambda_cost_ratio(scores, pred_costs, quality, cost, best: int) -> float:
     )
     q_best = float(np.asarray(quality[:, best], np.float64).mean())
     c_star = M.cost_at_quality(res.cost, res.quality, q_best)
-    return c_star / float(np.asarray(cost[:, best], np.float64).mean())
+    return M.cost_ratio(c_star, float(np.asarray(cost[:, best], np.float64).mean()))
 
 
 def _temperature_nll(subs, features, tasks) -> dict[float, float]:
@@ -381,7 +391,7 @@ def _temperature_nll(subs, features, tasks) -> dict[float, float]:
     """
     nll = {t: 0.0 for t in TEMPERATURE_GRID}
     count = 0
-    for held, sub in subs:
+    for held, _, sub in subs:
         logp = np.log(
             np.maximum(
                 task_posterior(dataclasses.replace(sub, temperature=1.0), features[held]), 1e-30
@@ -449,36 +459,31 @@ def select_blend_and_margin(
         held = perm[f::folds]
         rest = np.setdiff1d(perm, held)
         sub = fit_task_prior(features[rest], quality[rest], cost[rest], tasks[rest], **fit_kwargs)
-        subs.append((held, sub))
+        subs.append((held, rest, sub))
     temperature, nll = float(fit_kwargs.get("temperature", 1.0)), None
     if calibrate:
         nll = _temperature_nll(subs, features, tasks)
         temperature = float(min(TEMPERATURE_GRID, key=lambda t: nll[t]))
-    for held, sub in subs:
+    for held, rest, sub in subs:
         sub = dataclasses.replace(sub, temperature=temperature)
         prior_s[held], prior_c[held] = predict_task_prior(sub, features[held])
-        rest = np.setdiff1d(perm, held)
         if blend_k > 0:
             k = min(blend_k, rest.size)
             q, c = knn_predict(features[rest], quality[rest], cost[rest], features[held], k=k)
             near_s[held], near_c[held] = np.asarray(q), np.asarray(c)
     best = best_single_model(quality, cost)
     tried, top = {}, {}
-    rows = np.arange(n)
-    for w in weights:
-        s = w * prior_s + (1.0 - w) * near_s if blend_k > 0 else prior_s
-        c = w * prior_c + (1.0 - w) * near_c if blend_k > 0 else prior_c
+    for w in weights if blend_k > 0 else (1.0,):  # without neighbours every w is the prior
+        s, c = _blend(w, prior_s, near_s), _blend(w, prior_c, near_c)
         tried[w] = _lambda_cost_ratio(s, c, quality, cost, best)
-        top[w] = float(quality[rows, np.argmax(s, axis=1)].astype(np.float64).mean())
+        top[w] = float(_routed_quality(quality, s).mean())
     # Lowest CR; among equal ones (e.g. none reaches the target) the best quality at λ = 0.
-    weight = min(weights, key=lambda w: (tried[w], -top[w])) if blend_k > 0 else 1.0
-    s = weight * prior_s + (1.0 - weight) * near_s if blend_k > 0 else prior_s
-    c = weight * prior_c + (1.0 - weight) * near_c if blend_k > 0 else prior_c
+    weight = min(tried, key=lambda w: (tried[w], -top[w]))
+    s, c = _blend(weight, prior_s, near_s), _blend(weight, prior_c, near_c)
     if margin is None:
         margin = 0.0
         for m in MARGIN_GRID[1:]:
-            picked = quality[rows, np.argmax(with_margin(s, c, m), axis=1)]
-            diff = picked.astype(np.float64) - quality[:, best]
+            diff = _routed_quality(quality, with_margin(s, c, m)) - quality[:, best]
             if diff.mean() - z * diff.std() / np.sqrt(n) < 0:
                 break
             margin = m
@@ -536,8 +541,7 @@ def predict_task_prior(state: TaskPriorState, x: np.ndarray) -> tuple[np.ndarray
         near_q, near_c = knn_predict(
             state.train_features, state.train_quality, state.train_cost, x, k=state.blend_k
         )
-        scores = w * np.asarray(scores) + (1.0 - w) * np.asarray(near_q)
-        costs = w * costs + (1.0 - w) * np.asarray(near_c)
+        scores, costs = _blend(w, scores, near_q), _blend(w, costs, near_c)
     scores, costs = np.asarray(scores, np.float32), np.asarray(costs, np.float32)
     if state.cost_margin > 0:
         scores = with_margin(scores, costs, state.cost_margin)
