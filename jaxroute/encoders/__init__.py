@@ -34,10 +34,12 @@ from jaxroute.encoders._embed import (
 )
 from jaxroute.encoders._jit_cache import DEFAULT_JAX_CACHE_DIR, enable_compilation_cache
 from jaxroute.encoders._model import (
+    ENCODER_DTYPES,
     BertConfig,
     SentenceEncoder,
     default_encoder_dir,
     encoder_fingerprint,
+    resolve_dtype,
     resolve_encoder_dir,
 )
 from jaxroute.encoders._views import PROMPT_VIEWS, apply_view, question_view
@@ -66,6 +68,8 @@ __all__ = [
     "ids_path",
     "load_encoder",
     "load_features",
+    "ENCODER_DTYPES",
+    "resolve_dtype",
     "resolve_encoder_dir",
     "write_features",
 ]

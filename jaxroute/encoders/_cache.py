@@ -2,16 +2,18 @@
 
 Cache layout (one folder per encoder identity, per-prompt keys)::
 
-    cache_dir/<fingerprint>-L<max_length>/
+    cache_dir/<fingerprint>[-bf16]-L<max_length>/
         manifest.json        {"fingerprint", "max_length", "dim", "entries": {key: [shard, row]}}
         shard-<hash>.npy     float32 [n, D], the vectors one run computed
 
 ``key = sha256(fingerprint, max_length, prompt)``, so a changed prompt or a changed
-encoder (weights, config or tokenizer bytes, see :func:`encoder_fingerprint`) or a
-changed ``max_length`` never matches a stored vector. Shards are written first, the
-manifest last, each through a temporary file and ``os.replace``: an interrupted run
-leaves at most an unreferenced shard, never a manifest entry without its vectors. A
-missing or unreadable shard or manifest counts as a miss and is recomputed.
+encoder (weights, config or tokenizer bytes, see :func:`encoder_fingerprint`), a
+changed ``max_length`` or a changed matmul mode (the ``-bf16`` suffix of the
+fingerprint, see :func:`jaxroute.encoders.resolve_dtype`) never matches a stored vector.
+Shards are written first, the manifest last, each through a temporary file and
+``os.replace``: an interrupted run leaves at most an unreferenced shard, never a
+manifest entry without its vectors. A missing or unreadable shard or manifest counts as
+a miss and is recomputed.
 """
 
 from __future__ import annotations
@@ -63,9 +65,21 @@ class FeatureCache:
       cache_dir: root folder of the cache.
       fingerprint: :func:`encoder_fingerprint` of the encoder.
       max_length: the encoder's tokens per prompt.
+      dtype: the encoder's resolved matmul mode (``"float32"`` or ``"bfloat16"``);
+        bfloat16 vectors live under their own identity, ``<fingerprint>-bf16``.
     """
 
-    def __init__(self, cache_dir: str | os.PathLike, fingerprint: str, max_length: int):
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike,
+        fingerprint: str,
+        max_length: int,
+        dtype: str = "float32",
+    ):
+        if dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"FeatureCache dtype must be float32 or bfloat16, got {dtype!r}")
+        self.dtype = dtype
+        fingerprint = fingerprint + ("-bf16" if dtype == "bfloat16" else "")
         self.fingerprint = fingerprint
         self.max_length = max_length
         self.folder = Path(cache_dir).expanduser() / f"{fingerprint}-L{max_length}"
@@ -154,8 +168,8 @@ class FeatureCache:
         _atomic_write(self.manifest_path, lambda f: f.write(data))
 
 
-def _get_encoder(encoder_dir: str | os.PathLike | None) -> _embed.Encoder:
-    return _embed.cached_encoder(encoder_dir)
+def _get_encoder(encoder_dir: str | os.PathLike | None, dtype: str = "auto") -> _embed.Encoder:
+    return _embed.cached_encoder(encoder_dir, dtype)
 
 
 def embed_prompts(
@@ -166,6 +180,7 @@ def embed_prompts(
     batch_size: int = _embed.DEFAULT_BATCH_SIZE,
     sample_ids: Sequence[Any] | None = None,
     progress: bool = True,
+    dtype: str = "auto",
 ) -> np.ndarray:
     """Embeds prompts through the feature cache: cached rows from disk, the rest encoded.
 
@@ -176,17 +191,20 @@ def embed_prompts(
       batch_size: rows per forward call.
       sample_ids: optional ids, used to name a bad prompt in errors.
       progress: show a tqdm bar while encoding.
+      dtype: the encoder's matmul mode (``"auto"``, ``"float32"``, ``"bfloat16"``; see
+        :func:`jaxroute.encoders.resolve_dtype`).
 
     Returns:
       float32 ``[N, D]``, in input order.
     """
     prompts = _embed.check_prompts(prompts, sample_ids)
+    dtype = _model.resolve_dtype(dtype)
     if cache_dir is None:
         return _embed.encode(
-            prompts, _get_encoder(encoder_dir), batch_size=batch_size, progress=progress
+            prompts, _get_encoder(encoder_dir, dtype), batch_size=batch_size, progress=progress
         )
     fingerprint, max_length = encoder_identity(encoder_dir)
-    cache = FeatureCache(cache_dir, fingerprint, max_length)
+    cache = FeatureCache(cache_dir, fingerprint, max_length, dtype)
     unique = list(dict.fromkeys(prompts))
     found, missing = cache.get(unique)
     logging.info(
@@ -197,7 +215,7 @@ def embed_prompts(
         len(missing),
     )
     if missing:
-        encoder = _get_encoder(encoder_dir)
+        encoder = _get_encoder(encoder_dir, dtype)
         todo = [unique[i] for i in missing]
         vecs = encoder(todo, batch_size=batch_size, progress=progress)
         cache.put(todo, vecs)
@@ -205,7 +223,7 @@ def embed_prompts(
             found = np.zeros((len(unique), vecs.shape[1]), np.float32)
         found[missing] = vecs
     if found is None:  # no prompts at all
-        return np.zeros((0, _get_encoder(encoder_dir).dim), np.float32)
+        return np.zeros((0, _get_encoder(encoder_dir, dtype).dim), np.float32)
     row = {p: i for i, p in enumerate(unique)}
     return found[[row[p] for p in prompts]]
 
@@ -314,6 +332,7 @@ def features_for(
     features_path: str | os.PathLike | None = None,
     batch_size: int = _embed.DEFAULT_BATCH_SIZE,
     progress: bool = True,
+    encoder_dtype: str = "auto",
 ) -> np.ndarray:
     """Features for a :class:`jaxroute.data.RoutingData`: from a file, or its prompts.
 
@@ -326,6 +345,7 @@ def features_for(
         of the encoder when given.
       batch_size: rows per forward call.
       progress: show a tqdm bar while encoding.
+      encoder_dtype: the encoder's matmul mode (see :func:`embed_prompts`).
 
     Returns:
       float32 ``[N, D]`` aligned with ``data.sample_ids``.
@@ -349,4 +369,5 @@ def features_for(
         batch_size=batch_size,
         sample_ids=sample_ids,
         progress=progress,
+        dtype=encoder_dtype,
     )

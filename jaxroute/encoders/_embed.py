@@ -66,6 +66,8 @@ class Encoder:
       buckets: padded lengths; a batch is padded to the smallest bucket that fits its
         longest prompt.
       num_traces: how many times the forward was traced (one per batch shape used).
+      dtype: the matmul mode, ``"float32"`` or ``"bfloat16"`` (see
+        :func:`jaxroute.encoders.resolve_dtype`); part of the feature cache's identity.
     """
 
     def __init__(
@@ -77,7 +79,9 @@ class Encoder:
         max_length: int,
         fingerprint: str,
         buckets: Sequence[int] = DEFAULT_BUCKETS,
+        dtype: str = "float32",
     ):
+        self.dtype = _model.resolve_dtype(dtype)
         self.folder = folder
         self.config = config
         self.params = params
@@ -89,7 +93,10 @@ class Encoder:
         tokenizer.enable_truncation(max_length=max_length)
         self.tokenizer = tokenizer
         self._pad_id = tokenizer.token_to_id("[PAD]") or 0
-        model = _model.SentenceEncoder(config)
+        matmul_dtype = jnp.bfloat16 if self.dtype == "bfloat16" else None
+        model = _model.SentenceEncoder(config, matmul_dtype=matmul_dtype)
+        # The layer kernels are cast once here, not in every call.
+        self._run_params = params if matmul_dtype is None else _cast_kernels(params, matmul_dtype)
 
         def forward(params, ids, mask):
             self.num_traces += 1  # runs at trace time only
@@ -133,7 +140,7 @@ class Encoder:
             for j, i in enumerate(chunk):
                 tok[j, : len(ids[i])] = ids[i]
                 mask[j, : len(ids[i])] = 1
-            vec = self._forward(self.params, jnp.asarray(tok), jnp.asarray(mask))
+            vec = self._forward(self._run_params, jnp.asarray(tok), jnp.asarray(mask))
             out[chunk] = np.asarray(vec)[: len(chunk)]
             bar.update(len(chunk))
         bar.close()
@@ -182,11 +189,23 @@ class Encoder:
         for length in lengths or self.buckets:
             rows = max(1, min(batch_size, max_tokens // length))
             z = jnp.zeros((rows, length), jnp.int32)
-            self._forward(self.params, z, z).block_until_ready()
+            self._forward(self._run_params, z, z).block_until_ready()
+
+
+def _cast_kernels(params: Any, dtype: Any) -> Any:
+    """``params`` with the transformer layers' Dense kernels cast to ``dtype``."""
+    layers = {
+        name: ({**p, "kernel": p["kernel"].astype(dtype)} if "kernel" in p else p)
+        for name, p in params["params"]["layers"].items()
+    }
+    return {"params": {**params["params"], "layers": layers}}
 
 
 def load_encoder(
-    encoder_dir: str | os.PathLike | None = None, *, buckets: Sequence[int] = DEFAULT_BUCKETS
+    encoder_dir: str | os.PathLike | None = None,
+    *,
+    buckets: Sequence[int] = DEFAULT_BUCKETS,
+    dtype: str = "auto",
 ) -> Encoder:
     """Loads an encoder from a Hugging Face-format folder (no torch, no hub).
 
@@ -194,14 +213,18 @@ def load_encoder(
       encoder_dir: folder with config.json, model.safetensors, tokenizer.json (and
         optionally sentence_bert_config.json); None for the installed all-MiniLM-L6-v2.
       buckets: padded token lengths for batching; ``max_length`` is always added.
+      dtype: matmul mode, ``"auto"``, ``"float32"`` or ``"bfloat16"`` (see
+        :func:`jaxroute.encoders.resolve_dtype`).
 
     Returns:
       An :class:`Encoder`.
 
     Raises:
       FileNotFoundError: the folder or one of its files is missing.
-      ValueError: a file is malformed (names the file; missing tensors are listed).
+      ValueError: a file is malformed (names the file; missing tensors are listed), or
+        ``dtype`` is not a known mode.
     """
+    dtype = _model.resolve_dtype(dtype)
     folder = _model.resolve_encoder_dir(encoder_dir)
     enable_compilation_cache()
     cfg_path = folder / "config.json"
@@ -226,18 +249,20 @@ def load_encoder(
         max_length,
         _model.encoder_fingerprint(folder),
         buckets=buckets,
+        dtype=dtype,
     )
 
 
-_ENCODERS: dict[tuple[str, str], Encoder] = {}
+_ENCODERS: dict[tuple[str, str, str], Encoder] = {}
 
 
-def cached_encoder(encoder_dir: str | os.PathLike | None = None) -> Encoder:
-    """:func:`load_encoder`, memoised per process by folder and content fingerprint."""
+def cached_encoder(encoder_dir: str | os.PathLike | None = None, dtype: str = "auto") -> Encoder:
+    """:func:`load_encoder`, memoised per process by folder, content fingerprint and dtype."""
+    dtype = _model.resolve_dtype(dtype)
     folder = _model.resolve_encoder_dir(encoder_dir)
-    key = (str(folder.resolve()), _model.encoder_fingerprint(folder))
+    key = (str(folder.resolve()), _model.encoder_fingerprint(folder), dtype)
     if key not in _ENCODERS:
-        _ENCODERS[key] = load_encoder(folder)
+        _ENCODERS[key] = load_encoder(folder, dtype=dtype)
     return _ENCODERS[key]
 
 
@@ -249,6 +274,7 @@ def encode(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     sample_ids: Sequence[Any] | None = None,
     progress: bool = True,
+    dtype: str = "auto",
 ) -> np.ndarray:
     """Embeds prompts: float32 ``[N, D]`` L2-normalised mean-pooled vectors, input order.
 
@@ -266,12 +292,14 @@ def encode(
       max_tokens: about this many (padded) tokens per forward call.
       sample_ids: optional ids, only used to name a bad prompt in errors.
       progress: show a tqdm bar.
+      dtype: matmul mode when ``encoder`` is a folder or None (a loaded
+        :class:`Encoder` keeps its own).
 
     Raises:
       TypeError, ValueError: see :func:`check_prompts`.
     """
     if not isinstance(encoder, Encoder):
-        encoder = cached_encoder(encoder)
+        encoder = cached_encoder(encoder, dtype)
     return encoder(
         prompts,
         batch_size=batch_size,

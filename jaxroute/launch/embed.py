@@ -23,6 +23,13 @@ _CACHE_DIR = flags.DEFINE_string(
     "cache_dir", encoders.DEFAULT_CACHE_DIR, "Feature cache folder ('' disables the cache)."
 )
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", encoders.DEFAULT_BATCH_SIZE, "Rows per batch.")
+_DTYPE = flags.DEFINE_enum(
+    "encoder_dtype",
+    "auto",
+    list(encoders.ENCODER_DTYPES),
+    "Encoder matmuls: float32, bfloat16 (float32 accumulation), or auto (bfloat16 on a "
+    "CPU with AMX-BF16, else float32).",
+)
 _VIEW = flags.DEFINE_enum(
     "prompt_view", "full", list(encoders.PROMPT_VIEWS), "Which part of each prompt to embed."
 )
@@ -42,6 +49,7 @@ def main(argv):
         encoder_dir=_ENCODER_DIR.value,
         cache_dir=_CACHE_DIR.value or None,
         batch_size=_BATCH_SIZE.value,
+        encoder_dtype=_DTYPE.value,
     )
     encoders.write_features(_OUTPUT.value, features, data.sample_ids)
     logging.info(

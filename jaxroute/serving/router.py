@@ -127,6 +127,7 @@ class TrainedRouter:
     cost_fn: Any
     encoder_dir: str | None
     prompt_view: str = "full"
+    encoder_dtype: str = "float32"
     seed: int = 0
     workdir: str = ""
     calibration: dict = dataclasses.field(default_factory=dict)
@@ -141,7 +142,7 @@ class TrainedRouter:
         if self._encoder is None:
             from jaxroute import encoders
 
-            self._encoder = encoders.cached_encoder(self.encoder_dir)
+            self._encoder = encoders.cached_encoder(self.encoder_dir, self.encoder_dtype)
         return self._encoder
 
     def embed(self, prompts: Sequence[str], *, batch_size: int = 32):
@@ -308,6 +309,8 @@ def load_router(workdir, *, router: str | None = None, seed_index: int = 0) -> T
         cost_fn=lambda x: capply(cparams, x),
         encoder_dir=config.features.encoder_dir or None,
         prompt_view=config.features.get("prompt_view", "full"),
+        # Runs from before the field embedded in float32.
+        encoder_dtype=config.features.get("encoder_dtype", "float32"),
         seed=int(seeds[seed_index]),
         workdir=str(workdir),
         calibration=calibration,

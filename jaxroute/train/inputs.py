@@ -26,6 +26,12 @@ def load_experiment_data(config) -> jdata.RoutingData:
     from jaxroute import encoders  # lazy: only runs that embed need tokenizers & weights
 
     view = fc.get("prompt_view", "full")
+    dtype = fc.get("encoder_dtype", "auto")
+    if dtype not in encoders.ENCODER_DTYPES:
+        raise ValueError(
+            f"config.features.encoder_dtype: unknown {dtype!r} "
+            f"({', '.join(encoders.ENCODER_DTYPES)})"
+        )
     encoded = data
     if source == "encoder" and view != "full" and data.prompts is not None:
         encoded = data.replace(prompts=encoders.apply_view(data.prompts.tolist(), view))
@@ -35,6 +41,7 @@ def load_experiment_data(config) -> jdata.RoutingData:
         cache_dir=fc.cache_dir or encoders.DEFAULT_CACHE_DIR,
         features_path=(fc.path or None) if source == "file" else None,
         batch_size=fc.batch_size,
+        encoder_dtype=dtype,
     )
     return data.with_features(np.asarray(feats, np.float32))
 

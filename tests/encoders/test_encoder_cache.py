@@ -22,7 +22,7 @@ class _Data:
 def count_encodes(monkeypatch, tiny_encoder):
     """Counts the prompts the encoder actually encodes (cache misses)."""
     seen = []
-    monkeypatch.setattr(_cache, "_get_encoder", lambda d: _Counting(tiny_encoder, seen))
+    monkeypatch.setattr(_cache, "_get_encoder", lambda d, dtype: _Counting(tiny_encoder, seen))
     return seen
 
 
@@ -89,7 +89,7 @@ def test_corrupt_cache_is_recomputed(tmp_path, tiny_dir, count_encodes):
 
 def test_interrupted_write_leaves_cache_valid(tmp_path, tiny_dir, monkeypatch):
     prompts = ["alpha", "beta"]
-    a = _embed(prompts, tiny_dir, tmp_path)
+    a = _embed(prompts, tiny_dir, tmp_path, dtype="float32")
 
     def boom(f):
         f.write(b"partial")
@@ -162,3 +162,17 @@ def test_features_for(tmp_path, tiny_dir, tiny_encoder):
         encoders.features_for(_Data(["s1"], None))
     with pytest.raises(ValueError, match=r"sample id 's2'"):
         encoders.features_for(_Data(["s1", "s2"], ["ok", " "]), encoder_dir=tiny_dir)
+
+
+def test_dtypes_have_separate_cache_identities(tmp_path, tiny_dir):
+    prompts = ["first prompt", "second"]
+    a = _embed(prompts, tiny_dir, tmp_path, dtype="float32")
+    b = _embed(prompts, tiny_dir, tmp_path, dtype="bfloat16")
+    assert not np.array_equal(a, b)  # the bfloat16 run did not read the float32 rows
+    folders = sorted(p.name for p in tmp_path.iterdir())
+    fp = encoders.encoder_fingerprint(tiny_dir)
+    assert folders == [f"{fp}-L64", f"{fp}-bf16-L64"]
+    np.testing.assert_array_equal(_embed(prompts, tiny_dir, tmp_path, dtype="float32"), a)
+    np.testing.assert_array_equal(_embed(prompts, tiny_dir, tmp_path, dtype="bfloat16"), b)
+    with pytest.raises(ValueError, match="float32 or bfloat16"):
+        encoders.FeatureCache(tmp_path, fp, 64, "auto")

@@ -227,3 +227,41 @@ def test_bench_encoder_reports_without_torch(tiny_dir):
     assert r["sets"]["long"]["tokens_max"] == 64  # truncated to the tiny max_length
     assert r["sets"]["short"]["tokens_max"] < 45
     assert np.isfinite(r["jaxroute_prompts_per_s"]) and r["threads"] >= 1
+
+
+def test_resolve_dtype(monkeypatch):
+    from jaxroute.encoders import _model
+
+    assert encoders.resolve_dtype("float32") == "float32"
+    assert encoders.resolve_dtype("bfloat16") == "bfloat16"
+    monkeypatch.setattr(_model, "cpu_has_native_bf16", lambda: True)
+    assert encoders.resolve_dtype("auto") == "bfloat16"
+    monkeypatch.setattr(_model, "cpu_has_native_bf16", lambda: False)
+    assert encoders.resolve_dtype("auto") == "float32"
+    with pytest.raises(ValueError, match="auto, float32, bfloat16.*'fp16'"):
+        encoders.resolve_dtype("fp16")
+
+
+def test_bfloat16_mode_close_to_float32_but_not_equal(tiny_dir):
+    import jax.numpy as jnp
+
+    f32 = encoders.load_encoder(tiny_dir, dtype="float32")
+    bf16 = encoders.load_encoder(tiny_dir, dtype="bfloat16")
+    assert (f32.dtype, bf16.dtype) == ("float32", "bfloat16")
+    # Kernels are cast once, for the run; the loaded params stay float32.
+    run = bf16._run_params["params"]["layers"]
+    assert {
+        run[n]["kernel"].dtype for n in ("qkv", "attention_output", "intermediate", "output")
+    } == {jnp.dtype(jnp.bfloat16)}
+    assert run["qkv"]["bias"].dtype == jnp.float32
+    assert bf16.params["params"]["layers"]["qkv"]["kernel"].dtype == jnp.float32
+    prompts = ["short one", "a somewhat longer prompt " * 5, "x", "['Q: 2+2?', 'A: 4']"]
+    a = f32(prompts, progress=False)
+    b = bf16(prompts, progress=False)
+    assert b.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    cos = np.sum(a * b, axis=1)
+    # bfloat16 keeps 8 mantissa bits (relative rounding <= 2**-9 per operand): the
+    # vectors agree to about that, not to float32's 1e-7.
+    assert cos.min() > 1 - 1e-3, cos
+    assert np.abs(a - b).max() > 1e-6
