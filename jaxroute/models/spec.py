@@ -36,6 +36,10 @@ class RouterSpec:
       fit: non-trainable routers: ``fit(train: RoutingData, rc) -> state``.
       predict: non-trainable routers: ``predict(state, x [N, D], rc) -> (scores [N, M],
         predicted costs [N, M] or None)``; None routes with the cost model's predictions.
+      choices: non-trainable routers, optional: ``choices(state) -> dict | None``, what
+        ``fit`` chose from the training data (JSON-able; e.g. a cross-fitted weight and
+        the scores that chose it). The report keeps one record per seed under
+        ``routers[name]["fitted"]``; None (or no ``choices``) records nothing.
       fields: other config fields of this router kind and their defaults (kNN: ``k``,
         ``cost_source``); they exist on this kind's config entries only.
       field_docs: one line per entry of ``fields`` (shown by ``train --config_help``).
@@ -50,6 +54,7 @@ class RouterSpec:
     objective: Any = None
     fit: Any = None
     predict: Any = None
+    choices: Any = None
     fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     field_docs: Mapping[str, str] = dataclasses.field(default_factory=dict)
     batch_fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -78,6 +83,10 @@ class RouterSpec:
 
     def predict_with(self, state, x, rc):
         return resolve(self.predict)(state, x, rc)
+
+    def fitted_choices(self, state) -> dict[str, Any] | None:
+        """What ``fit`` chose for ``state`` (None: the router records nothing)."""
+        return None if self.choices is None else resolve(self.choices)(state)
 
     def extra_batch(self, part, train) -> dict[str, Any]:
         return {k: resolve(fn)(part, train) for k, fn in self.batch_fields.items()}

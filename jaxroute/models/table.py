@@ -56,6 +56,7 @@ ROUTERS: dict[str, RouterSpec] = {
     "taskprior": RouterSpec(
         fit="jaxroute.models.taskprior:taskprior_fit",
         predict="jaxroute.models.taskprior:taskprior_predict",
+        choices="jaxroute.models.taskprior:taskprior_choices",
         fields={
             "steps": 300,
             "head_learning_rate": 3e-3,

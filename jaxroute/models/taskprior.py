@@ -441,7 +441,13 @@ def select_blend_and_margin(
     of the per-prompt quality difference. Only training prompts are read.
 
     Returns:
-      ``(weight, margin, selection)``; ``selection`` records what was tried.
+      ``(weight, margin, selection)``; ``selection`` records what was tried: ``folds``,
+      ``temperature``, ``task_nll`` (grid temperature -> cross-fitted task NLL; None
+      without ``calibrate``), ``lambda_cost_ratio`` and ``quality_at_lambda_0`` (weight
+      -> the λ rule's CR, ``inf`` if not reached, and the top-budget quality),
+      ``weight``, ``margin``, ``margin_z`` and ``margin_lower_bound`` (margin tried ->
+      mean − z·SE of the quality gain over the best single model; the last one tried is
+      the first below 0 unless the grid ran out; None when the margin was given).
     """
     from jaxroute.models.knn import knn_predict
     from jaxroute.routing.reference import best_single_model
@@ -480,11 +486,13 @@ def select_blend_and_margin(
     # Lowest CR; among equal ones (e.g. none reaches the target) the best quality at λ = 0.
     weight = min(tried, key=lambda w: (tried[w], -top[w]))
     s, c = _blend(weight, prior_s, near_s), _blend(weight, prior_c, near_c)
+    bounds = None  # margin -> mean - z·SE of the quality gain over the best single model
     if margin is None:
-        margin = 0.0
+        margin, bounds = 0.0, {}
         for m in MARGIN_GRID[1:]:
             diff = _routed_quality(quality, with_margin(s, c, m)) - quality[:, best]
-            if diff.mean() - z * diff.std() / np.sqrt(n) < 0:
+            bounds[m] = float(diff.mean() - z * diff.std() / np.sqrt(n))
+            if bounds[m] < 0:
                 break
             margin = m
     selection = {
@@ -495,6 +503,8 @@ def select_blend_and_margin(
         "quality_at_lambda_0": {str(w): v for w, v in top.items()},
         "weight": float(weight),
         "margin": float(margin),
+        "margin_z": float(z) if bounds is not None else None,
+        "margin_lower_bound": None if bounds is None else {str(m): v for m, v in bounds.items()},
     }
     return float(weight), float(margin), selection
 
@@ -567,6 +577,29 @@ def taskprior_fit(train, rc) -> TaskPriorState:
             sel["temperature"],
         )
     return state
+
+
+def taskprior_choices(state: TaskPriorState) -> dict | None:
+    """The router table's ``choices``: what ``fit`` chose on cross-fitted predictions.
+
+    ``temperature``, ``blend_weight``, ``cost_margin`` and ``blend_k`` are the fitted
+    router's own values; ``folds`` and the cross-fitted scores that chose them are
+    :func:`select_blend_and_margin`'s (``task_nll``, ``lambda_cost_ratio``,
+    ``quality_at_lambda_0``, ``margin_z``, ``margin_lower_bound``). None when nothing was
+    chosen (one weight, a fixed margin and temperature).
+    """
+    sel = state.selection
+    if sel is None:
+        return None
+    scores = ("task_nll", "lambda_cost_ratio", "quality_at_lambda_0", "margin_z")
+    return {
+        "temperature": float(state.temperature),
+        "blend_weight": float(state.blend_weight),
+        "cost_margin": float(state.cost_margin),
+        "blend_k": int(state.blend_k),
+        "folds": int(sel["folds"]),
+        **{k: sel[k] for k in (*scores, "margin_lower_bound")},
+    }
 
 
 def _fit_from_config(train, rc) -> TaskPriorState:

@@ -3,6 +3,7 @@
 from jaxroute.report.report import (
     aggregate_seeds,
     build_report,
+    fitted_table,
     headline_table,
     model_colour,
     rule_table,
@@ -12,6 +13,7 @@ from jaxroute.report.report import (
 __all__ = [
     "aggregate_seeds",
     "build_report",
+    "fitted_table",
     "headline_table",
     "model_colour",
     "rule_table",

@@ -7,6 +7,12 @@ function from :func:`jaxroute.routing.reference_results`) and
 :func:`jaxroute.routing.dataset_summary`. This package only formats. JSON is written
 with ``allow_nan=False``: an unreachable cost ratio is ``null`` with
 ``"best_single_reached": false``.
+
+A router whose ``fit`` makes choices of its own on the training data (its
+:class:`~jaxroute.models.RouterSpec` has ``choices``, e.g. ``taskprior``'s cross-fitted
+temperature, blend weight and cost margin) gets ``routers[name]["fitted"]``: one record
+per seed, ``{"seed": s, ...}``, as the router reports them; report.md shows their scalar
+fields in a table. Other routers have no ``fitted`` key.
 """
 
 from __future__ import annotations
@@ -125,6 +131,27 @@ def rule_table(report: Mapping[str, Any], rule: str = "budget") -> str:
         sub = _rule_entry(e, rule)
         cells = [_cell(sub, k) for k, _ in TABLE_COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fitted_cell(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def fitted_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown table of one router's per-seed ``fitted`` records: one row per seed,
+    a column per scalar field (nested fields, such as cross-fitted scores, stay in
+    report.json)."""
+    keys = list(
+        dict.fromkeys(k for r in records for k, v in r.items() if not isinstance(v, Mapping | list))
+    )
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for r in records:
+        lines.append("| " + " | ".join(_fitted_cell(r.get(k)) for k in keys) + " |")
     return "\n".join(lines)
 
 
@@ -357,11 +384,17 @@ def build_report(
     dataset: Mapping[str, Any],
     routers: Mapping[str, Sequence[Mapping[str, Any]]],
     reference: Mapping[str, Any] | None = None,
+    fitted: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """The ``report.json`` content (JSON-able) that :func:`write_report` writes."""
+    entries = {name: _clean(aggregate_seeds(res)) for name, res in routers.items()}
+    for name, records in (fitted or {}).items():
+        if name not in entries:
+            raise ValueError(f"fitted choices of '{name}': not a router of {sorted(entries)}")
+        entries[name]["fitted"] = _clean(list(records))
     return {
         "dataset": _clean(dict(dataset)),
-        "routers": {name: _clean(aggregate_seeds(res)) for name, res in routers.items()},
+        "routers": entries,
         "reference": _clean(dict(reference or {})),
     }
 
@@ -374,6 +407,7 @@ def write_report(
     model_names: Sequence[str] | None = None,
     strong_model: str | None = None,
     *,
+    fitted: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     figures: bool = True,
 ) -> dict[str, str]:
     """Writes ``report.json``, ``report.md`` and PNG figures into ``workdir``.
@@ -386,6 +420,9 @@ def write_report(
         :func:`jaxroute.routing.reference_results`), optional.
       model_names: names for the usage plot (default ``dataset["models"]``).
       strong_model: name of the strong model (default ``dataset["strong_model"]``).
+      fitted: name -> per-seed records of the choices the router's ``fit`` made
+        (``[{"seed": s, ...}, ...]``, JSON-able), kept as ``routers[name]["fitted"]``
+        (non-finite floats become ``null``) and tabled in report.md; optional.
       figures: also write the PNGs.
 
     Returns:
@@ -396,7 +433,7 @@ def write_report(
     os.makedirs(workdir, exist_ok=True)
     model_names = list(model_names or dataset.get("models", []))
     strong_model = strong_model or dataset.get("strong_model", "strong model")
-    report = build_report(dataset, routers, reference)
+    report = build_report(dataset, routers, reference, fitted)
     paths = {"json": os.path.join(workdir, "report.json")}
     with open(paths["json"], "w") as f:
         json.dump(report, f, allow_nan=False, indent=1)
@@ -423,6 +460,17 @@ def write_report(
     for rule, title in RULES:
         if rule == "budget" or any(_rule_entry(e, rule) for e in report["routers"].values()):
             md += [f"## All metrics, {title}", "", rule_table(report, rule), ""]
+    chose = {name: e["fitted"] for name, e in report["routers"].items() if e.get("fitted")}
+    if chose:
+        md += [
+            "## Choices made in fit",
+            "",
+            "What each router chose on its own training prompts, per seed (the scores "
+            "that chose it are under `fitted` in report.json).",
+            "",
+        ]
+        for name, records in chose.items():
+            md += [f"### {name}", "", fitted_table(records), ""]
     if figures:
         md += ["## Figures", ""]
         for key, caption in FIGURE_CAPTIONS.items():

@@ -34,6 +34,17 @@ def predicted_costs(config, fitted: Fitted, part: str = "test") -> np.ndarray:
 
 def router_predictions(name, rc, fitted: Fitted, cost_preds, part: str = "test"):
     """Scores and predicted costs ``[K, N, M]`` of router ``name`` on a split part."""
+    scores, costs, _ = router_outputs(name, rc, fitted, cost_preds, part)
+    return scores, costs
+
+
+def router_outputs(name, rc, fitted: Fitted, cost_preds, part: str = "test"):
+    """:func:`router_predictions` and the choices ``fit`` made, one record per seed.
+
+    Returns ``(scores, costs, choices)``: ``choices`` is None for a router whose spec
+    records none (every trainable one), else a list ``[{"seed": s, **choices}, ...]``
+    of :meth:`~jaxroute.models.RouterSpec.fitted_choices` in seed order.
+    """
     splits = fitted.splits
     sets = splits.part(part)
     spec = jmodels.router_spec(rc.model)
@@ -42,13 +53,21 @@ def router_predictions(name, rc, fitted: Fitted, cost_preds, part: str = "test")
         x = stack(sets, "features")
         copies = jax.tree.leaves(params)[0].shape[0]  # H hparam variants x K seeds
         x = np.concatenate([x] * (copies // len(x))) if copies != len(x) else x
-        return T.predict(task.module, params, x), cost_preds
-    scores, costs = [], []
+        return T.predict(task.module, params, x), cost_preds, None
+    scores, costs, choices = [], [], []
     for k, (train, s) in enumerate(zip(splits.train, sets, strict=True)):
-        q, c = spec.predict_with(spec.fit_state(train, rc), s.features, rc)
+        state = spec.fit_state(train, rc)
+        q, c = spec.predict_with(state, s.features, rc)
         scores.append(np.asarray(q))
         costs.append(cost_preds[k] if c is None else np.asarray(c))
-    return np.stack(scores), np.stack(costs)
+        choices.append(spec.fitted_choices(state))
+    if all(ch is None for ch in choices):
+        choices = None
+    else:
+        choices = [
+            {"seed": seed, **(ch or {})} for seed, ch in zip(splits.seeds, choices, strict=True)
+        ]
+    return np.stack(scores), np.stack(costs), choices
 
 
 def strong_model_index(config, models) -> int | None:
@@ -76,11 +95,14 @@ def evaluate_fitted(config, fitted: Fitted, data: jdata.RoutingData, names, outp
     evaluated = splits.part(part)
     cost_preds = predicted_costs(config, fitted, part)
     preds = {}  # report name -> ([K, N, M] scores, [K, N, M] predicted costs)
+    choices = {}  # report name -> the per-seed choices of fit (routers that record them)
     for i, name in enumerate(names):
         logging.info("evaluate: %s (%d/%d), predictions", name, i + 1, len(names))
         rc = config.routers[name]
-        scores, pred_cost = router_predictions(name, rc, fitted, cost_preds, part)
+        scores, pred_cost, chosen = router_outputs(name, rc, fitted, cost_preds, part)
         suffixes, _ = hparam_variants(rc)
+        if chosen is not None and suffixes == [""]:
+            choices[name] = chosen
         k = len(evaluated)
         for i, suffix in enumerate(suffixes):  # H variants x K seeds, variant-major
             cut = slice(i * k, (i + 1) * k)
@@ -126,11 +148,12 @@ def evaluate_fitted(config, fitted: Fitted, data: jdata.RoutingData, names, outp
             reference=reference,
             model_names=models,
             strong_model=strong_name,
+            fitted=choices,
         )
         report = json.loads(pathlib.Path(paths["json"]).read_text())
     else:
         paths = {}
-        report = json.loads(json.dumps(jreport.build_report(summary, routers, reference)))
+        report = json.loads(json.dumps(jreport.build_report(summary, routers, reference, choices)))
     report["paths"] = paths
     report["headline"] = jreport.headline_table(report)
     return report

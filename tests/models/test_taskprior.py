@@ -108,6 +108,27 @@ def test_cross_fitting_chooses_the_neighbours_when_the_task_says_nothing():
     np.testing.assert_allclose(costs, np.asarray(near_c), rtol=1e-6)
 
 
+def test_choices_record_what_fit_chose_and_only_when_it_chose():
+    from jaxroute.models import router_spec
+
+    x, q, c, tasks = _two_tasks()
+    spec = router_spec("taskprior")
+    assert spec.fitted_choices(tp.fit_task_prior(x, q, c, tasks)) is None  # nothing chosen
+    assert router_spec("knn").fitted_choices(object()) is None  # a router with no choices
+    state = tp.fit_task_prior(
+        x, q, c, tasks, blend_k=4, blend_weights=(0.0, 1.0), cost_margin=0.01, cv_folds=3
+    )
+    record = spec.fitted_choices(state)
+    sel = state.selection
+    assert record["blend_weight"] == state.blend_weight == sel["weight"]
+    assert record["cost_margin"] == state.cost_margin == 0.01  # given, not chosen
+    assert record["margin_z"] is None and record["margin_lower_bound"] is None
+    assert record["temperature"] == state.temperature == 1.0 and record["task_nll"] is None
+    assert record["folds"] == 3 and record["blend_k"] == state.blend_k
+    assert record["lambda_cost_ratio"] == sel["lambda_cost_ratio"]
+    assert sorted(record["lambda_cost_ratio"]) == ["0.0", "1.0"]
+
+
 def test_fixed_blend_is_the_weighted_mean_of_prior_and_neighbours():
     x, q, c, tasks = _two_tasks()
     plain = tp.fit_task_prior(x, q, c, tasks)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxroute.report import aggregate_seeds, headline_table, write_report
+from jaxroute.report import aggregate_seeds, build_report, headline_table, write_report
 from jaxroute.routing import (
     curve_metrics,
     dataset_summary,
@@ -205,6 +205,32 @@ def test_lambda_rule_metrics_recomputed_from_stored_curve(built):
     lam = rep["routers"]["oracle_like"]["lambda"]
     # λ = 0 (first stored point) is the "max budget" end: strong@max read off the curve.
     assert lam["strong_call_rate_at_max_budget"] == lam["curve"]["strong_call_rate"][0]
+
+
+def test_fitted_choices_are_kept_per_seed_and_tabled(built, tmp_path):
+    q, c, ds, routers, paths = built
+    fitted = {
+        "regressor": [
+            {"seed": 0, "weight": np.float32(0.25), "cr": {"0.25": np.inf}, "k": np.int64(3)},
+            {"seed": 1, "weight": 0.5, "cr": {"0.25": 0.7}, "k": 3},
+        ]
+    }
+    out = write_report(tmp_path, ds, routers, fitted=fitted, figures=False)
+    saved = json.loads(open(out["json"]).read())
+    without = json.loads(open(paths["json"]).read())
+    assert saved["routers"]["regressor"]["fitted"] == [
+        {"seed": 0, "weight": 0.25, "cr": {"0.25": None}, "k": 3},
+        {"seed": 1, "weight": 0.5, "cr": {"0.25": 0.7}, "k": 3},
+    ]
+    for name, entry in saved["routers"].items():  # every other field is as before
+        assert "fitted" not in without["routers"][name]
+        assert {k: v for k, v in entry.items() if k != "fitted"} == without["routers"][name]
+    md = open(out["markdown"]).read()
+    assert "### regressor\n\n| seed | weight | k |\n|---|---|---|\n| 0 | 0.25 | 3 |" in md
+    assert "### cheap_only" not in md
+    assert "Choices made in fit" not in open(paths["markdown"]).read()
+    with pytest.raises(ValueError, match="not a router"):
+        build_report(ds, routers, fitted={"nobody": [{"seed": 0}]})
 
 
 def test_aggregate_single_seed_has_no_std():

@@ -2,15 +2,36 @@
 
 import json
 
+import numpy as np
+import pytest
+
 from jaxroute.configs import best
+from jaxroute.models import taskprior as tp
 from jaxroute.train import experiment as E
 
 
-def test_best_config_trains_and_reports_both_routers_under_both_rules(tmp_path):
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One tiny run of the best config; the fitted ``best`` states, in the order fit."""
+    tmp = tmp_path_factory.mktemp("best")
     c = best.get_config("tiny")
     c.seeds = (0, 1)
-    report = E.train_and_evaluate(c, tmp_path)
-    saved = json.loads((tmp_path / "report.json").read_text())
+    states = []
+
+    def fit(train, rc):
+        states.append(real_fit(train, rc))
+        return states[-1]
+
+    real_fit = tp.taskprior_fit
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tp, "taskprior_fit", fit)  # the router table resolves it at each fit
+        report = E.train_and_evaluate(c, tmp)
+    return c, tmp, report, states
+
+
+def test_best_config_trains_and_reports_both_routers_under_both_rules(run):
+    _, tmp, report, _ = run
+    saved = json.loads((tmp / "report.json").read_text())
     assert sorted(saved["routers"]) == ["best", "knn"]
     for name in ("best", "knn"):
         entry = saved["routers"][name]
@@ -18,3 +39,39 @@ def test_best_config_trains_and_reports_both_routers_under_both_rules(tmp_path):
         for rule in (entry, entry["lambda"]):
             assert 0.0 <= rule["peak"] <= 1.0
     assert report["routers"]["best"]["peak"] == saved["routers"]["best"]["peak"]
+
+
+def test_report_records_the_choices_best_made_per_seed(run):
+    c, tmp, report, states = run
+    saved = json.loads((tmp / "report.json").read_text())
+    assert "fitted" not in saved["routers"]["knn"]  # kNN chooses nothing
+    records = saved["routers"]["best"]["fitted"]
+    assert [r["seed"] for r in records] == [0, 1]
+    assert len(states) == 2  # one fit per seed
+    weights = tuple(c.routers.best.blend_weights)
+    for record, state in zip(records, states, strict=True):
+        # The record is what the fitted router holds.
+        assert record["temperature"] == state.temperature
+        assert record["blend_weight"] == state.blend_weight
+        assert record["cost_margin"] == state.cost_margin
+        assert record["blend_k"] == state.blend_k
+        assert record["folds"] == state.selection["folds"] == c.routers.best.cv_folds
+        # ... and each choice is on its grid, chosen by the scores stored beside it.
+        assert record["temperature"] in tp.TEMPERATURE_GRID
+        nll = record["task_nll"]
+        assert sorted(map(float, nll)) == sorted(tp.TEMPERATURE_GRID)
+        assert nll[str(record["temperature"])] == min(nll.values())
+        assert record["blend_weight"] in weights
+        cr = {float(w): np.inf if v is None else v for w, v in record["lambda_cost_ratio"].items()}
+        assert sorted(cr) == sorted(weights)
+        assert cr[record["blend_weight"]] == min(cr.values())
+        assert record["cost_margin"] in tp.MARGIN_GRID
+        bounds = {float(m): v for m, v in record["margin_lower_bound"].items()}
+        assert record["margin_z"] == c.routers.best.cost_margin_z
+        assert all(bounds[m] >= 0 for m in bounds if m <= record["cost_margin"])
+        assert record["cost_margin"] == max(tp.MARGIN_GRID) or min(bounds.values()) < 0
+    # The in-memory report is the saved one; report.md tables the scalar choices.
+    assert report["routers"]["best"]["fitted"] == records
+    md = (tmp / "report.md").read_text()
+    assert "## Choices made in fit" in md and "### best" in md and "### knn" not in md
+    assert "| seed | temperature | blend_weight | cost_margin | blend_k | folds |" in md
