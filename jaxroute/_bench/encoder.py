@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from jaxroute._bench import _common
-from jaxroute.encoders._embed import DEFAULT_MAX_TOKENS
 
 
 def synthetic_prompts(n: int, kind: str, seed: int = 0) -> list[str]:
@@ -99,7 +98,7 @@ def bench_encoder(
 
     Both encode the same prompts on the same CPU threads, in alternating rounds, each
     with its own batching: jaxroute its default (length-sorted batches of about
-    ``DEFAULT_MAX_TOKENS`` tokens), sentence-transformers its default (length-sorted
+    ``MAX_TOKENS_BY_DTYPE[dtype]`` tokens), sentence-transformers its default (length-sorted
     batches of ``torch_batch_size`` = 32 rows, padded to the longest). The ratio of
     median times is reported per prompt set, and ``ratio`` is the smaller one. The
     first call (jaxroute: compiling its shapes; sentence-transformers: warming up) is
@@ -157,7 +156,7 @@ def bench_encoder(
         "sets": per,
         "threads": threads,
         "dtype": enc.dtype,
-        "jaxroute_batching": f"sorted by length, <= {DEFAULT_MAX_TOKENS} tokens per call",
+        "jaxroute_batching": f"sorted by length, <= {enc.max_tokens} tokens per call",
         "torch_batch_size": torch_batch_size,
         "max_length": enc.max_length,
         "jaxroute_prompts_per_s": min(r["jaxroute_prompts_per_s"] for r in per.values()),

@@ -20,10 +20,13 @@ from jaxroute.encoders._jit_cache import enable_compilation_cache
 
 DEFAULT_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256)
 DEFAULT_BATCH_SIZE = 64
-# Tokens per forward call: rows = DEFAULT_MAX_TOKENS // bucket length (at most the batch
-# size). Measured on a 2-core CPU, a [512, 1536] feed-forward activation stays in cache:
-# 2 rows of 256 tokens ran 1.5x faster per prompt than 32 rows (see README, speed).
+# Tokens per forward call: rows = max_tokens // bucket length (at most the batch size).
+# Measured on a 2-core CPU: in float32 a [512, 1536] feed-forward activation stays in
+# cache (2 rows of 256 tokens ran 1.5x faster per prompt than 32 rows); in bfloat16 the
+# AMX products want bigger calls (short prompts: 2048 tokens per call 1.4x faster than
+# 512, long prompts even). See README, speed.
 DEFAULT_MAX_TOKENS = 512
+MAX_TOKENS_BY_DTYPE = {"float32": DEFAULT_MAX_TOKENS, "bfloat16": 2048}
 
 
 def check_prompts(prompts: Sequence[Any], sample_ids: Sequence[Any] | None = None) -> list[str]:
@@ -68,6 +71,8 @@ class Encoder:
       num_traces: how many times the forward was traced (one per batch shape used).
       dtype: the matmul mode, ``"float32"`` or ``"bfloat16"`` (see
         :func:`jaxroute.encoders.resolve_dtype`); part of the feature cache's identity.
+      max_tokens: the default token budget per forward call for this mode
+        (``MAX_TOKENS_BY_DTYPE``).
     """
 
     def __init__(
@@ -82,6 +87,7 @@ class Encoder:
         dtype: str = "float32",
     ):
         self.dtype = _model.resolve_dtype(dtype)
+        self.max_tokens = MAX_TOKENS_BY_DTYPE[self.dtype]
         self.folder = folder
         self.config = config
         self.params = params
@@ -122,7 +128,7 @@ class Encoder:
         prompts: Sequence[str],
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_tokens: int | None = None,
         sample_ids: Sequence[Any] | None = None,
         progress: bool = True,
     ) -> np.ndarray:
@@ -150,7 +156,7 @@ class Encoder:
         self,
         lengths: Sequence[int],
         batch_size: int = DEFAULT_BATCH_SIZE,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_tokens: int | None = None,
     ) -> list[tuple[list[int], tuple[int, int]]]:
         """Groups prompts by token count: ``[(prompt indices, (rows, bucket length))]``.
 
@@ -166,6 +172,7 @@ class Encoder:
         >>> [(len(c), shape) for c, shape in enc.batches([60, 5, 30, 9, 12], 4, 64)]
         [(1, (1, 64)), (2, (2, 32)), (2, (2, 16))]
         """
+        max_tokens = self.max_tokens if max_tokens is None else max_tokens
         order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
         out = []
         start = 0
@@ -183,9 +190,10 @@ class Encoder:
         self,
         batch_size: int = DEFAULT_BATCH_SIZE,
         lengths: Sequence[int] | None = None,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_tokens: int | None = None,
     ):
         """Compiles the full-batch forward of each bucket length (all buckets by default)."""
+        max_tokens = self.max_tokens if max_tokens is None else max_tokens
         for length in lengths or self.buckets:
             rows = max(1, min(batch_size, max_tokens // length))
             z = jnp.zeros((rows, length), jnp.int32)
@@ -271,7 +279,7 @@ def encode(
     encoder: Encoder | str | os.PathLike | None = None,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_tokens: int | None = None,
     sample_ids: Sequence[Any] | None = None,
     progress: bool = True,
     dtype: str = "auto",
@@ -289,7 +297,8 @@ def encode(
       encoder: a loaded :class:`Encoder`, an encoder folder, or None for the default
         (folders are loaded once per process, see :func:`cached_encoder`).
       batch_size: at most this many rows per forward call.
-      max_tokens: about this many (padded) tokens per forward call.
+      max_tokens: about this many (padded) tokens per forward call (None: the
+        encoder's default for its matmul mode, ``MAX_TOKENS_BY_DTYPE``).
       sample_ids: optional ids, only used to name a bad prompt in errors.
       progress: show a tqdm bar.
       dtype: matmul mode when ``encoder`` is a folder or None (a loaded
