@@ -56,6 +56,11 @@ BEST = {
     "cost_margin_z": 3.0,
     "calibrate_temperature": True,
     "cv_folds": 5,
+    "mlp_hidden": 256,
+    "mlp_steps": 400,
+    "mlp_learning_rate": 1e-3,
+    "mlp_weight_decay": 1e-2,
+    "mlp_weights": (0.0, 0.25, 0.5),
 }
 
 

@@ -16,6 +16,10 @@ At test time only the features are read. A dataset with one task gets the overal
 means (one fixed ranking); tasks that the features cannot tell apart share their
 posterior mass. Nothing depends on the dataset's name, size or model list.
 
+Optionally (``mlp_hidden > 0``) a per-prompt MLP (:class:`PromptMLP`, sigmoid
+outputs trained with BCE on the quality) joins the blend with a weight chosen, like the
+prior's, on cross-fitted predictions of the training prompts.
+
 Like kNN it is fitted, not trained by the experiment's epoch loop: ``fit`` and
 ``predict`` are the router table's non-trainable pair (deterministic: the head's
 initialisation comes from ``seed``).
@@ -48,6 +52,72 @@ class TaskHead(nn.Module):
         return dense(self.num_tasks, name="out")(x)
 
 
+class PromptMLP(nn.Module):
+    """Per-prompt quality logits: features ``[B, D]`` -> ``Dense(H) → GELU → Dense(M)``."""
+
+    num_models: int
+    hidden: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = jax.nn.gelu(dense(self.hidden, name="hidden")(x))
+        return dense(self.num_models, name="out")(h)
+
+
+@functools.partial(jax.jit, static_argnames=("hidden", "steps"))
+def _fit_mlp(key, x, quality, *, hidden, steps, learning_rate, weight_decay):
+    """Full-batch AdamW on the mean BCE of sigmoid outputs against quality in [0, 1]."""
+    module = PromptMLP(quality.shape[1], hidden)
+    x = _normalise(x)
+    params = module.init(key, x[:1])
+    opt = optax.adamw(learning_rate, weight_decay=weight_decay)
+    target = jnp.clip(quality, 0.0, 1.0)
+
+    def loss(p):
+        return optax.sigmoid_binary_cross_entropy(module.apply(p, x), target).mean()
+
+    def step(carry, _):
+        p, st = carry
+        g = jax.grad(loss)(p)
+        updates, st = opt.update(g, st, p)
+        return (optax.apply_updates(p, updates), st), None
+
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    return params
+
+
+@functools.partial(jax.jit, static_argnames=("num_models", "hidden"))
+def _mlp_quality(params, x, *, num_models, hidden):
+    return jax.nn.sigmoid(PromptMLP(num_models, hidden).apply(params, _normalise(x)))
+
+
+def _mlp_predict(mlp: dict, x: np.ndarray) -> np.ndarray:
+    """Predicted quality ``[N, M]`` of a fitted :class:`PromptMLP` (``mlp`` from fit)."""
+    return np.asarray(
+        _mlp_quality(
+            mlp["params"],
+            jnp.asarray(np.asarray(x, np.float32)),
+            num_models=mlp["num_models"],
+            hidden=mlp["hidden"],
+        )
+    )
+
+
+def fit_prompt_mlp(features, quality, *, hidden, steps, learning_rate, weight_decay, seed):
+    """Fits a :class:`PromptMLP`; returns ``{"params", "num_models", "hidden"}``."""
+    quality = np.asarray(quality, np.float32)
+    params = _fit_mlp(
+        jax.random.key(seed + 7919),
+        jnp.asarray(np.asarray(features, np.float32)),
+        jnp.asarray(quality),
+        hidden=int(hidden),
+        steps=int(steps),
+        learning_rate=float(learning_rate),
+        weight_decay=float(weight_decay),
+    )
+    return {"params": params, "num_models": int(quality.shape[1]), "hidden": int(hidden)}
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskPriorState:
     """A fitted task-posterior router (plain arrays; ``params`` is the head's variables)."""
@@ -72,6 +142,9 @@ class TaskPriorState:
     blend_k: int = 0
     cost_margin: float = 0.0
     selection: dict | None = None
+    # Optional per-prompt MLP in the blend (see :func:`fit_prompt_mlp`): its weight.
+    mlp: dict | None = None
+    mlp_weight: float = 0.0
 
 
 def _normalise(x: jax.Array) -> jax.Array:
@@ -202,6 +275,11 @@ def fit_task_prior(
     cost_margin_z: float = 0.0,
     calibrate_temperature: bool = False,
     cv_folds: int = 5,
+    mlp_hidden: int = 0,
+    mlp_steps: int = 400,
+    mlp_learning_rate: float = 1e-3,
+    mlp_weight_decay: float = 1e-2,
+    mlp_weights: tuple[float, ...] = (0.0,),
     seed: int = 0,
 ) -> TaskPriorState:
     """Fits the task head and the per-task statistics on training prompts.
@@ -237,6 +315,13 @@ def fit_task_prior(
         cross-fitted posteriors (temperature scaling; a linear head trained briefly is
         under-confident, and a blurred posterior mixes tasks' statistics).
       cv_folds: folds of the cross-fitting (used only when something is chosen).
+      mlp_hidden: width of a per-prompt :class:`PromptMLP` in the blend (0: none). The
+        score becomes ``w · prior + v · mlp + (1 − w − v) · neighbours`` (the cost:
+        the prior's and the neighbours' in the same proportions), ``v`` from
+        ``mlp_weights``, chosen jointly with ``w`` on the cross-fitted predictions
+        (pairs with ``w + v ≤ 1``; without neighbours, ``w + v = 1``).
+      mlp_steps, mlp_learning_rate, mlp_weight_decay: the MLP's full-batch AdamW.
+      mlp_weights: candidate MLP weights ``v`` in ``[0, 1)``.
       seed: the head's initialisation.
 
     Returns:
@@ -295,10 +380,20 @@ def fit_task_prior(
         raise ValueError(f"blend_weights {blend_weights}: need one or more weights in [0, 1]")
     if cost_margin < 0 or cost_margin_z < 0:
         raise ValueError(f"cost_margin {cost_margin} and cost_margin_z {cost_margin_z}: need >= 0")
+    mlp_ws = tuple(float(v) for v in mlp_weights) if mlp_hidden > 0 else (0.0,)
+    if not mlp_ws or any(not 0.0 <= v < 1.0 for v in mlp_ws):
+        raise ValueError(f"mlp_weights {mlp_weights}: need one or more weights in [0, 1)")
+    mlp_kwargs = dict(
+        hidden=int(mlp_hidden),
+        steps=int(mlp_steps),
+        learning_rate=float(mlp_learning_rate),
+        weight_decay=float(mlp_weight_decay),
+        seed=seed,
+    )
     k = int(min(blend_k, features.shape[0])) if min(weights) < 1.0 else 0
-    margin, chosen, selection = float(cost_margin), weights[0], None
-    if len(weights) > 1 or cost_margin_z > 0 or calibrate_temperature:
-        chosen, margin, selection = select_blend_and_margin(
+    margin, chosen, chosen_v, selection = float(cost_margin), weights[0], mlp_ws[0], None
+    if len(weights) > 1 or len(mlp_ws) > 1 or cost_margin_z > 0 or calibrate_temperature:
+        (chosen, chosen_v), margin, selection = select_blend_and_margin(
             features,
             quality,
             cost,
@@ -324,8 +419,13 @@ def fit_task_prior(
             calibrate=bool(calibrate_temperature),
             folds=int(cv_folds),
             seed=seed,
+            mlp_weights=mlp_ws,
+            mlp_kwargs=mlp_kwargs,
         )
-    if chosen < 1.0 and k > 0:
+    if k == 0:  # without neighbours the prior takes what the MLP leaves
+        chosen = 1.0 - chosen_v
+    mlp = fit_prompt_mlp(features, quality, **mlp_kwargs) if chosen_v > 0 else None
+    if chosen + chosen_v < 1.0 and k > 0:
         state = dataclasses.replace(
             state,
             train_features=features,
@@ -337,9 +437,11 @@ def fit_task_prior(
     return dataclasses.replace(
         state,
         blend_weight=float(chosen),
-        blend_k=k if chosen < 1.0 else 0,
+        blend_k=k if chosen + chosen_v < 1.0 else 0,
         cost_margin=margin,
         selection=selection,
+        mlp=mlp,
+        mlp_weight=float(chosen_v),
     )
 
 
@@ -350,9 +452,23 @@ TEMPERATURE_GRID = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
 MARGIN_GRID = tuple(round(0.005 * i, 3) for i in range(41))
 
 
-def _blend(w: float, prior, near):
-    """``w · prior + (1 − w) · near``, for scores or costs."""
-    return w * np.asarray(prior) + (1.0 - w) * np.asarray(near)
+def _blend3(w: float, v: float, prior, near, mlp, prior_c, near_c):
+    """Scores ``w · prior + v · mlp + (1 − w − v) · near`` and the matching costs.
+
+    The MLP predicts no cost: the cost is the prior's and the neighbours' in the
+    proportions ``w : (1 − w − v)``.
+    """
+    rest = 1.0 - w - v
+    s = w * np.asarray(prior) + rest * np.asarray(near)
+    if v > 0:
+        s = s + v * np.asarray(mlp)
+    c = (w * np.asarray(prior_c) + rest * np.asarray(near_c)) / (w + rest)
+    return s, c
+
+
+def _candidate_key(w: float, v: float, with_mlp: bool) -> str:
+    """Selection-record key of a candidate: ``"w"``, or ``"w+mlpV"`` with an MLP."""
+    return f"{w}+mlp{v}" if with_mlp else str(w)
 
 
 def _routed_quality(quality: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -426,7 +542,9 @@ def select_blend_and_margin(
     folds,
     seed,
     calibrate=False,
-) -> tuple[float, float, dict]:
+    mlp_weights=(0.0,),
+    mlp_kwargs=None,
+) -> tuple[tuple[float, float], float, dict]:
     """Chooses the temperature, blend weight and cost margin on cross-fitted predictions.
 
     Each of ``folds`` folds of the training prompts is predicted by the task prior (and
@@ -440,12 +558,17 @@ def select_blend_and_margin(
     routing at the largest budget beats the best single model by ``z`` standard errors
     of the per-prompt quality difference. Only training prompts are read.
 
+    With ``mlp_weights`` other than ``(0,)`` a :class:`PromptMLP` (``mlp_kwargs``) is
+    fitted per fold too, and the candidates are the pairs ``(w, v)`` of a prior weight
+    and an MLP weight (see :func:`fit_task_prior`).
+
     Returns:
-      ``(weight, margin, selection)``; ``selection`` records what was tried: ``folds``,
-      ``temperature``, ``task_nll`` (grid temperature -> cross-fitted task NLL; None
-      without ``calibrate``), ``lambda_cost_ratio`` and ``quality_at_lambda_0`` (weight
-      -> the λ rule's CR, ``inf`` if not reached, and the top-budget quality),
-      ``weight``, ``margin``, ``margin_z`` and ``margin_lower_bound`` (margin tried ->
+      ``((weight, mlp weight), margin, selection)``; ``selection`` records what was
+      tried: ``folds``, ``temperature``, ``task_nll`` (grid temperature -> cross-fitted
+      task NLL; None without ``calibrate``), ``lambda_cost_ratio`` and
+      ``quality_at_lambda_0`` (candidate ``"w"``, or ``"w+mlpV"`` with an MLP -> the λ
+      rule's CR, ``inf`` if not reached, and the top-budget quality), ``weight``,
+      ``mlp_weight``, ``margin``, ``margin_z`` and ``margin_lower_bound`` (margin tried ->
       mean − z·SE of the quality gain over the best single model; the last one tried is
       the first below 0 unless the grid ran out; None when the margin was given).
     """
@@ -460,6 +583,8 @@ def select_blend_and_margin(
     perm = np.random.default_rng(seed).permutation(n)
     prior_s, prior_c = np.zeros_like(quality), np.zeros_like(cost)
     near_s, near_c = np.zeros_like(quality), np.zeros_like(cost)
+    with_mlp = any(v > 0 for v in mlp_weights)
+    mlp_s = np.zeros_like(quality)
     subs = []
     for f in range(folds):
         held = perm[f::folds]
@@ -477,15 +602,22 @@ def select_blend_and_margin(
             k = min(blend_k, rest.size)
             q, c = knn_predict(features[rest], quality[rest], cost[rest], features[held], k=k)
             near_s[held], near_c[held] = np.asarray(q), np.asarray(c)
+        if with_mlp:
+            fitted = fit_prompt_mlp(features[rest], quality[rest], **mlp_kwargs)
+            mlp_s[held] = _mlp_predict(fitted, features[held])
     best = best_single_model(quality, cost)
+    if blend_k > 0:
+        pairs = [(w, v) for w in weights for v in mlp_weights if w + v <= 1.0 + 1e-9]
+    else:  # without neighbours the prior takes what the MLP leaves
+        pairs = sorted({(1.0 - v, v) for v in mlp_weights})
     tried, top = {}, {}
-    for w in weights if blend_k > 0 else (1.0,):  # without neighbours every w is the prior
-        s, c = _blend(w, prior_s, near_s), _blend(w, prior_c, near_c)
-        tried[w] = _lambda_cost_ratio(s, c, quality, cost, best)
-        top[w] = float(_routed_quality(quality, s).mean())
+    for w, v in pairs:
+        s, c = _blend3(w, v, prior_s, near_s, mlp_s, prior_c, near_c)
+        tried[w, v] = _lambda_cost_ratio(s, c, quality, cost, best)
+        top[w, v] = float(_routed_quality(quality, s).mean())
     # Lowest CR; among equal ones (e.g. none reaches the target) the best quality at λ = 0.
-    weight = min(tried, key=lambda w: (tried[w], -top[w]))
-    s, c = _blend(weight, prior_s, near_s), _blend(weight, prior_c, near_c)
+    weight, mlp_weight = min(pairs, key=lambda p: (tried[p], -top[p]))
+    s, c = _blend3(weight, mlp_weight, prior_s, near_s, mlp_s, prior_c, near_c)
     bounds = None  # margin -> mean - z·SE of the quality gain over the best single model
     if margin is None:
         margin, bounds = 0.0, {}
@@ -499,14 +631,15 @@ def select_blend_and_margin(
         "folds": folds,
         "temperature": temperature,
         "task_nll": None if nll is None else {str(t): float(v) for t, v in nll.items()},
-        "lambda_cost_ratio": {str(w): float(v) for w, v in tried.items()},
-        "quality_at_lambda_0": {str(w): v for w, v in top.items()},
+        "lambda_cost_ratio": {_candidate_key(*p, with_mlp): float(v) for p, v in tried.items()},
+        "quality_at_lambda_0": {_candidate_key(*p, with_mlp): v for p, v in top.items()},
         "weight": float(weight),
+        "mlp_weight": float(mlp_weight),
         "margin": float(margin),
         "margin_z": float(z) if bounds is not None else None,
         "margin_lower_bound": None if bounds is None else {str(m): v for m, v in bounds.items()},
     }
-    return float(weight), float(margin), selection
+    return (float(weight), float(mlp_weight)), float(margin), selection
 
 
 @functools.partial(jax.jit, static_argnames=("num_tasks",))
@@ -544,14 +677,17 @@ def predict_task_prior(state: TaskPriorState, x: np.ndarray) -> tuple[np.ndarray
         r = Residual(m).apply(state.residual, _scaled(jnp.asarray(np.asarray(x, np.float32))))
         scores = np.asarray(jax.nn.sigmoid(_logit(jnp.asarray(scores)) + r))
     costs = p @ state.cost
-    w = state.blend_weight
-    if state.blend_k > 0 and w < 1.0:
+    w, v = state.blend_weight, state.mlp_weight
+    near_q, near_c = scores, costs  # without neighbours w + v = 1: unused
+    if state.blend_k > 0 and w + v < 1.0:
         from jaxroute.models.knn import knn_predict
 
         near_q, near_c = knn_predict(
             state.train_features, state.train_quality, state.train_cost, x, k=state.blend_k
         )
-        scores, costs = _blend(w, scores, near_q), _blend(w, costs, near_c)
+    if w < 1.0:
+        mlp = _mlp_predict(state.mlp, x) if v > 0 else None
+        scores, costs = _blend3(w, v, scores, near_q, mlp, costs, near_c)
     scores, costs = np.asarray(scores, np.float32), np.asarray(costs, np.float32)
     if state.cost_margin > 0:
         scores = with_margin(scores, costs, state.cost_margin)
@@ -567,11 +703,13 @@ def taskprior_fit(train, rc) -> TaskPriorState:
 
         sel = state.selection
         logging.info(
-            "taskprior: cross-fitted on %d training prompts (%d folds): prior weight %.2f "
-            "(λ-rule CR by weight %s), cost margin %.3f, posterior temperature %.2f",
+            "taskprior: cross-fitted on %d training prompts (%d folds): prior weight %.2f, "
+            "MLP weight %.2f (λ-rule CR by candidate %s), cost margin %.3f, posterior "
+            "temperature %.2f",
             train.num_prompts,
             sel["folds"],
             sel["weight"],
+            sel["mlp_weight"],
             {w: round(v, 3) for w, v in sel["lambda_cost_ratio"].items()},
             sel["margin"],
             sel["temperature"],
@@ -582,8 +720,8 @@ def taskprior_fit(train, rc) -> TaskPriorState:
 def taskprior_choices(state: TaskPriorState) -> dict | None:
     """The router table's ``choices``: what ``fit`` chose on cross-fitted predictions.
 
-    ``temperature``, ``blend_weight``, ``cost_margin`` and ``blend_k`` are the fitted
-    router's own values; ``folds`` and the cross-fitted scores that chose them are
+    ``temperature``, ``blend_weight``, ``mlp_weight``, ``cost_margin`` and ``blend_k``
+    are the fitted router's own values; ``folds`` and the cross-fitted scores that chose them are
     :func:`select_blend_and_margin`'s (``task_nll``, ``lambda_cost_ratio``,
     ``quality_at_lambda_0``, ``margin_z``, ``margin_lower_bound``). None when nothing was
     chosen (one weight, a fixed margin and temperature).
@@ -595,6 +733,7 @@ def taskprior_choices(state: TaskPriorState) -> dict | None:
     return {
         "temperature": float(state.temperature),
         "blend_weight": float(state.blend_weight),
+        "mlp_weight": float(state.mlp_weight),
         "cost_margin": float(state.cost_margin),
         "blend_k": int(state.blend_k),
         "folds": int(sel["folds"]),
@@ -625,6 +764,11 @@ def _fit_from_config(train, rc) -> TaskPriorState:
         cost_margin_z=float(rc.get("cost_margin_z", 0.0)),
         calibrate_temperature=bool(rc.get("calibrate_temperature", False)),
         cv_folds=int(rc.get("cv_folds", 5)),
+        mlp_hidden=int(rc.get("mlp_hidden", 0)),
+        mlp_steps=int(rc.get("mlp_steps", 400)),
+        mlp_learning_rate=float(rc.get("mlp_learning_rate", 1e-3)),
+        mlp_weight_decay=float(rc.get("mlp_weight_decay", 1e-2)),
+        mlp_weights=tuple(rc.get("mlp_weights", (0.0,))),
     )
 
 

@@ -183,3 +183,34 @@ def test_temperature_scaling_sharpens_an_under_confident_head():
     plain = tp.fit_task_prior(x, q, c, tasks)
     sharp = tp.task_posterior(state, x).max(axis=1)
     assert np.all(sharp > tp.task_posterior(plain, x).max(axis=1))
+
+
+def test_cross_fitting_chooses_the_mlp_when_only_a_feature_direction_tells():
+    # One task (the prior is flat), and model 0 is right exactly when x[:, 2] > 0.5: a
+    # per-prompt MLP learns the boundary, so the cross-fitted choice gives it weight.
+    x, q, c, tasks = _one_task_per_prompt_signal()
+    kw = dict(mlp_hidden=16, mlp_steps=300, mlp_learning_rate=1e-2, cv_folds=3)
+    state = tp.fit_task_prior(x, q, c, tasks, mlp_weights=(0.0, 0.5), **kw)
+    tried = state.selection["lambda_cost_ratio"]
+    assert sorted(tried) == ["0.5+mlp0.5", "1.0+mlp0.0"]  # no neighbours: w = 1 - v
+    assert tried["1.0+mlp0.0"] == pytest.approx(1.0)
+    assert tried["0.5+mlp0.5"] < 0.9
+    assert (state.blend_weight, state.mlp_weight) == (0.5, 0.5) and state.blend_k == 0
+    # The routed score is half the flat prior, half the full-data MLP; the cost the prior's.
+    plain = tp.fit_task_prior(x, q, c, tasks)
+    prior_s, prior_c = tp.predict_task_prior(plain, x[:8])
+    mlp = tp.fit_prompt_mlp(
+        x, q, hidden=16, steps=300, learning_rate=1e-2, weight_decay=1e-2, seed=0
+    )
+    scores, costs = tp.predict_task_prior(state, x[:8])
+    np.testing.assert_allclose(scores, 0.5 * prior_s + 0.5 * tp._mlp_predict(mlp, x[:8]), rtol=1e-5)
+    np.testing.assert_allclose(costs, prior_c, rtol=1e-6)
+    # The MLP alone tells the two kinds of prompt apart.
+    right0 = x[:8, 2] > 0.5
+    np.testing.assert_array_equal(scores.argmax(1) == 0, right0)
+
+
+def test_mlp_weights_are_checked():
+    x, q, c, tasks = _two_tasks()
+    with pytest.raises(ValueError, match="mlp_weights"):
+        tp.fit_task_prior(x, q, c, tasks, mlp_hidden=4, mlp_weights=(1.0,))

@@ -49,6 +49,8 @@ def test_report_records_the_choices_best_made_per_seed(run):
     assert [r["seed"] for r in records] == [0, 1]
     assert len(states) == 2  # one fit per seed
     weights = tuple(c.routers.best.blend_weights)
+    mlp_weights = tuple(c.routers.best.mlp_weights)
+    assert c.routers.best.mlp_hidden > 0 and len(mlp_weights) > 1
     for record, state in zip(records, states, strict=True):
         # The record is what the fitted router holds.
         assert record["temperature"] == state.temperature
@@ -62,9 +64,17 @@ def test_report_records_the_choices_best_made_per_seed(run):
         assert sorted(map(float, nll)) == sorted(tp.TEMPERATURE_GRID)
         assert nll[str(record["temperature"])] == min(nll.values())
         assert record["blend_weight"] in weights
-        cr = {float(w): np.inf if v is None else v for w, v in record["lambda_cost_ratio"].items()}
-        assert sorted(cr) == sorted(weights)
-        assert cr[record["blend_weight"]] == min(cr.values())
+        assert record["mlp_weight"] == state.mlp_weight
+        assert record["mlp_weight"] in mlp_weights
+        assert (state.mlp is not None) == (record["mlp_weight"] > 0)
+        # Candidates "w+mlpV": every pair of a prior and an MLP weight with w + v <= 1.
+        cr = {
+            tuple(map(float, key.split("+mlp"))): np.inf if v is None else v
+            for key, v in record["lambda_cost_ratio"].items()
+        }
+        pairs = [(w, v) for w in weights for v in mlp_weights if w + v <= 1.0]
+        assert sorted(cr) == sorted(pairs)
+        assert cr[record["blend_weight"], record["mlp_weight"]] == min(cr.values())
         assert record["cost_margin"] in tp.MARGIN_GRID
         bounds = {float(m): v for m, v in record["margin_lower_bound"].items()}
         assert record["margin_z"] == c.routers.best.cost_margin_z
@@ -74,4 +84,4 @@ def test_report_records_the_choices_best_made_per_seed(run):
     assert report["routers"]["best"]["fitted"] == records
     md = (tmp / "report.md").read_text()
     assert "## Choices made in fit" in md and "### best" in md and "### knn" not in md
-    assert "| seed | temperature | blend_weight | cost_margin | blend_k | folds |" in md
+    assert "| seed | temperature | blend_weight | mlp_weight | cost_margin | blend_k |" in md
