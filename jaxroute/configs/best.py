@@ -2,9 +2,9 @@
 
     python -m jaxroute.launch.train --flagfile=launch/best_router.flags --data_path=PATH
 
-``best`` is the task-posterior router (:mod:`jaxroute.models.taskprior`) with two
-choices it makes itself, on cross-fitted predictions of its own training prompts (5
-folds; the test split is never read):
+``best`` is the task-posterior router (:mod:`jaxroute.models.taskprior`) with the
+choices it makes itself (temperature, blend weights, cost margin), on cross-fitted
+predictions of its own training prompts (5 folds; the test split is never read):
 
 - a linear task head fitted to the training prompts' task labels, its posterior
   temperature-scaled (the temperature of least cross-fitted task cross-entropy); per
@@ -14,6 +14,10 @@ folds; the test split is never read):
   (1 − w) · neighbours``, with ``w`` in {0, 0.25, 0.5, 0.75, 1} chosen by the λ rule's
   cost at the best single model's quality (on a dataset whose tasks say nothing, or with
   one task, this falls back to the neighbours);
+- a per-prompt MLP (``Dense(256) → GELU → Dense(M)``, sigmoid outputs, BCE on quality)
+  joins the blend: ``w · prior + v · MLP + (1 − w − v) · neighbours`` with ``v`` in
+  {0, 0.25, 0.5} chosen jointly with ``w`` the same way (it helps with thousands of
+  training prompts; with about a thousand the cross-fitting leaves it out);
 - a cost margin: scores become ``s − m · ĉ / max ĉ`` (a cost tie-break in quality units),
   with ``m`` the largest margin on ``[0, 0.2]`` whose routing at the largest budget still
   beats the best single model's quality by three standard errors. It matters for the
