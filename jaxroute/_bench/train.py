@@ -14,13 +14,16 @@ from jaxroute._bench import _common
 from jaxroute.train import _trainer as T
 
 
-def _equirouter_task(num_models: int, *, fast: bool = True, small: bool = False) -> T.Task:
+def _equirouter_task(
+    num_models: int, *, fast: bool = True, small: bool = False, matmul_dtype: str = "float32"
+) -> T.Task:
     """EquiRouter with its reference objective and schedule, as the trainer builds it."""
     from jaxroute.configs import base
     from jaxroute.train.experiment import build_task
 
     kw = dict(trunk_sizes=(64, 32, 32), embed_dim=16, head_size=32) if small else {}
-    rc = base.router("equirouter", "equirouter", model_kwargs={"fast": fast, **kw})
+    kw.update(fast=fast, matmul_dtype=matmul_dtype)
+    rc = base.router("equirouter", "equirouter", model_kwargs=kw)
     return build_task(rc, num_models, base.get_config().train, n_train=1)
 
 
@@ -45,15 +48,19 @@ def _stacked(train, k: int) -> dict:
 
 def _group_runner(task, seeds, train, epochs, batch_size, strategy="auto"):
     """``run()`` trains len(seeds) routers as one group (``compiled_epoch(task, strategy)``)
-    from scratch and returns each router's last-epoch mean training loss ``[K]``."""
+    from scratch and returns each router's last-epoch mean training loss ``[K]``;
+    ``run(other_seeds)`` does the same for as many other seeds, without recompiling."""
     data = _stacked(train, len(seeds))
     fn = T.compiled_epoch(task, strategy)
     n, d = train.num_prompts, train.features.shape[1]
 
-    def run() -> np.ndarray:
-        state = T.init_states(task, seeds, d)
+    def run(run_seeds=None) -> np.ndarray:
+        run_seeds = seeds if run_seeds is None else run_seeds
+        if len(run_seeds) != len(seeds):
+            raise ValueError(f"{len(run_seeds)} seeds for a group of {len(seeds)}")
+        state = T.init_states(task, run_seeds, d)
         for e in range(epochs):
-            parts = [T.epoch_indices(n, batch_size, s, e) for s in seeds]
+            parts = [T.epoch_indices(n, batch_size, s, e) for s in run_seeds]
             idx = np.stack([p[0] for p in parts])
             valid = np.stack([p[1] for p in parts])
             state, losses = fn(state, data, idx, valid)
@@ -167,6 +174,7 @@ def bench_equirouter_train(
     *,
     rounds: int = 2,
     compare_torch: bool = True,
+    compare_bf16: bool = True,
 ) -> dict[str, Any]:
     """EquiRouter training (cost net, then score net) against a PyTorch EquiRouter.
 
@@ -175,10 +183,20 @@ def bench_equirouter_train(
     and the ratio of median times is reported (torch / jaxroute). The check: the last
     epoch's mean training loss of both networks on both sides, and their relative gap.
 
+    ``ratio`` is jaxroute's default, float32. With ``compare_bf16`` the same job with the
+    score net's opt-in ``matmul_dtype="bfloat16"`` (bf16 GEMM operands, f32 accumulation;
+    the cost net is unchanged) is timed in the same rounds, beside it: ``bf16_ratio``
+    (torch / bf16), ``bf16_speedup`` (f32 / bf16), and its check: the score net's final
+    loss against float32's at the same seed (``bf16_final_loss_rel_gap``) next to
+    float32's own seed-to-seed gap (seed 43 against 42, ``f32_seed_rel_gap``; one more
+    untimed score-net run).
+
     Returns:
       dict: ``ratio`` (None without torch, then ``why``), ``baseline_s``, ``jaxroute_s``,
       ``jaxroute_first_call_s`` (with compilation), ``final_loss`` (per side and net),
-      ``threads``, ``what``.
+      ``threads``, ``what``; with ``compare_bf16`` also ``jaxroute_bf16_s``,
+      ``bf16_speedup``, ``bf16_ratio`` (None without torch), ``bf16_final_loss_rel_gap``
+      and ``f32_seed_rel_gap``.
     """
     train = jdata.synthetic(n_prompts=n_prompts, seed=0, feature_dim=384)
     # One router each (K = 1: the un-vmapped epoch), seed 42; run() returns its loss [1].
@@ -197,6 +215,18 @@ def bench_equirouter_train(
     run_jax()
     first_s = time.perf_counter() - t0
     fns = {"jaxroute": run_jax}
+    if compare_bf16:
+        bf16_task = _equirouter_task(train.num_models, matmul_dtype="bfloat16")
+        train_score_bf16 = _group_runner(bf16_task, [42], train, epochs, batch_size)
+
+        def run_jax_bf16():
+            losses["jaxroute_bf16"] = {
+                "cost_loss": float(train_cost()[0]),
+                "score_loss": float(train_score_bf16()[0]),
+            }
+
+        run_jax_bf16()  # compile
+        fns["jaxroute_bf16"] = run_jax_bf16
     torch, why = _common.import_torch(threads) if compare_torch else (None, "compare_torch=False")
     if torch is not None:
         from jaxroute._bench import torch_equirouter
@@ -230,11 +260,24 @@ def bench_equirouter_train(
         "what": f"EquiRouter + cost net, {epochs} epochs x {n_prompts} prompts x 384 x "
         f"{train.num_models}, batch {batch_size}: PyTorch / jaxroute",
     }
+    if compare_bf16:
+        bf16_s = _common.median(times["jaxroute_bf16"])
+        f32_loss = losses["jaxroute"]["score_loss"]
+        out.update(
+            jaxroute_bf16_s=bf16_s,
+            bf16_speedup=jax_s / bf16_s,
+            bf16_ratio=None,
+            bf16_final_loss_rel_gap=abs(losses["jaxroute_bf16"]["score_loss"] - f32_loss)
+            / abs(f32_loss),
+            f32_seed_rel_gap=abs(float(train_score([43])[0]) - f32_loss) / abs(f32_loss),
+        )
     if torch is None:
         out["why"] = f"no ratio: {why}"
         return out
     base_s = _common.median(times["torch"])
     out.update(ratio=base_s / jax_s, baseline_s=base_s, torch_warmup_s=out_first)
+    if compare_bf16:
+        out["bf16_ratio"] = base_s / out["jaxroute_bf16_s"]
     out["final_loss_rel_gap"] = {
         k: abs(losses["jaxroute"][k] - losses["torch"][k]) / abs(losses["torch"][k])
         for k in ("cost_loss", "score_loss")

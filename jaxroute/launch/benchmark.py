@@ -119,6 +119,14 @@ def summary_line(name: str, res: dict) -> str:
     if "final_loss_rel_gap" in res:
         gaps = ", ".join(f"{k} {_num(v, 2)}" for k, v in res["final_loss_rel_gap"].items())
         parts.append(f"final-loss relative gap vs torch: {gaps}")
+    if "bf16_speedup" in res:  # equirouter_train's opt-in bf16 matmuls, beside the f32 ratio
+        bf16 = res.get("bf16_ratio")
+        head_bf16 = f"{bf16:.2f}x" if isinstance(bf16, int | float) else "no ratio"
+        parts.append(
+            f"bf16 matmuls {head_bf16} ({res['bf16_speedup']:.2f}x f32; score-loss gap to "
+            f"f32 {_num(res['bf16_final_loss_rel_gap'], 2)}, f32 seed-to-seed "
+            f"{_num(res['f32_seed_rel_gap'], 2)})"
+        )
     if "vmap_ratio" in res:
         parts.append(f"plain vmap {res['vmap_ratio']:.2f}x")
     if "final_loss_max_rel_gap" in res:

@@ -318,12 +318,12 @@ def config_fields(config) -> list[tuple[str, str, str]]:
         parts = key.split(".")
         if len(parts) >= 2 and f"*.{parts[-1]}" in docs and "model_kwargs" not in parts:
             return docs[f"*.{parts[-1]}"]
-        if "model_kwargs" in parts:
-            return "field of the router's Flax module (jaxroute.models)"
-        if "loss_kwargs" in parts:
-            return "keyword argument of the router's loss (jaxroute.losses.LOSSES)"
         from jaxroute.models.table import field_doc  # a router kind's own fields
 
+        if "model_kwargs" in parts:
+            return field_doc(parts[-1]) or "field of the router's Flax module (jaxroute.models)"
+        if "loss_kwargs" in parts:
+            return "keyword argument of the router's loss (jaxroute.losses.LOSSES)"
         return field_doc(parts[-1])
 
     out = []

@@ -42,7 +42,8 @@ class RouterSpec:
         ``routers[name]["fitted"]``; None (or no ``choices``) records nothing.
       fields: other config fields of this router kind and their defaults (kNN: ``k``,
         ``cost_source``); they exist on this kind's config entries only.
-      field_docs: one line per entry of ``fields`` (shown by ``train --config_help``).
+      field_docs: one line per entry of ``fields`` and, optionally, of ``model_kwargs``
+        (shown by ``train --config_help``).
       batch_fields: extra training-batch arrays, name -> ``fn(part, train) -> [N, ...]``
         (``part`` the rows batched, ``train`` the seed's training part; e.g. a task index
         from ``part.tasks``). The objective finds them in ``batch``.

@@ -34,6 +34,10 @@ ROUTERS: dict[str, RouterSpec] = {
             "embed_std": 0.02,
             "layer_norm_eps": 1e-5,
             "fast": True,
+            "matmul_dtype": "float32",
+        },
+        field_docs={
+            "matmul_dtype": "float32 | bfloat16 (opt-in: bf16 GEMM operands, f32 accumulation)",
         },
         description="EquiRouter ranker (METHOD.md §4)",
     ),

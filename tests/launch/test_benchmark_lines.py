@@ -37,3 +37,20 @@ def test_train_vmap_line_has_vmap_ratio_and_loss_check():
         "train_vmap: ratio 1.00x (threads 2; plain vmap 0.93x; final-loss max relative gap "
         "to the sequential runs 0)"
     )
+
+
+def test_equirouter_train_line_has_bf16_beside_the_f32_ratio():
+    res = {
+        "ratio": 1.2049,
+        "threads": 2,
+        "bf16_ratio": 2.0149,
+        "bf16_speedup": 1.6722,
+        "bf16_final_loss_rel_gap": 0.000664,
+        "f32_seed_rel_gap": 0.0028,
+    }
+    line = summary_line("equirouter_train", res)
+    assert line.startswith("equirouter_train: ratio 1.20x (")  # the headline stays f32
+    want = "bf16 matmuls 2.01x (1.67x f32; score-loss gap to f32 0.00066, f32 seed-to-seed 0.0028)"
+    assert want in line
+    res["bf16_ratio"] = None  # no torch: the bf16 speed-up alone
+    assert "bf16 matmuls no ratio (1.67x f32;" in summary_line("equirouter_train", res)
