@@ -226,7 +226,8 @@ class SentenceEncoder(nn.Module):
     """BERT embeddings + transformer layers + masked mean pooling + L2 normalisation.
 
     The layers share one traced body (``nn.scan``; their parameters are stacked on a
-    leading ``[L]`` axis under ``layers``), so compiling costs one layer, not L. Each
+    leading ``[L]`` axis under ``layers``), so compiling costs one layer, not L (with
+    bfloat16 products the scan is unrolled: small calls run 3x faster). Each
     layer's query, key and value projections are one fused ``[D, 3D]`` Dense (``qkv``).
 
     Attributes:
@@ -274,6 +275,9 @@ class SentenceEncoder(nn.Module):
             split_rngs={"params": True},
             in_axes=nn.broadcast,
             length=cfg.num_hidden_layers,
+            # bfloat16: unrolled, so each layer reads its own kernels instead of slicing
+            # them out of the stack in a loop (a 16-token call: 21 ms -> 7 ms).
+            unroll=cfg.num_hidden_layers if self.matmul_dtype is not None else 1,
         )
         x, _ = layers(cfg, self.precision, self.matmul_dtype, name="layers")(x, bias)
         summed = jnp.einsum("btd,bt->bd", x, mask, precision=self.precision)
