@@ -64,6 +64,18 @@ class PromptMLP(nn.Module):
         return dense(self.num_models, name="out")(h)
 
 
+def _minimise(objective, params, tx, steps: int):
+    """``steps`` full-batch steps of ``tx`` on ``objective`` in one ``lax.scan``."""
+
+    def step(carry, _):
+        p, opt = carry
+        updates, opt = tx.update(jax.grad(objective)(p), opt, p)
+        return (optax.apply_updates(p, updates), opt), None
+
+    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+    return params
+
+
 @functools.partial(jax.jit, static_argnames=("hidden", "steps"))
 def _fit_mlp(key, x, quality, *, hidden, steps, learning_rate, weight_decay):
     """Full-batch AdamW on the mean BCE of sigmoid outputs against quality in [0, 1]."""
@@ -76,14 +88,7 @@ def _fit_mlp(key, x, quality, *, hidden, steps, learning_rate, weight_decay):
     def loss(p):
         return optax.sigmoid_binary_cross_entropy(module.apply(p, x), target).mean()
 
-    def step(carry, _):
-        p, st = carry
-        g = jax.grad(loss)(p)
-        updates, st = opt.update(g, st, p)
-        return (optax.apply_updates(p, updates), st), None
-
-    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
-    return params
+    return _minimise(loss, params, opt, steps)
 
 
 @functools.partial(jax.jit, static_argnames=("num_models", "hidden"))
@@ -164,14 +169,7 @@ def _fit_head(key, x, task_ids, *, num_tasks, steps, learning_rate, weight_decay
         logp = jax.nn.log_softmax(head.apply(p, x))
         return -jnp.mean(jnp.sum(targets * logp, axis=-1))
 
-    def step(carry, _):
-        p, opt = carry
-        value, grads = jax.value_and_grad(loss)(p)
-        updates, opt = tx.update(grads, opt, p)
-        return (optax.apply_updates(p, updates), opt), value
-
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
-    return params
+    return _minimise(loss, params, tx, steps)
 
 
 class Residual(nn.Module):
@@ -216,14 +214,7 @@ def _fit_residual(x, base, quality, cost, *, loss, steps, learning_rate, l2):
         kernel = p["params"]["out"]["kernel"]
         return fn(scores, quality, costs=cost) + l2 * jnp.sum(kernel**2)
 
-    def step(carry, _):
-        p, opt = carry
-        grads = jax.grad(objective)(p)
-        updates, opt = tx.update(grads, opt, p)
-        return (optax.apply_updates(p, updates), opt), None
-
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
-    return params
+    return _minimise(objective, params, tx, steps)
 
 
 def task_statistics(
