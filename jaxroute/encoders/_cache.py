@@ -79,6 +79,9 @@ class FeatureCache:
         if dtype not in ("float32", "bfloat16"):
             raise ValueError(f"FeatureCache dtype must be float32 or bfloat16, got {dtype!r}")
         self.dtype = dtype
+        # The suffix names the bfloat16 computation (bfloat16 products, tanh GELU,
+        # jaxroute/encoders/_model.py): a change to it must change the suffix, or
+        # vectors of the old computation would be served for the new one.
         fingerprint = fingerprint + ("-bf16" if dtype == "bfloat16" else "")
         self.fingerprint = fingerprint
         self.max_length = max_length
