@@ -382,6 +382,11 @@ def fit_task_prior(
         seed=seed,
     )
     k = int(min(blend_k, features.shape[0])) if min(weights) < 1.0 else 0
+    if k > 0 and not any(w + v <= 1.0 + 1e-9 for w in weights for v in mlp_ws):
+        raise ValueError(
+            f"blend_weights {weights} and mlp_weights {mlp_ws}: no pair with w + v <= 1 "
+            "(the neighbours take 1 - w - v)"
+        )
     margin, chosen, chosen_v, selection = float(cost_margin), weights[0], mlp_ws[0], None
     if len(weights) > 1 or len(mlp_ws) > 1 or cost_margin_z > 0 or calibrate_temperature:
         (chosen, chosen_v), margin, selection = select_blend_and_margin(

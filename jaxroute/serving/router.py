@@ -309,8 +309,8 @@ def load_router(workdir, *, router: str | None = None, seed_index: int = 0) -> T
         cost_fn=lambda x: capply(cparams, x),
         encoder_dir=config.features.encoder_dir or None,
         prompt_view=config.features.get("prompt_view", "full"),
-        # Runs from before the field embedded in float32.
-        encoder_dtype=config.features.get("encoder_dtype", "float32"),
+        # read_config pinned it to the mode training embedded with.
+        encoder_dtype=config.features.encoder_dtype,
         seed=int(seeds[seed_index]),
         workdir=str(workdir),
         calibration=calibration,

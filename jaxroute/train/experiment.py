@@ -51,6 +51,15 @@ from jaxroute.train.workdir import (
 )
 
 
+def _encoder_dtype(config) -> str | None:
+    """The encoder mode the run's features were embedded with (None: not embedded)."""
+    if config.features.source != "encoder":
+        return None
+    from jaxroute import encoders
+
+    return encoders.resolve_dtype(config.features.get("encoder_dtype", "auto"))
+
+
 @_guard.holds_workdir_lock  # one writer per workdir (README: Reliability)
 def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = None) -> Fitted:
     """Trains the cost model and every configured router (resuming); returns them."""
@@ -67,7 +76,7 @@ def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = Non
         write_config(config, workdir)
     writer = MetricWriter(workdir)
     if dist.is_main():
-        write_run_info(workdir, data, splits)
+        write_run_info(workdir, data, splits, _encoder_dtype(config))
     mesh = data_mesh(config)
     tc = config.train
     n = splits.train[0].num_prompts

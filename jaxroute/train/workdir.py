@@ -103,11 +103,25 @@ def check_resumable(config, workdir) -> None:
 
 
 def read_config(workdir) -> ml_collections.ConfigDict:
-    """The resolved config a run wrote to ``workdir/config.json``."""
+    """The resolved config a run wrote to ``workdir/config.json``.
+
+    ``features.encoder_dtype`` is pinned to the mode the run embedded with
+    (``run_info.json``'s ``encoder_dtype``), so that ``route``, ``serve``, ``calibrate``
+    and ``evaluate`` on another machine embed as training did, not as ``auto`` resolves
+    there; a run from before the field embedded in float32.
+    """
     path = pathlib.Path(workdir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; is {workdir} a jaxroute workdir?")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    if "features" in config:
+        info_path = pathlib.Path(workdir) / "run_info.json"
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        with config.unlocked():
+            config.features.encoder_dtype = info.get(
+                "encoder_dtype", config.features.get("encoder_dtype", "float32")
+            )
+    return config
 
 
 def config_with_data(config, path: str, data_format: str | None = None):
@@ -119,8 +133,11 @@ def config_with_data(config, path: str, data_format: str | None = None):
     return other
 
 
-def write_run_info(workdir, data: jdata.RoutingData, splits) -> None:
-    """What ``route`` needs to rebuild the routers without the data: names and shapes."""
+def write_run_info(
+    workdir, data: jdata.RoutingData, splits, encoder_dtype: str | None = None
+) -> None:
+    """What ``route`` needs to rebuild the routers without the data: names and shapes,
+    and the encoder's resolved matmul mode when the features came from the encoder."""
     info = {
         "models": list(data.models),
         "feature_dim": int(data.features.shape[1]),
@@ -128,6 +145,8 @@ def write_run_info(workdir, data: jdata.RoutingData, splits) -> None:
         "n_train": splits.train[0].num_prompts,
         "source": str(data.source),
     }
+    if encoder_dtype is not None:
+        info["encoder_dtype"] = encoder_dtype
     (pathlib.Path(workdir) / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
 
 

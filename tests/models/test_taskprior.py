@@ -214,3 +214,8 @@ def test_mlp_weights_are_checked():
     x, q, c, tasks = _two_tasks()
     with pytest.raises(ValueError, match="mlp_weights"):
         tp.fit_task_prior(x, q, c, tasks, mlp_hidden=4, mlp_weights=(1.0,))
+    # Prior and MLP weights that leave the neighbours a negative share.
+    with pytest.raises(ValueError, match="no pair with w"):
+        tp.fit_task_prior(
+            x, q, c, tasks, blend_k=4, blend_weights=(0.75,), mlp_hidden=4, mlp_weights=(0.5,)
+        )
