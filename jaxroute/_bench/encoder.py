@@ -43,7 +43,14 @@ def synthetic_prompts(n: int, kind: str, seed: int = 0) -> list[str]:
 
 
 def _time_one(
-    name: str, prompts: list[str], enc, st, torch_batch_size: int, rounds: int, enc32=None
+    name: str,
+    prompts: list[str],
+    enc,
+    st,
+    torch_batch_size: int,
+    rounds: int,
+    enc32=None,
+    min_seconds: float = 2.0,
 ) -> dict[str, Any]:
     lengths = [len(t) for t in enc.tokenize(prompts)]
     t0 = time.perf_counter()
@@ -71,12 +78,16 @@ def _time_one(
         res["parity_min_cosine"] = float(np.min(np.sum(vec * ref, axis=1)))
         if enc32 is not None:
             res["float32_parity_min_cosine"] = float(np.min(np.sum(vec32 * ref, axis=1)))
-    # A set whose call is short gets more rounds (at least ~2 s of jaxroute calls, at
-    # most 5x ``rounds``): the median of 3 calls of 0.3 s moved the ratio by +-0.15.
-    t0 = time.perf_counter()
-    enc(prompts, progress=False)
-    steady_s = time.perf_counter() - t0
-    res["rounds"] = max(rounds, min(5 * rounds, math.ceil(2.0 / max(steady_s, 1e-3))))
+    # A set whose call is short gets more rounds (at least ~min_seconds of jaxroute
+    # calls, at most 5x ``rounds``): the median of 3 calls of 0.3 s moved the ratio by
+    # +-0.15.
+    res["rounds"] = rounds
+    if min_seconds > 0:
+        t0 = time.perf_counter()
+        enc(prompts, progress=False)
+        steady_s = time.perf_counter() - t0
+        extra = math.ceil(min_seconds / max(steady_s, 1e-3))
+        res["rounds"] = max(rounds, min(5 * rounds, extra))
     times = _common.interleaved(fns, res["rounds"])
     res["jaxroute_s"] = _common.median(times["jaxroute"])
     res["jaxroute_prompts_per_s"] = len(prompts) / res["jaxroute_s"]
@@ -100,6 +111,7 @@ def bench_encoder(
     rounds: int = 5,
     compare_torch: bool = True,
     dtype: str = "auto",
+    min_seconds: float = 2.0,
 ) -> dict[str, Any]:
     """jaxroute's prompts/s against sentence-transformers' on long and short prompts.
 
@@ -127,6 +139,8 @@ def bench_encoder(
       rounds: timed rounds per side.
       compare_torch: time sentence-transformers too when it is importable.
       dtype: jaxroute's matmul mode (``"auto"``, ``"float32"``, ``"bfloat16"``).
+      min_seconds: time each set for at least about this long (more rounds for short
+        calls); 0 for exactly ``rounds``.
 
     Returns:
       dict: ``ratio`` (min over sets, or None), ``sets`` (per-set figures:
@@ -157,7 +171,10 @@ def bench_encoder(
                 st = SentenceTransformer(str(enc.folder), device="cpu")
     else:
         why = "compare_torch=False"
-    per = {k: _time_one(k, v, enc, st, torch_batch_size, rounds, enc32) for k, v in sets.items()}
+    per = {
+        k: _time_one(k, v, enc, st, torch_batch_size, rounds, enc32, min_seconds)
+        for k, v in sets.items()
+    }
     ratios = [r["ratio"] for r in per.values() if "ratio" in r]
     out: dict[str, Any] = {
         "ratio": min(ratios) if ratios else None,

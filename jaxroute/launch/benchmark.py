@@ -59,7 +59,7 @@ def _equirouter_train(quick):
 def _encoder(quick):
     from jaxroute._bench.encoder import bench_encoder
 
-    return bench_encoder(n_prompts=8, rounds=1) if quick else bench_encoder()
+    return bench_encoder(n_prompts=8, rounds=1, min_seconds=0) if quick else bench_encoder()
 
 
 def _serve(quick):  # not in the default --only: it trains a tiny workdir and starts servers

@@ -221,8 +221,11 @@ def test_bench_encoder_reports_without_torch(tiny_dir):
     from jaxroute._bench.encoder import bench_encoder, synthetic_prompts
 
     sets = {"long": synthetic_prompts(3, "long"), "short": synthetic_prompts(3, "short")}
-    r = bench_encoder(prompts=sets, encoder_dir=tiny_dir, rounds=1, compare_torch=False)
+    r = bench_encoder(
+        prompts=sets, encoder_dir=tiny_dir, rounds=1, compare_torch=False, min_seconds=0
+    )
     assert r["ratio"] is None and "compare_torch=False" in r["why"]
+    assert r["sets"]["long"]["rounds"] == 1
     assert set(r["sets"]) == {"long", "short"}
     assert r["sets"]["long"]["tokens_max"] == 64  # truncated to the tiny max_length
     assert r["sets"]["short"]["tokens_max"] < 45
