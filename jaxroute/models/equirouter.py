@@ -186,20 +186,10 @@ class EquiRouter(nn.Module):
         if x.ndim != 2:
             raise ValueError(f"EquiRouter expects features [B, D], got shape {x.shape}")
         z = x
-        bf16 = self.matmul_dtype == "bfloat16"
+        # bfloat16: the same Dense parameters; only the product is mixed precision.
+        product = _bf16_dot_general if self.matmul_dtype == "bfloat16" else None
         for i, width in enumerate(self.trunk_sizes):
-            name = f"trunk_dense_{i}"
-            if bf16:  # the same Dense parameters; only the product is mixed precision
-                layer = nn.Dense(
-                    width,
-                    kernel_init=xavier_uniform,
-                    bias_init=zeros,
-                    dot_general=_bf16_dot_general,
-                    name=name,
-                )
-            else:
-                layer = dense(width, name=name)
-            z = _gelu(layer(z))
+            z = _gelu(dense(width, name=f"trunk_dense_{i}", dot_general=product)(z))
             z = nn.LayerNorm(epsilon=self.layer_norm_eps, name=f"trunk_ln_{i}")(z)
         width = self.trunk_sizes[-1]  # Z
 

@@ -24,10 +24,18 @@ xavier_uniform = nn.initializers.xavier_uniform()
 zeros = nn.initializers.zeros_init()
 
 
-def dense(features: int, name: str | None = None, use_bias: bool = True) -> nn.Dense:
-    """A Dense layer with xavier-uniform kernel and zero bias (the project default)."""
+def dense(
+    features: int, name: str | None = None, use_bias: bool = True, dot_general=None
+) -> nn.Dense:
+    """A Dense layer with xavier-uniform kernel and zero bias (the project default);
+    ``dot_general`` replaces its product (None: ``lax.dot_general``)."""
     return nn.Dense(
-        features, use_bias=use_bias, kernel_init=xavier_uniform, bias_init=zeros, name=name
+        features,
+        use_bias=use_bias,
+        kernel_init=xavier_uniform,
+        bias_init=zeros,
+        dot_general=dot_general,
+        name=name,
     )
 
 
