@@ -11,6 +11,7 @@ L2-normalised, as in sentence-transformers' all-MiniLM-L6-v2.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import json
@@ -86,6 +87,7 @@ class BertConfig:
         return cfg
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX-BF16 tiles).
 
@@ -124,21 +126,12 @@ def resolve_dtype(dtype: str) -> str:
     return dtype
 
 
-def _matmul(x: jax.Array, w: jax.Array, precision: Any, matmul_dtype: Any) -> jax.Array:
-    """``x @ w`` (last axis of ``x`` with the first of ``w``), float32 out.
+def _dot(a: jax.Array, b: jax.Array, dims, precision: Any, matmul_dtype: Any) -> jax.Array:
+    """``lax.dot_general`` with float32 out.
 
     With ``matmul_dtype`` (bfloat16) both operands are cast to it and the product
     accumulates in float32; with None it is a float32 product at ``precision``.
     """
-    if matmul_dtype is None:
-        return jnp.dot(x, w, precision=precision)
-    return jnp.dot(
-        x.astype(matmul_dtype), w.astype(matmul_dtype), preferred_element_type=jnp.float32
-    )
-
-
-def _batched(a: jax.Array, b: jax.Array, dims, precision: Any, matmul_dtype: Any) -> jax.Array:
-    """``dot_general`` with float32 out; bfloat16 operands when ``matmul_dtype`` is set."""
     if matmul_dtype is None:
         return jax.lax.dot_general(a, b, dims, precision=precision)
     return jax.lax.dot_general(
@@ -161,7 +154,8 @@ class _Dense(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        y = _matmul(x, kernel, self.precision, self.matmul_dtype)
+        dims = (((x.ndim - 1,), (0,)), ((), ()))  # x's last axis with the kernel's first
+        y = _dot(x, kernel, dims, self.precision, self.matmul_dtype)
         return y + bias.astype(jnp.float32).reshape((1,) * (y.ndim - 1) + (-1,))
 
 
@@ -192,9 +186,9 @@ def _attention(
     q = heads[0] * np.float32(1.0 / np.sqrt(dh))
     k, v = heads[1], heads[2]
     batch = ((0, 1), (0, 1))
-    scores = _batched(q, k, (((3,), (3,)), batch), precision, matmul_dtype) + bias
+    scores = _dot(q, k, (((3,), (3,)), batch), precision, matmul_dtype) + bias
     weights = jnp.exp(scores - jax.lax.stop_gradient(scores.max(axis=-1, keepdims=True)))
-    ctx = _batched(weights, v, (((3,), (2,)), batch), precision, matmul_dtype)
+    ctx = _dot(weights, v, (((3,), (2,)), batch), precision, matmul_dtype)
     ctx = ctx / weights.sum(axis=-1, keepdims=True)  # [B, H, T, Dh]
     return ctx.transpose(0, 2, 1, 3).reshape(b, t, d)
 

@@ -26,12 +26,10 @@ def load_experiment_data(config) -> jdata.RoutingData:
     from jaxroute import encoders  # lazy: only runs that embed need tokenizers & weights
 
     view = fc.get("prompt_view", "full")
-    dtype = fc.get("encoder_dtype", "auto")
-    if dtype not in encoders.ENCODER_DTYPES:
-        raise ValueError(
-            f"config.features.encoder_dtype: unknown {dtype!r} "
-            f"({', '.join(encoders.ENCODER_DTYPES)})"
-        )
+    try:
+        dtype = encoders.resolve_dtype(fc.get("encoder_dtype", "auto"))
+    except ValueError as e:
+        raise ValueError(f"config.features.encoder_dtype: {e}") from None
     encoded = data
     if source == "encoder" and view != "full" and data.prompts is not None:
         encoded = data.replace(prompts=encoders.apply_view(data.prompts.tolist(), view))
