@@ -91,36 +91,28 @@ def _fit_mlp(key, x, quality, *, hidden, steps, learning_rate, weight_decay):
     return _minimise(loss, params, opt, steps)
 
 
-@functools.partial(jax.jit, static_argnames=("num_models", "hidden"))
-def _mlp_quality(params, x, *, num_models, hidden):
+@jax.jit
+def _mlp_quality(params, x):
+    hidden, num_models = params["params"]["out"]["kernel"].shape  # static at trace time
     return jax.nn.sigmoid(PromptMLP(num_models, hidden).apply(params, _normalise(x)))
 
 
-def _mlp_predict(mlp: dict, x: np.ndarray) -> np.ndarray:
-    """Predicted quality ``[N, M]`` of a fitted :class:`PromptMLP` (``mlp`` from fit)."""
-    return np.asarray(
-        _mlp_quality(
-            mlp["params"],
-            jnp.asarray(np.asarray(x, np.float32)),
-            num_models=mlp["num_models"],
-            hidden=mlp["hidden"],
-        )
-    )
+def _mlp_predict(params, x: np.ndarray) -> np.ndarray:
+    """Predicted quality ``[N, M]`` of a fitted :class:`PromptMLP` (its variables)."""
+    return np.asarray(_mlp_quality(params, jnp.asarray(np.asarray(x, np.float32))))
 
 
 def fit_prompt_mlp(features, quality, *, hidden, steps, learning_rate, weight_decay, seed):
-    """Fits a :class:`PromptMLP`; returns ``{"params", "num_models", "hidden"}``."""
-    quality = np.asarray(quality, np.float32)
-    params = _fit_mlp(
+    """Fits a :class:`PromptMLP` to ``quality`` ``[N, M]``; returns its variables."""
+    return _fit_mlp(
         jax.random.key(seed + 7919),
         jnp.asarray(np.asarray(features, np.float32)),
-        jnp.asarray(quality),
+        jnp.asarray(np.asarray(quality, np.float32)),
         hidden=int(hidden),
         steps=int(steps),
         learning_rate=float(learning_rate),
         weight_decay=float(weight_decay),
     )
-    return {"params": params, "num_models": int(quality.shape[1]), "hidden": int(hidden)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,8 +139,9 @@ class TaskPriorState:
     blend_k: int = 0
     cost_margin: float = 0.0
     selection: dict | None = None
-    # Optional per-prompt MLP in the blend (see :func:`fit_prompt_mlp`): its weight.
-    mlp: dict | None = None
+    # Optional per-prompt MLP in the blend (see :func:`fit_prompt_mlp`): its variables
+    # and weight.
+    mlp: Any = None
     mlp_weight: float = 0.0
 
 
@@ -382,7 +375,7 @@ def fit_task_prior(
         seed=seed,
     )
     k = int(min(blend_k, features.shape[0])) if min(weights) < 1.0 else 0
-    if k > 0 and not any(w + v <= 1.0 + 1e-9 for w in weights for v in mlp_ws):
+    if not _candidate_pairs(weights, mlp_ws, k > 0):
         raise ValueError(
             f"blend_weights {weights} and mlp_weights {mlp_ws}: no pair with w + v <= 1 "
             "(the neighbours take 1 - w - v)"
@@ -460,6 +453,15 @@ def _blend3(w: float, v: float, prior, near, mlp, prior_c, near_c):
         s = s + v * np.asarray(mlp)
     c = (w * np.asarray(prior_c) + rest * np.asarray(near_c)) / (w + rest)
     return s, c
+
+
+def _candidate_pairs(weights, mlp_weights, neighbours: bool) -> list[tuple[float, float]]:
+    """The ``(w, v)`` pairs of prior and MLP weights that a blend can take: with
+    neighbours every pair with ``w + v ≤ 1``; without, the prior takes what the MLP
+    leaves (``w = 1 − v``)."""
+    if neighbours:
+        return [(w, v) for w in weights for v in mlp_weights if w + v <= 1.0 + 1e-9]
+    return sorted({(1.0 - v, v) for v in mlp_weights})
 
 
 def _candidate_key(w: float, v: float, with_mlp: bool) -> str:
@@ -602,10 +604,7 @@ def select_blend_and_margin(
             fitted = fit_prompt_mlp(features[rest], quality[rest], **mlp_kwargs)
             mlp_s[held] = _mlp_predict(fitted, features[held])
     best = best_single_model(quality, cost)
-    if blend_k > 0:
-        pairs = [(w, v) for w in weights for v in mlp_weights if w + v <= 1.0 + 1e-9]
-    else:  # without neighbours the prior takes what the MLP leaves
-        pairs = sorted({(1.0 - v, v) for v in mlp_weights})
+    pairs = _candidate_pairs(weights, mlp_weights, blend_k > 0)
     tried, top = {}, {}
     for w, v in pairs:
         s, c = _blend3(w, v, prior_s, near_s, mlp_s, prior_c, near_c)
@@ -738,33 +737,37 @@ def taskprior_choices(state: TaskPriorState) -> dict | None:
 
 
 def _fit_from_config(train, rc) -> TaskPriorState:
+    from jaxroute.models.table import router_spec
+
+    # A config written before a field existed gets the field's table default.
+    f = {**router_spec("taskprior").fields, **rc}
     return fit_task_prior(
         train.features,
         train.quality,
         train.cost,
         train.tasks,
-        steps=int(rc.get("steps", 300)),
-        learning_rate=float(rc.get("head_learning_rate", 3e-3)),
-        weight_decay=float(rc.get("head_weight_decay", 1e-4)),
-        prior_strength=float(rc.get("prior_strength", 1.0)),
-        temperature=float(rc.get("temperature", 1.0)),
-        knn_k=int(rc.get("knn_k", 0)),
-        knn_strength=float(rc.get("knn_strength", 1.0)),
-        residual_loss=str(rc.get("residual_loss", "")),
-        residual_steps=int(rc.get("residual_steps", 400)),
-        residual_learning_rate=float(rc.get("residual_learning_rate", 1e-2)),
-        residual_l2=float(rc.get("residual_l2", 0.1)),
-        blend_k=int(rc.get("blend_k", 0)),
-        blend_weights=tuple(rc.get("blend_weights", (1.0,))),
-        cost_margin=float(rc.get("cost_margin", 0.0)),
-        cost_margin_z=float(rc.get("cost_margin_z", 0.0)),
-        calibrate_temperature=bool(rc.get("calibrate_temperature", False)),
-        cv_folds=int(rc.get("cv_folds", 5)),
-        mlp_hidden=int(rc.get("mlp_hidden", 0)),
-        mlp_steps=int(rc.get("mlp_steps", 400)),
-        mlp_learning_rate=float(rc.get("mlp_learning_rate", 1e-3)),
-        mlp_weight_decay=float(rc.get("mlp_weight_decay", 1e-2)),
-        mlp_weights=tuple(rc.get("mlp_weights", (0.0,))),
+        steps=int(f["steps"]),
+        learning_rate=float(f["head_learning_rate"]),
+        weight_decay=float(f["head_weight_decay"]),
+        prior_strength=float(f["prior_strength"]),
+        temperature=float(f["temperature"]),
+        knn_k=int(f["knn_k"]),
+        knn_strength=float(f["knn_strength"]),
+        residual_loss=str(f["residual_loss"]),
+        residual_steps=int(f["residual_steps"]),
+        residual_learning_rate=float(f["residual_learning_rate"]),
+        residual_l2=float(f["residual_l2"]),
+        blend_k=int(f["blend_k"]),
+        blend_weights=tuple(f["blend_weights"]),
+        cost_margin=float(f["cost_margin"]),
+        cost_margin_z=float(f["cost_margin_z"]),
+        calibrate_temperature=bool(f["calibrate_temperature"]),
+        cv_folds=int(f["cv_folds"]),
+        mlp_hidden=int(f["mlp_hidden"]),
+        mlp_steps=int(f["mlp_steps"]),
+        mlp_learning_rate=float(f["mlp_learning_rate"]),
+        mlp_weight_decay=float(f["mlp_weight_decay"]),
+        mlp_weights=tuple(f["mlp_weights"]),
     )
 
 
