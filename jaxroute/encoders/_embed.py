@@ -27,15 +27,6 @@ DEFAULT_BATCH_SIZE = 64
 # 512, long prompts even). See README, speed.
 DEFAULT_MAX_TOKENS = 512
 MAX_TOKENS_BY_DTYPE = {"float32": DEFAULT_MAX_TOKENS, "bfloat16": 2048}
-# Short prompts may be packed side by side into rows of this many tokens (at most one
-# prompt per PACK_MIN_TOKENS of the row), when that costs fewer FLOPs than padding each
-# to its bucket (Encoder.plan); 0: never. Measured on a 2-core CPU, 256 prompts of 10-40
-# tokens: float32 2.29 s one prompt a row, 1.54-1.59 s packed in rows of 96-128 tokens;
-# bfloat16 0.72 s one a row, 0.75 s in rows of 64, 0.97 s in rows of 128 (its products
-# are fast enough that the longer softmax rows and the [T, T] mask cost more than the
-# padding saved). See README, speed.
-PACK_LENGTH_BY_DTYPE = {"float32": 128, "bfloat16": 0}
-PACK_MIN_TOKENS = 8
 
 
 def check_prompts(prompts: Sequence[Any], sample_ids: Sequence[Any] | None = None) -> list[str]:
@@ -82,10 +73,6 @@ class Encoder:
         :func:`jaxroute.encoders.resolve_dtype`); part of the feature cache's identity.
       max_tokens: the default token budget per forward call for this mode
         (``MAX_TOKENS_BY_DTYPE``).
-      pack_length: the row length of packed calls (0: never pack; by default the
-        mode's ``PACK_LENGTH_BY_DTYPE``); prompts up to this many tokens may share a row
-        (see :meth:`plan`).
-      max_segments: at most this many prompts share a packed row.
     """
 
     def __init__(
@@ -98,7 +85,6 @@ class Encoder:
         fingerprint: str,
         buckets: Sequence[int] = DEFAULT_BUCKETS,
         dtype: str = "float32",
-        pack_length: int | None = None,
     ):
         self.dtype = _model.resolve_dtype(dtype)
         self.max_tokens = MAX_TOKENS_BY_DTYPE[self.dtype]
@@ -118,16 +104,11 @@ class Encoder:
         # The layer kernels are cast once here, not in every call.
         self._run_params = params if matmul_dtype is None else _cast_kernels(params, matmul_dtype)
 
-        if pack_length is None:
-            pack_length = PACK_LENGTH_BY_DTYPE[self.dtype]
-        self.pack_length = min(int(pack_length), max_length)
-        self.max_segments = max(1, self.pack_length // PACK_MIN_TOKENS)
-
-        def forward(params, ids, mask, num_segments=0):
+        def forward(params, ids, mask):
             self.num_traces += 1  # runs at trace time only
-            return model.apply(params, ids, mask, num_segments)
+            return model.apply(params, ids, mask)
 
-        self._forward = jax.jit(forward, static_argnums=3)
+        self._forward = jax.jit(forward)
 
     @property
     def dim(self) -> int:
@@ -150,7 +131,6 @@ class Encoder:
         max_tokens: int | None = None,
         sample_ids: Sequence[Any] | None = None,
         progress: bool = True,
-        pack: bool = True,
     ) -> np.ndarray:
         """Encodes prompts; see :func:`encode`."""
         prompts = check_prompts(prompts, sample_ids)
@@ -160,55 +140,17 @@ class Encoder:
         ids = self.tokenize(prompts)
         bar = tqdm(total=len(prompts), desc="encoding", unit="prompt", disable=not progress)
         lengths = [len(t) for t in ids]
-        for rows, (n_rows, length) in self.plan(lengths, batch_size, max_tokens, pack):
-            tok = np.full((n_rows, length), self._pad_id, np.int32)
-            mask = np.zeros((n_rows, length), np.int32)  # segment ids: 1, 2, ... in a row
-            for r, row in enumerate(rows):
-                start = 0
-                for s, i in enumerate(row, 1):
-                    tok[r, start : start + lengths[i]] = ids[i]
-                    mask[r, start : start + lengths[i]] = s
-                    start += lengths[i]
-            packed = any(len(row) > 1 for row in rows)
-            segments = self.max_segments if packed else 0
-            vec = np.asarray(self._forward(self._run_params, tok, mask, segments))
-            for r, row in enumerate(rows):
-                out[row] = vec[r, : len(row)] if packed else vec[r]
-            bar.update(sum(len(row) for row in rows))
+        for chunk, (rows, length) in self.batches(lengths, batch_size, max_tokens):
+            tok = np.full((rows, length), self._pad_id, np.int32)
+            mask = np.zeros((rows, length), np.int32)
+            for j, i in enumerate(chunk):
+                tok[j, : len(ids[i])] = ids[i]
+                mask[j, : len(ids[i])] = 1
+            vec = self._forward(self._run_params, jnp.asarray(tok), jnp.asarray(mask))
+            out[chunk] = np.asarray(vec)[: len(chunk)]
+            bar.update(len(chunk))
         bar.close()
         return out
-
-    def plan(
-        self,
-        lengths: Sequence[int],
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_tokens: int | None = None,
-        pack: bool = True,
-    ) -> list[tuple[list[list[int]], tuple[int, int]]]:
-        """The forward calls that encode prompts of these token counts.
-
-        Returns ``[(rows, (row count, row length))]``: each call's rows as lists of prompt
-        indices (one prompt per row, or several side by side in a packed call).
-        Prompts longer than :attr:`pack_length` go in :meth:`batches`. The shorter ones
-        too, unless ``pack`` and packing them (:meth:`packed_batches`) costs fewer FLOPs
-        (:meth:`flops` of the padded shapes): many short prompts of mixed lengths pack
-        into far less padding; a few prompts, or prompts of one length, do not gain.
-        """
-        short = [i for i, n in enumerate(lengths) if n <= self.pack_length]
-        long_ = [i for i, n in enumerate(lengths) if n > self.pack_length]
-
-        def one_per_row(idx):
-            got = self.batches([lengths[i] for i in idx], batch_size, max_tokens)
-            return [([[idx[j]] for j in chunk], shape) for chunk, shape in got]
-
-        plan = one_per_row(long_)
-        plain = one_per_row(short)
-        if pack and len(short) > 1:
-            packed = self.packed_batches([lengths[i] for i in short], batch_size, max_tokens)
-            packed = [([[short[j] for j in row] for row in rows], s) for rows, s in packed]
-            if self.flops([s for _, s in packed]) < self.flops([s for _, s in plain]):
-                return plan + packed
-        return plan + plain
 
     def batches(
         self,
@@ -244,60 +186,6 @@ class Encoder:
             start += len(chunk)
         return out
 
-    def flops(self, shapes: Sequence[tuple[int, int]]) -> float:
-        """Forward FLOPs of calls of these ``(rows, length)`` shapes (dense + attention)."""
-        c = self.config
-        d, f, layers = c.hidden_size, c.intermediate_size, c.num_hidden_layers
-        return float(
-            sum(r * t * layers * (2 * (4 * d * d + 2 * d * f) + 4 * t * d) for r, t in shapes)
-        )
-
-    def packed_batches(
-        self,
-        lengths: Sequence[int],
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_tokens: int | None = None,
-    ) -> list[tuple[list[list[int]], tuple[int, int]]]:
-        """Packs prompts (each at most :attr:`pack_length` tokens) into rows of
-        :attr:`pack_length` tokens, at most :attr:`max_segments` prompts a row, and the
-        rows into calls of ``max(1, min(batch_size, max_tokens // pack_length))`` rows
-        (the last one shrunk to the next power of two): ``[(rows, (row count, length))]``.
-
-        Best-fit decreasing: longest prompt first, into the row with the least room
-        that fits it (a new row when none does).
-
-        >>> enc = Encoder.__new__(Encoder); enc.pack_length, enc.max_segments = 16, 3
-        >>> enc.packed_batches([9, 3, 7, 5, 2, 2, 1], batch_size=4, max_tokens=64)
-        [([[0, 2], [3, 1, 4], [5, 6]], (4, 16))]
-        """
-        max_tokens = self.max_tokens if max_tokens is None else max_tokens
-        cap, most = self.pack_length, self.max_segments
-        if any(n > cap or n < 1 for n in lengths):
-            raise ValueError(f"packed_batches: token counts must be in [1, {cap}]")
-        rows: list[list[int]] = []
-        room: dict[int, list[int]] = {}  # free tokens -> rows with that much room left
-        free: list[int] = []
-        for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
-            n = lengths[i]
-            fit = next((f for f in range(n, cap) if room.get(f)), None)
-            if fit is None:
-                r = len(rows)
-                rows.append([])
-                free.append(cap)
-            else:
-                r = room[fit].pop()
-            rows[r].append(i)
-            free[r] -= n
-            if free[r] > 0 and len(rows[r]) < most:
-                room.setdefault(free[r], []).append(r)
-        per_call = max(1, min(batch_size, max_tokens // cap))
-        out = []
-        for start in range(0, len(rows), per_call):
-            chunk = rows[start : start + per_call]
-            n_rows = per_call if len(chunk) == per_call else 1 << (len(chunk) - 1).bit_length()
-            out.append((chunk, (n_rows, cap)))
-        return out
-
     def warmup(
         self,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -326,7 +214,6 @@ def load_encoder(
     *,
     buckets: Sequence[int] = DEFAULT_BUCKETS,
     dtype: str = "auto",
-    pack_length: int | None = None,
 ) -> Encoder:
     """Loads an encoder from a Hugging Face-format folder (no torch, no hub).
 
@@ -336,8 +223,6 @@ def load_encoder(
       buckets: padded token lengths for batching; ``max_length`` is always added.
       dtype: matmul mode, ``"auto"``, ``"float32"`` or ``"bfloat16"`` (see
         :func:`jaxroute.encoders.resolve_dtype`).
-      pack_length: row length for packing short prompts (see :class:`Encoder`; None: the
-        mode's default, 0: never pack).
 
     Returns:
       An :class:`Encoder`.
@@ -373,7 +258,6 @@ def load_encoder(
         _model.encoder_fingerprint(folder),
         buckets=buckets,
         dtype=dtype,
-        pack_length=pack_length,
     )
 
 
@@ -399,7 +283,6 @@ def encode(
     sample_ids: Sequence[Any] | None = None,
     progress: bool = True,
     dtype: str = "auto",
-    pack: bool = True,
 ) -> np.ndarray:
     """Embeds prompts: float32 ``[N, D]`` L2-normalised mean-pooled vectors, input order.
 
@@ -407,9 +290,6 @@ def encode(
     and run in batches of at most ``batch_size`` rows and about ``max_tokens`` tokens,
     each padded to the bucket of its longest prompt (see :meth:`Encoder.batches`), so
     the forward compiles once per bucket used plus once for the last, partial batch.
-    With ``pack`` (and an encoder whose ``pack_length`` is not 0: float32 mode by
-    default) short prompts may instead share rows, side by side, when that costs fewer
-    FLOPs (see :meth:`Encoder.plan`); the vectors are the same up to float rounding.
     Compiled programs persist on disk (see :func:`enable_compilation_cache`).
 
     Args:
@@ -423,7 +303,6 @@ def encode(
       progress: show a tqdm bar.
       dtype: matmul mode when ``encoder`` is a folder or None (a loaded
         :class:`Encoder` keeps its own).
-      pack: allow packed calls (False: one prompt per row, the bucket shapes only).
 
     Raises:
       TypeError, ValueError: see :func:`check_prompts`.
@@ -436,5 +315,4 @@ def encode(
         max_tokens=max_tokens,
         sample_ids=sample_ids,
         progress=progress,
-        pack=pack,
     )

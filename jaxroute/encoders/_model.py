@@ -233,12 +233,7 @@ class SentenceEncoder(nn.Module):
         :func:`resolve_dtype`). The layer kernels may be stored in that dtype.
 
     Call with ``input_ids`` and ``attention_mask``, both int ``[B, T]``; returns float32
-    ``[B, D]`` unit vectors (rows whose mask is all zero give the zero vector). With
-    ``num_segments=S`` the rows are *packed*: ``attention_mask`` holds segment ids (0 for
-    padding, ``1..S`` for the prompts side by side in a row, each contiguous), attention
-    stays inside a segment, positions restart at each segment, and the result is
-    ``[B, S, D]``, one vector per segment (the zero vector for an absent one): the same
-    vectors as encoding each prompt in its own row, without the padding.
+    ``[B, D]`` unit vectors (rows whose mask is all zero give the zero vector).
 
     >>> cfg = BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=2,
     ...                  num_attention_heads=2, intermediate_size=16,
@@ -257,37 +252,17 @@ class SentenceEncoder(nn.Module):
     matmul_dtype: Any = None
 
     @nn.compact
-    def __call__(
-        self, input_ids: jax.Array, attention_mask: jax.Array, num_segments: int = 0
-    ) -> jax.Array:
+    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
         cfg = self.config
         _, t = input_ids.shape
         word = nn.Embed(cfg.vocab_size, cfg.hidden_size, name="word_embeddings")(input_ids)
         pos = nn.Embed(cfg.max_position_embeddings, cfg.hidden_size, name="position_embeddings")
         typ = nn.Embed(cfg.type_vocab_size, cfg.hidden_size, name="token_type_embeddings")
-        big_negative = jnp.finfo(jnp.float32).min / 2
-        if num_segments:
-            # Packed rows: attention_mask holds segment ids (0 = pad, s = the row's s-th
-            # prompt, contiguous); a token sees its own prompt only and positions restart
-            # at each prompt's first token, so each prompt is encoded as if alone.
-            seg = attention_mask
-            steps = jnp.arange(t)
-            first = jnp.concatenate(
-                [jnp.ones_like(seg[:, :1], bool), seg[:, 1:] != seg[:, :-1]], axis=1
-            )
-            positions = steps[None] - jax.lax.cummax(jnp.where(first, steps[None], 0), axis=1)
-            x = word + pos(positions) + typ(jnp.zeros_like(input_ids))
-            same = (seg[:, :, None] == seg[:, None, :]) & (seg[:, None, :] > 0)
-            bias = jnp.where(same[:, None], 0.0, big_negative)  # [B, 1, T, T]
-            # [B, T, S]: token t belongs to segment s + 1.
-            segments = jnp.arange(1, num_segments + 1)[None, None, :]
-            mask = (seg[:, :, None] == segments).astype(jnp.float32)
-        else:
-            x = word + pos(jnp.arange(t))[None] + typ(jnp.zeros_like(input_ids))
-            mask = attention_mask.astype(jnp.float32)
-            # [B, 1, 1, T]: broadcast over heads and queries inside the fused add.
-            bias = jnp.where(mask[:, None, None, :] > 0, 0.0, big_negative)
+        x = word + pos(jnp.arange(t))[None] + typ(jnp.zeros_like(input_ids))
         x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, name="embeddings_layer_norm")(x)
+        mask = attention_mask.astype(jnp.float32)
+        # [B, 1, 1, T]: broadcast over heads and queries inside the fused add.
+        bias = jnp.where(mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min / 2)
         layers = nn.scan(
             _Layer,
             variable_axes={"params": 0},
@@ -299,13 +274,8 @@ class SentenceEncoder(nn.Module):
             unroll=cfg.num_hidden_layers if self.matmul_dtype is not None else 1,
         )
         x, _ = layers(cfg, self.precision, self.matmul_dtype, name="layers")(x, bias)
-        if num_segments:
-            summed = jnp.einsum("btd,bts->bsd", x, mask, precision=self.precision)
-            count = mask.sum(1)[..., None]  # [B, S, 1]
-        else:
-            summed = jnp.einsum("btd,bt->bd", x, mask, precision=self.precision)
-            count = mask.sum(-1, keepdims=True)
-        pooled = summed / jnp.maximum(count, 1e-9)
+        summed = jnp.einsum("btd,bt->bd", x, mask, precision=self.precision)
+        pooled = summed / jnp.maximum(mask.sum(-1, keepdims=True), 1e-9)
         norm = jnp.linalg.norm(pooled, axis=-1, keepdims=True)
         return pooled / jnp.maximum(norm, 1e-12)
 

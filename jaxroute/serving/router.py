@@ -146,15 +146,12 @@ class TrainedRouter:
         return self._encoder
 
     def embed(self, prompts: Sequence[str], *, batch_size: int = 32):
-        """``([N, D] features, [N] truncated)``: the encoder's vectors of the prompts.
-
-        One prompt per row (no packing), so a served batch only meets the shapes that
-        :meth:`warmup` compiled."""
+        """``([N, D] features, [N] truncated)``: the encoder's vectors of the prompts."""
         from jaxroute import encoders
 
         viewed = encoders.apply_view(list(prompts), self.prompt_view)
         enc = self.encoder
-        x = enc(viewed, batch_size=batch_size, progress=False, pack=False)
+        x = enc(viewed, batch_size=batch_size, progress=False)
         truncated = np.array(
             [bool(e.overflowing) for e in enc.tokenizer.encode_batch(viewed)], bool
         )

@@ -36,9 +36,9 @@ def test_one_compilation_per_batch_shape(tiny_dir):
     assert [enc.bucket_of(len(t)) for t in enc.tokenize(prompts)] == [8] * 5 + [16] * 3 + [64]
     # Longest first, 2 rows a batch: [64, 16] [16, 16] [8, 8] [8, 8] [8] -> the last
     # batch shrinks to 1 row: shapes (2, 64), (2, 16), (2, 8), (1, 8).
-    enc(prompts, batch_size=2, progress=False, pack=False)
+    enc(prompts, batch_size=2, progress=False)
     assert enc.num_traces == 4
-    enc(prompts[::-1] + ["another short"], batch_size=2, progress=False, pack=False)
+    enc(prompts[::-1] + ["another short"], batch_size=2, progress=False)
     assert enc.num_traces == 4
 
 
@@ -59,65 +59,6 @@ def test_batches_pad_to_own_bucket_and_token_budget(tiny_encoder):
         ([2, 6, 4, 0], (4, 16)),
         ([8], (1, 8)),
     ]
-
-
-def _mixed_short_prompts(n: int, seed: int = 0) -> list[str]:
-    rng = np.random.default_rng(seed)
-    words = "alpha beta gamma delta route model cost quality prompt token".split()
-    return [" ".join(rng.choice(words, size=int(rng.integers(1, 25)))) for _ in range(n)]
-
-
-def test_packed_rows_give_each_prompt_its_own_vector(tiny_dir):
-    enc = encoders.load_encoder(tiny_dir, dtype="float32")
-    assert enc.pack_length == 64 and enc.max_segments == 8  # 128 capped at max_length 64
-    prompts = _mixed_short_prompts(40) + ["word " * 100]  # one prompt past pack_length
-    lengths = [len(t) for t in enc.tokenize(prompts)]
-    plan = enc.plan(lengths, batch_size=8, max_tokens=256)
-    assert any(len(row) > 1 for rows, _ in plan for row in rows)  # it does pack
-    assert sorted(i for rows, _ in plan for row in rows for i in row) == list(range(41))
-    packed = enc(prompts, batch_size=8, max_tokens=256, progress=False)
-    alone = np.concatenate([enc([p], progress=False, pack=False) for p in prompts])
-    np.testing.assert_allclose(packed, alone, atol=1e-5)
-    # Without the segment mask the prompts of a row would see each other: a row of two
-    # prompts encoded as one sequence gives another vector.
-    a, b = enc.tokenize(prompts[:2])
-    joint = enc._forward(enc._run_params, np.asarray([a + b]), np.ones((1, len(a) + len(b))))
-    assert float(np.abs(np.asarray(joint)[0] - alone[0]).max()) > 1e-2
-
-
-def test_packed_batches_fill_rows_within_limits(tiny_dir):
-    tiny_encoder = encoders.load_encoder(tiny_dir, dtype="float32")
-    rng = np.random.default_rng(1)
-    lengths = [int(n) for n in rng.integers(1, 65, size=200)]
-    cap, most = tiny_encoder.pack_length, tiny_encoder.max_segments
-    got = tiny_encoder.packed_batches(lengths, batch_size=8, max_tokens=256)
-    rows = [row for chunk, _ in got for row in chunk]
-    assert sorted(i for row in rows for i in row) == list(range(200))
-    assert all(sum(lengths[i] for i in row) <= cap and len(row) <= most for row in rows)
-    per_call = min(8, 256 // cap)
-    assert [shape for _, shape in got[:-1]] == [(per_call, cap)] * (len(got) - 1)
-    last_rows, (n_rows, _) = got[-1]
-    assert len(last_rows) <= n_rows < 2 * len(last_rows) or n_rows == per_call
-    # Best fit packs tightly: at most one row in ten is left below half full.
-    assert sum(sum(lengths[i] for i in row) < cap / 2 for row in rows) <= len(rows) // 10
-    with pytest.raises(ValueError, match="token counts"):
-        tiny_encoder.packed_batches([cap + 1])
-
-
-def test_plan_packs_only_when_it_costs_fewer_flops(tiny_dir):
-    enc = encoders.load_encoder(tiny_dir, buckets=(8, 16, 32), dtype="float32")
-    one = enc.plan([5])
-    assert one == [([[0]], (1, 8))]  # one short prompt: its own bucket, not a 64-token row
-    lengths = [len(t) for t in enc.tokenize(_mixed_short_prompts(64))]
-    packed, plain = enc.plan(lengths), enc.plan(lengths, pack=False)
-    assert all(len(row) == 1 for rows, _ in plain for row in rows)
-    assert any(len(row) > 1 for rows, _ in packed for row in rows)
-    assert enc.flops([s for _, s in packed]) < enc.flops([s for _, s in plain])
-    # bfloat16 does not pack by default (PACK_LENGTH_BY_DTYPE), nor does pack_length=0.
-    bf16 = encoders.load_encoder(tiny_dir, buckets=(8, 16, 32), dtype="bfloat16")
-    assert bf16.pack_length == 0 and bf16.plan(lengths) == bf16.plan(lengths, pack=False)
-    off = encoders.load_encoder(tiny_dir, buckets=(8, 16, 32), pack_length=0, dtype="float32")
-    assert off.plan(lengths) == plain
 
 
 def test_params_tree_matches_module(tiny_encoder):
