@@ -30,15 +30,23 @@ def test_padding_does_not_change_vector(tiny_encoder):
 
 
 def test_one_compilation_per_batch_shape(tiny_dir):
-    enc = encoders.load_encoder(tiny_dir, buckets=(8, 16, 32))
+    enc = encoders.load_encoder(tiny_dir, buckets=(8, 16, 32), dtype="float32")
     assert enc.buckets == (8, 16, 32, 64)
     prompts = ["hi"] * 5 + ["word " * 10] * 3 + ["word " * 100]  # buckets 8, 16, 64
-    assert [enc.bucket_of(len(t)) for t in enc.tokenize(prompts)] == [8] * 5 + [16] * 3 + [64]
-    # Longest first, 2 rows a batch: [64, 16] [16, 16] [8, 8] [8, 8] [8] -> the last
-    # batch shrinks to 1 row: shapes (2, 64), (2, 16), (2, 8), (1, 8).
+    lengths = [len(t) for t in enc.tokenize(prompts)]
+    assert [enc.bucket_of(n) for n in lengths] == [8] * 5 + [16] * 3 + [64]
+    # 2 rows a call, longest first: [64] [16 16] [16 8] [8 8] [8 8] -> 3 shapes.
+    shapes = {shape for _, shape in enc.batches(lengths, 2)}
+    assert shapes == {(1, 64), (2, 16), (2, 8)}
     enc(prompts, batch_size=2, progress=False)
-    assert enc.num_traces == 4
-    enc(prompts[::-1] + ["another short"], batch_size=2, progress=False)
+    assert enc.num_traces == 3
+    enc(prompts[::-1], batch_size=2, progress=False)  # the same shapes: no new trace
+    assert enc.num_traces == 3
+    more = prompts + ["another short"]  # one more 8-bucket prompt moves the cuts
+    more_lengths = [len(t) for t in enc.tokenize(more)]
+    new = {shape for _, shape in enc.batches(more_lengths, 2)} - shapes
+    assert new == {(2, 64)}  # [64 16] [16 16] [8 8] [8 8] [8 8]
+    enc(more, batch_size=2, progress=False)
     assert enc.num_traces == 4
 
 
@@ -51,14 +59,46 @@ def test_batches_pad_to_own_bucket_and_token_budget(tiny_encoder):
         assert len(chunk) <= rows <= max(1, 64 // length)
         assert length == tiny_encoder.bucket_of(max(lengths[i] for i in chunk))
     # Longest first: 64 and 60 (bucket 64: 1 row each), 30 and 17 (bucket 32: 2 rows),
-    # 12, 9, 5, 3 (bucket 16: 4 rows), then 2 alone (bucket 8, shrunk to 1 row).
+    # 12 and 9 (bucket 16: 2 rows), then 5, 3, 2 (bucket 8, 3 prompts in 4 rows): 64
+    # padded tokens where cutting at the token budget ([12 9 5 3] in 4 x 16, [2] in
+    # 1 x 8) pads 72, with as many calls.
     assert got == [
         ([7], (1, 64)),
         ([1], (1, 64)),
         ([3, 5], (2, 32)),
-        ([2, 6, 4, 0], (4, 16)),
-        ([8], (1, 8)),
+        ([2, 6], (2, 16)),
+        ([4, 0, 8], (4, 8)),
     ]
+
+
+def test_batches_cut_where_padding_plus_calls_is_least(tiny_encoder):
+    from itertools import combinations
+
+    from jaxroute.encoders._embed import CALL_OVERHEAD_TOKENS
+
+    def cost(plan):
+        return sum(rows * length + CALL_OVERHEAD_TOKENS for _, (rows, length) in plan)
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        lengths = [int(n) for n in rng.integers(1, 65, size=7)]
+        got = tiny_encoder.batches(lengths, batch_size=4, max_tokens=96)
+        desc = sorted(lengths, reverse=True)
+        best = float("inf")  # every way to cut the sorted prompts into calls
+        for k in range(len(desc)):
+            for cuts in combinations(range(1, len(desc)), k):
+                bounds, total = (0, *cuts, len(desc)), 0
+                for i, j in zip(bounds, bounds[1:], strict=False):
+                    length = tiny_encoder.bucket_of(desc[i])
+                    cap = max(1, min(4, 96 // length))
+                    if j - i > cap:
+                        total = float("inf")
+                        break
+                    rows = cap if j - i == cap else min(cap, 1 << (j - i - 1).bit_length())
+                    total += rows * length + CALL_OVERHEAD_TOKENS
+                best = min(best, total)
+        assert cost(got) == best
+        assert sorted(i for chunk, _ in got for i in chunk) == list(range(7))
 
 
 def test_params_tree_matches_module(tiny_encoder):
