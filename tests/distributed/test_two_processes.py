@@ -39,6 +39,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from _apps import JIT_CACHE_MIN_COMPILE_S
 
 from jaxroute.train import experiment as E
 
@@ -68,7 +69,7 @@ def _env(**extra) -> dict:
     env.update(
         JAX_PLATFORMS="cpu",
         JAX_COMPILATION_CACHE_DIR=str(jax.config.jax_compilation_cache_dir or ""),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2",
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=JIT_CACHE_MIN_COMPILE_S,
         **extra,
     )
     return env

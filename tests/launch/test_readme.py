@@ -15,6 +15,8 @@ import shlex
 import subprocess
 import sys
 
+from _apps import JIT_CACHE_DIR, JIT_CACHE_MIN_COMPILE_S
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY_TRAIN = [
     "--config.data.path=synthetic:n_prompts=120,feature_dim=8",
@@ -49,8 +51,8 @@ def test_readme_everyday_commands_run_in_order(tmp_path):
     env.update(
         PYTHONPATH=str(ROOT),
         JAX_PLATFORMS="cpu",
-        JAX_COMPILATION_CACHE_DIR=os.environ.get("JAXROUTE_JIT_CACHE", "/tmp/jaxroute-jit-cache"),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2",
+        JAX_COMPILATION_CACHE_DIR=JIT_CACHE_DIR,
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=JIT_CACHE_MIN_COMPILE_S,
     )
     make_run = "jaxroute train --flagfile=launch/equirouter_synthetic.flags"
     for line in [make_run, *commands]:

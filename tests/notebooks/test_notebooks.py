@@ -18,6 +18,7 @@ import sys
 import jupytext
 import nbformat
 import pytest
+from _apps import JIT_CACHE_DIR, JIT_CACHE_MIN_COMPILE_S
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NB_DIR = ROOT / "notebooks"
@@ -127,11 +128,8 @@ def _execute(name: str, workdir: pathlib.Path, monkeypatch, extra_env=()):
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     # The kernel is a fresh process: strict JAX and the suite's compilation cache too.
     monkeypatch.setenv("JAX_NUMPY_RANK_PROMOTION", "raise")
-    monkeypatch.setenv(
-        "JAX_COMPILATION_CACHE_DIR",
-        os.environ.get("JAXROUTE_JIT_CACHE", "/tmp/jaxroute-jit-cache"),
-    )
-    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", JIT_CACHE_DIR)
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", JIT_CACHE_MIN_COMPILE_S)
     for key, value in extra_env:
         monkeypatch.setenv(key, value)
     nb = _read_py(name)
