@@ -3,8 +3,13 @@
 import json
 import shutil
 
+import pytest
+
 from jaxroute import encoders, serving
 from jaxroute.train import read_config
+
+# The session workdir of tests/serving/conftest.py: trained once, on the serving worker.
+pytestmark = pytest.mark.xdist_group("serving")
 
 
 def test_run_records_and_router_uses_the_training_encoder_mode(workdir, tmp_path):
