@@ -5,8 +5,9 @@ What runs: ``python -m jaxroute.launch.train`` twice at once with
 ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` (one CPU device each, coordinator on
 127.0.0.1 at a free port, cross-process collectives through gloo). Both are SIGKILLed
 once the EquiRouter group has checkpointed its first epoch, and started again: they
-resume from orbax's multi-process checkpoints. A plain one-process run of the same
-config runs alongside as the reference.
+resume from orbax's multi-process checkpoints. The reference, a plain one-process
+training of the same config, runs in the test's own process (``fit``: the checkpoints,
+no report) while the resumed pair trains.
 
 Asserted:
 - both processes exit 0 and print the same headline; only process 0 writes
@@ -41,6 +42,7 @@ import numpy as np
 import pytest
 from _apps import JIT_CACHE_MIN_COMPILE_S
 
+from jaxroute.configs.base import get_config
 from jaxroute.train import experiment as E
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -51,6 +53,14 @@ FLAGS = [
     "--config.run_routers=equirouter",
     "--config.eval.n_budgets=10",
 ]
+
+
+def _reference_config():
+    """The config FLAGS give, for the one-process reference."""
+    c = get_config("tiny")
+    c.run_routers = "equirouter"
+    c.eval.n_budgets = 10
+    return c
 
 
 def _free_port() -> int:
@@ -151,7 +161,6 @@ def test_two_processes_train_resume_and_report_like_one(tmp_path):
     mp, ref = tmp_path / "two", tmp_path / "one"
     procs: list[subprocess.Popen] = []
     try:
-        reference = _start(ref, tmp_path / "one.log", procs)
         # Run 1: killed (SIGKILL, both processes) after the first EquiRouter checkpoint.
         first = _start_pair(mp, "killed", procs)
         deadline = time.monotonic() + PHASE_TIMEOUT_S
@@ -166,8 +175,10 @@ def test_two_processes_train_resume_and_report_like_one(tmp_path):
         # Run 2: the same command resumes from the multi-process checkpoints.
         second = _start_pair(mp, "resumed", procs)
         logs = [tmp_path / "resumed0.log", tmp_path / "resumed1.log"]
+        # Meanwhile the one-process reference (this process: one CPU device).
+        assert jax.process_count() == 1 and len(jax.devices()) == 1
+        E.fit(_reference_config(), ref)
         _wait(second, time.monotonic() + PHASE_TIMEOUT_S, logs)
-        _wait([reference], time.monotonic() + PHASE_TIMEOUT_S, [tmp_path / "one.log"])
     finally:
         for p in procs:
             _kill(p)
@@ -185,6 +196,10 @@ def test_two_processes_train_resume_and_report_like_one(tmp_path):
     assert {k for k in keys if k[0] == "equirouter"} == {("equirouter", e) for e in (1, 2, 3)}
 
     # Parameters: the one-process run's, up to float32 summation order.
+    assert E.read_config(ref).to_dict() == {
+        **E.read_config(mp).to_dict(),
+        "devices": {**E.read_config(mp).devices.to_dict(), "distributed": False},
+    }  # the same config apart from the multi-process flag
     for name in (E.COST_GROUP, "equirouter"):
         for a, b in zip(_params(mp, name), _params(ref, name), strict=True):
             np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL, err_msg=name)
