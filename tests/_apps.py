@@ -20,14 +20,21 @@ JIT_CACHE_DIR = os.environ.get("JAXROUTE_JIT_CACHE", "/tmp/jaxroute-jit-cache")
 JIT_CACHE_MIN_COMPILE_S = "0"
 
 
+def jit_cache_env() -> dict[str, str]:
+    """The environment variables that give a started JAX process the suite's cache."""
+    return {
+        "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR", JIT_CACHE_DIR),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": os.environ.get(
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", JIT_CACHE_MIN_COMPILE_S
+        ),
+    }
+
+
 def app_env() -> dict[str, str]:
     """CPU only, this checkout's jaxroute, and the suite's persistent compilation cache
     (a second train, evaluate or route reuses the first one's programs; safe across xdist
     workers)."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", JIT_CACHE_DIR)
-    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", JIT_CACHE_MIN_COMPILE_S)
-    return env
+    return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), **jit_cache_env())
 
 
 def run_app(module: str, *args: str, check: bool = False, timeout: float = 300):

@@ -8,6 +8,7 @@ import textwrap
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _apps import jit_cache_env
 from _routing_reference import numpy_loop_sweep, synthetic_problem
 
 from jaxroute.routing import (
@@ -247,7 +248,7 @@ SHARD_SCRIPT = textwrap.dedent(
 
 
 def test_sharded_equals_single_device_8_fake_cpus():
-    env = dict(os.environ)
+    env = dict(os.environ, **jit_cache_env())  # the suite's compilation cache
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     env["JAX_PLATFORMS"] = "cpu"
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
