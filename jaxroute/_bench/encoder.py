@@ -181,7 +181,8 @@ def bench_encoder(
         "sets": per,
         "threads": threads,
         "dtype": enc.dtype,
-        "jaxroute_batching": f"sorted by length, <= {enc.max_tokens} tokens per call",
+        "jaxroute_batching": f"sorted by length, cut where padding plus a per-call cost is "
+        f"least, <= {enc.max_tokens} tokens per call",
         "torch_batch_size": torch_batch_size,
         "max_length": enc.max_length,
         "jaxroute_prompts_per_s": min(r["jaxroute_prompts_per_s"] for r in per.values()),
