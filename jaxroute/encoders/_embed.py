@@ -27,8 +27,9 @@ DEFAULT_BATCH_SIZE = 64
 # 512, long prompts even). See README, speed.
 DEFAULT_MAX_TOKENS = 512
 MAX_TOKENS_BY_DTYPE = {"float32": DEFAULT_MAX_TOKENS, "bfloat16": 2048}
-# A forward call's fixed cost, in padded tokens, when batches() chooses where to cut
-# (bfloat16 here: a 16-token call takes about 7 ms, ~120 tokens of a big call's time).
+# A forward call's fixed cost, in padded tokens, when batches() chooses where to cut.
+# A 16-token bfloat16 call takes about 7 ms here, ~120 tokens of a big call's time; 64 is
+# the value the README's timings used (it cuts a little more often, into fewer rows).
 CALL_OVERHEAD_TOKENS = 64
 
 

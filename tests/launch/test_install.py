@@ -15,7 +15,7 @@ import sysconfig
 import venv
 
 import pytest
-from _apps import JIT_CACHE_DIR, JIT_CACHE_MIN_COMPILE_S
+from _apps import jit_cache_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -54,8 +54,7 @@ def installed(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(
         JAX_PLATFORMS="cpu",
-        JAX_COMPILATION_CACHE_DIR=JIT_CACHE_DIR,
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=JIT_CACHE_MIN_COMPILE_S,
+        **jit_cache_env(),
     )
 
     def run(*args, check=True):

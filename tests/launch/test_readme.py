@@ -15,7 +15,7 @@ import shlex
 import subprocess
 import sys
 
-from _apps import JIT_CACHE_DIR, JIT_CACHE_MIN_COMPILE_S
+from _apps import jit_cache_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY_TRAIN = [
@@ -51,8 +51,7 @@ def test_readme_everyday_commands_run_in_order(tmp_path):
     env.update(
         PYTHONPATH=str(ROOT),
         JAX_PLATFORMS="cpu",
-        JAX_COMPILATION_CACHE_DIR=JIT_CACHE_DIR,
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=JIT_CACHE_MIN_COMPILE_S,
+        **jit_cache_env(),
     )
     make_run = "jaxroute train --flagfile=launch/equirouter_synthetic.flags"
     for line in [make_run, *commands]:

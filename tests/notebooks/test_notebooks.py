@@ -18,7 +18,7 @@ import sys
 import jupytext
 import nbformat
 import pytest
-from _apps import JIT_CACHE_DIR, JIT_CACHE_MIN_COMPILE_S
+from _apps import jit_cache_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NB_DIR = ROOT / "notebooks"
@@ -128,8 +128,8 @@ def _execute(name: str, workdir: pathlib.Path, monkeypatch, extra_env=()):
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     # The kernel is a fresh process: strict JAX and the suite's compilation cache too.
     monkeypatch.setenv("JAX_NUMPY_RANK_PROMOTION", "raise")
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", JIT_CACHE_DIR)
-    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", JIT_CACHE_MIN_COMPILE_S)
+    for key, value in jit_cache_env().items():
+        monkeypatch.setenv(key, value)
     for key, value in extra_env:
         monkeypatch.setenv(key, value)
     nb = _read_py(name)
