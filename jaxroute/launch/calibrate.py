@@ -18,20 +18,11 @@ import sys
 from absl import app, flags
 
 from jaxroute import serving
-from jaxroute.launch import common  # noqa: F401  (shared flags)
+from jaxroute.launch import common, policy_flags
 
 _WORKDIR = common.WORKDIR
-_TARGET_COST = flags.DEFINE_float("target_cost", None, "Target mean USD cost per prompt.")
-_TARGET_SHARE = flags.DEFINE_float(
-    "target_share", None, "Target share of prompts sent to --model (at most)."
-)
-_TARGET_QUALITY = flags.DEFINE_float(
-    "target_quality", None, "Target mean quality, reached at the lowest calibration cost."
-)
-_RULE = flags.DEFINE_enum("rule", "budget", ["budget", "lambda"], "Decision rule to calibrate.")
-_ROUTER = flags.DEFINE_string("router", None, "Router name (default: the workdir's first).")
-_MODEL = flags.DEFINE_string("model", None, "--target_share's model (default: the strongest).")
-_SEED_INDEX = flags.DEFINE_integer("seed_index", 0, "Which of the K seeds' routers to use.")
+_POLICY = policy_flags.define_policy_flags(targets_only=True)
+_ROUTER = policy_flags.define_router_flags()
 _SPLIT = flags.DEFINE_enum(
     "split",
     "val",
@@ -47,23 +38,17 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required")
-    given = {
-        k: f.value
-        for k, f in (("cost", _TARGET_COST), ("share", _TARGET_SHARE), ("quality", _TARGET_QUALITY))
-        if f.value is not None
-    }
     try:
-        if len(given) != 1:
-            raise ValueError("give exactly one of --target_cost, --target_share, --target_quality")
-        ((kind, target),) = given.items()
+        kind, target = _POLICY.target()
+        spec = _POLICY.spec()
         report = serving.calibrate_workdir(
             _WORKDIR.value,
             kind=kind,
             target=target,
-            rule=_RULE.value,
-            router=_ROUTER.value,
-            model=_MODEL.value,
-            seed_index=_SEED_INDEX.value,
+            rule=spec["rule"] or policy_flags.RULES[0],
+            router=_ROUTER.router.value,
+            model=spec["model"],
+            seed_index=_ROUTER.seed_index.value,
             split=_SPLIT.value,
             n_resamples=_RESAMPLES.value,
             bootstrap_seed=_BOOT_SEED.value,
