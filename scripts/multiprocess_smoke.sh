@@ -13,6 +13,7 @@
 # (XLA_FLAGS) and as one process on one device, and report.json is compared with both.
 # Extra flags go to every process (they win over the defaults here), e.g.
 #   scripts/multiprocess_smoke.sh 2 /tmp/mp --config.run_routers=equirouter
+# What the multi-process path does, and its measured overhead: docs/multiprocess.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2}
