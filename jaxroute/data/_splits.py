@@ -6,6 +6,8 @@ seed)`` returns ``(train, test)`` from the data config ``dc``:
 - ``in_domain``: a seeded shuffle, the first ``dc.train_fraction`` as train.
 - ``out_of_domain``: the tasks in ``dc.test_tasks`` (comma list) as test, the rest train.
 - ``predefined``: the dataset's own train/test files (:func:`split_predefined`).
+- ``leave_one_task_out``: the seed picks one task as test, the others train
+  (:func:`split_leave_one_task_out`; seeds ``0 .. T-1`` hold out every task once).
 """
 
 from __future__ import annotations
@@ -56,6 +58,27 @@ def split_out_of_domain(
     if in_test.all():
         raise DataError(f"{data.source}: holding out {test_tasks} leaves no training task")
     return data.subset(~in_test), data.subset(in_test)
+
+
+def split_leave_one_task_out(data: RoutingData, index: int) -> tuple[RoutingData, RoutingData]:
+    """Holds out one whole task: the ``index``-th of the sorted task names (modulo their
+    number) is the test part, every other task trains (docs/question_routing.md).
+
+    Seeds ``0, 1, ..., T - 1`` hold out each of the ``T`` tasks once, so a run over them
+    says what a router does on traffic from a subject it never saw. The parts differ in
+    size from seed to seed, so only routers that are fitted per seed (kNN, ``taskprior``,
+    ``irt``) can run on this split, not the ones vmapped over seeds.
+
+    >>> from jaxroute.data import synthetic
+    >>> d = synthetic(n_prompts=60, seed=0)
+    >>> train, test = split_leave_one_task_out(d, 1)
+    >>> sorted(set(test.tasks)) == [sorted(d.task_names)[1]], len(train) + len(test)
+    (True, 60)
+    """
+    names = sorted(data.task_names)
+    if len(names) < 2:
+        raise DataError(f"{data.source}: leave-one-task-out needs two or more tasks, got {names}")
+    return split_out_of_domain(data, [names[int(index) % len(names)]])
 
 
 def split_seeds(
@@ -156,5 +179,9 @@ SPLITS: dict[str, SplitSpec] = {
         ),
         seeded=False,
         description="the dataset's own *_train / *_test files",
+    ),
+    "leave_one_task_out": SplitSpec(
+        lambda data, dc, seed: split_leave_one_task_out(data, seed),
+        description="the seed-th task (sorted, modulo T) as test, the other tasks as train",
     ),
 }
