@@ -1,201 +1,52 @@
 """The ``serve`` app's HTTP server: routing as a service next to OpenAI-compatible LLMs.
 
 Built on aiohttp: one well-kept package (aio-libs, asyncio-native) gives the server, the
-client that forwards chat requests to the backends (with bounded timeouts), and byte
-streaming in both directions, so streamed completions pass through as they arrive.
+client that forwards chat requests to the backends (:mod:`jaxroute.serving.backends`),
+and byte streaming in both directions.
 
 The workdir's router is loaded once and compiled for a few batch shapes at start
-(:meth:`TrainedRouter.warmup`). Concurrent requests are micro-batched: handlers put
-their prompts on an asyncio queue; one batcher task waits ``batch_window`` for more,
-runs the encoder and the two networks once for all of them in a worker thread (the
-event loop keeps accepting connections), and hands each request its rows. The encoder
-cuts a batch into full batches per token bucket and a power-of-two remainder; all those
-shapes are compiled at start.
+(:meth:`TrainedRouter.warmup`); concurrent requests are micro-batched, fairly
+(:mod:`jaxroute.serving.batcher`). Requests are checked before they are batched
+(:mod:`jaxroute.serving.requests`); connections, rates, the optional bearer token and
+the graceful drain on SIGTERM are :mod:`jaxroute.serving.guard`'s. What each of those
+holds against is measured in ``docs/reliability_server.md``.
 
 Endpoints: ``POST /route``, ``POST /v1/chat/completions``, ``GET /health``,
 ``GET /models``. Every error is a 4xx/5xx with a one-line JSON body
-``{"error": {"message", "type", "code"}}``; no traceback reaches a client.
+``{"error": {"message", "type", "code"}}``; no traceback, backend URL or key reaches a
+client.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
-import json
 import logging
-import os
-import pathlib
+import signal
 import time
-from typing import Any
 
 import aiohttp
 import numpy as np
 from aiohttp import web
 
 from jaxroute.routing import budget_choice, lambda_choice
-from jaxroute.serving.router import POLICY_FIELDS, Policy, TrainedRouter, check_prompts
+from jaxroute.serving import guard as G
+from jaxroute.serving.backends import Endpoint, forward, read_models_file
+from jaxroute.serving.batcher import Batcher
+from jaxroute.serving.requests import (
+    ApiError,
+    encoder_prompts,
+    error_response,
+    last_user_message,
+    read_json_object,
+)
+from jaxroute.serving.router import POLICY_FIELDS, Policy, TrainedRouter
 
 log = logging.getLogger("jaxroute.serve")
 
 ROUTED_NAMES = (None, "auto", "jaxroute", "router")  # chat "model" values that mean: route
-
-
-class ApiError(Exception):
-    """An error answered to the client: HTTP status and a one-line message."""
-
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error"):
-        super().__init__(message)
-        self.status = status
-        self.message = " ".join(str(message).split())
-        self.kind = kind
-
-
-def error_response(status: int, message: str, kind: str) -> web.Response:
-    body = {"error": {"message": " ".join(str(message).split()), "type": kind, "code": status}}
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
-
-
-# --------------------------------------------------------------------------- models file
-
-
-@dataclasses.dataclass(frozen=True)
-class Endpoint:
-    """An OpenAI-compatible backend serving one model."""
-
-    base_url: str
-    api_key_env: str | None = None
-    model: str | None = None  # the name the backend knows the model by (default: ours)
-
-
-def read_models_file(path, known_models) -> dict[str, Endpoint]:
-    """``{name: {"base_url", "api_key_env"?, "model"?}}``, validated (names file and field)."""
-    p = pathlib.Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such models file")
-    try:
-        obj = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: not JSON ({e})") from None
-    if not isinstance(obj, dict) or not obj:
-        raise ValueError(f"{p}: must be a non-empty JSON object: model name -> endpoint")
-    out = {}
-    for name, entry in obj.items():
-        where = f"{p}: model '{name}'"
-        if name not in known_models:
-            raise ValueError(f"{where} is not a model of the router: {list(known_models)}")
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where}: must be an object with 'base_url'")
-        extra = set(entry) - {"base_url", "api_key_env", "model"}
-        if extra:
-            raise ValueError(f"{where}: unknown fields {sorted(extra)}")
-        url = entry.get("base_url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ValueError(f"{where}: field 'base_url' must be an http(s) URL, got {url!r}")
-        env = entry.get("api_key_env")
-        if env is not None and (not isinstance(env, str) or not env):
-            raise ValueError(f"{where}: field 'api_key_env' must be a variable name")
-        if env is not None and env not in os.environ:
-            raise ValueError(f"{where}: field 'api_key_env' names ${env}, which is not set")
-        alias = entry.get("model")
-        if alias is not None and not isinstance(alias, str):
-            raise ValueError(f"{where}: field 'model' must be a string")
-        out[name] = Endpoint(url.rstrip("/"), env, alias)
-    return out
-
-
-# --------------------------------------------------------------------------- batching
-
-
-@dataclasses.dataclass
-class _Item:
-    prompts: list[str]
-    future: asyncio.Future
-
-
-class Batcher:
-    """Collects prompts from concurrent requests into one encoder + router call."""
-
-    def __init__(self, router: TrainedRouter, *, window_s: float = 0.005, max_batch: int = 32):
-        self.router = router
-        self.window_s = window_s
-        self.max_batch = max_batch
-        self.queue: asyncio.Queue[_Item] = asyncio.Queue()
-        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="encoder")
-        self.batches = 0
-        self.prompts = 0
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        self.executor.shutdown(wait=False, cancel_futures=True)
-
-    async def submit(self, prompts: list[str]):
-        """``(scores, costs, truncated)`` for ``prompts``, computed with other requests'."""
-        fut = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Item(prompts, fut))
-        return await fut
-
-    def compute(self, prompts: list[str]):
-        x, truncated = self.router.embed(prompts, batch_size=self.max_batch)
-        scores, costs = self.router.scores_and_costs(x)
-        return scores, costs, truncated
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            items = [await self.queue.get()]
-            n = len(items[0].prompts)
-            deadline = loop.time() + self.window_s
-            while n < self.max_batch:
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), left)
-                except TimeoutError:
-                    break
-                items.append(item)
-                n += len(item.prompts)
-            items = [it for it in items if not it.future.done()]  # clients gone
-            if not items:
-                continue
-            prompts = [p for it in items for p in it.prompts]
-            try:
-                scores, costs, truncated = await loop.run_in_executor(
-                    self.executor, self.compute, prompts
-                )
-            except Exception as e:  # noqa: BLE001 - answered to each waiting request
-                log.exception("encoder batch failed")
-                for it in items:
-                    if not it.future.done():
-                        it.future.set_exception(ApiError(500, f"routing failed: {e}", "server"))
-                continue
-            self.batches += 1
-            self.prompts += len(prompts)
-            start = 0
-            for it in items:
-                k = len(it.prompts)
-                if not it.future.done():
-                    it.future.set_result(
-                        (
-                            scores[start : start + k],
-                            costs[start : start + k],
-                            truncated[start : start + k],
-                        )
-                    )
-                start += k
-
-
-# --------------------------------------------------------------------------- the app
+CHOICE = {"budget": budget_choice, "lambda": lambda_choice}  # a Policy's rule -> choice
+OPEN_PATHS = frozenset({"/health"})  # not rate limited
 
 
 @dataclasses.dataclass
@@ -211,6 +62,15 @@ class ServeConfig:
     batch_window_s: float = 0.005
     max_batch: int = 32
     max_body_bytes: int = 8 << 20
+    max_json_depth: int = 32
+    max_connections: int = 512
+    header_timeout_s: float = 10.0
+    idle_timeout_s: float = 30.0
+    body_timeout_s: float = 30.0
+    rate_per_s: float = 0.0  # per client address; 0: no limit
+    rate_burst: int = 0  # 0: twice the rate (at least 1)
+    drain_grace_s: float = 10.0
+    auth_token: str | None = dataclasses.field(default=None, repr=False)
 
 
 class RouterService:
@@ -220,6 +80,9 @@ class RouterService:
         self.router = router
         self.cfg = cfg
         self.batcher = Batcher(router, window_s=cfg.batch_window_s, max_batch=cfg.max_batch)
+        self.limiter = G.RateLimiter(cfg.rate_per_s, cfg.rate_burst or int(2 * cfg.rate_per_s))
+        self.drain = G.Drain(cfg.drain_grace_s)
+        self.guard: G.ConnectionGuard | None = None
         self.session: aiohttp.ClientSession | None = None
         self.started = time.time()
         self.available = [i for i, m in enumerate(router.models) if m in cfg.endpoints]
@@ -228,15 +91,9 @@ class RouterService:
 
     # ------------------------------------------------------------------ helpers
     async def _json_body(self, request: web.Request) -> dict:
-        try:
-            body = await request.json()
-        except json.JSONDecodeError as e:
-            raise ApiError(400, f"request body is not JSON ({e})") from None
-        except UnicodeDecodeError:
-            raise ApiError(400, "request body is not UTF-8 text") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, f"request body must be a JSON object, got {type(body).__name__}")
-        return body
+        return await read_json_object(
+            request, max_depth=self.cfg.max_json_depth, timeout_s=self.cfg.body_timeout_s
+        )
 
     def _policy(self, spec: dict) -> Policy:
         given = {k: spec[k] for k in (*POLICY_FIELDS, "rule", "model") if k in spec}
@@ -253,17 +110,14 @@ class RouterService:
         except ValueError as e:
             raise ApiError(400, str(e)) from None
 
-    def _check_prompts(self, prompts) -> list[str]:
-        if isinstance(prompts, list) and len(prompts) > self.cfg.max_prompts:
-            raise ApiError(413, f"{len(prompts)} prompts, more than {self.cfg.max_prompts}")
-        try:
-            return check_prompts(prompts, max_chars=self.cfg.max_prompt_chars)
-        except ValueError as e:
-            status = 413 if "characters, more than" in str(e) else 400
-            raise ApiError(status, str(e)) from None
+    def _prompts(self, prompts) -> list[str]:
+        return encoder_prompts(
+            prompts, max_prompts=self.cfg.max_prompts, max_chars=self.cfg.max_prompt_chars
+        )
 
     # ------------------------------------------------------------------ handlers
     async def health(self, request: web.Request) -> web.Response:
+        g = self.guard
         return web.json_response(
             {
                 "status": "ok",
@@ -272,6 +126,11 @@ class RouterService:
                 "workdir": self.router.workdir,
                 "batches": self.batcher.batches,
                 "prompts": self.batcher.prompts,
+                "retried_batches": self.batcher.retried_batches,
+                "in_flight": self.drain.in_flight,
+                "connections": None if g is None else g.open,
+                "refused_connections": None if g is None else g.refused,
+                "timed_out_connections": None if g is None else g.timed_out,
                 "uptime_s": round(time.time() - self.started, 3),
             }
         )
@@ -292,7 +151,7 @@ class RouterService:
         body = await self._json_body(request)
         if "prompts" not in body:
             raise ApiError(400, "missing field 'prompts' (a list of strings)")
-        prompts = self._check_prompts(body["prompts"])
+        prompts = self._prompts(body["prompts"])
         policy = self._policy(body)
         scores, costs, truncated = await self.batcher.submit(prompts)
         rows = self.router.decide(prompts, scores, costs, policy, truncated)
@@ -305,7 +164,7 @@ class RouterService:
                 503, "no models file: start serve with --models_file to forward chats", "server"
             )
         prompt = last_user_message(body.get("messages"))
-        self._check_prompts([prompt])
+        self._prompts([prompt])
         extra = body.get("jaxroute", {})
         if not isinstance(extra, dict):
             raise ApiError(400, "field 'jaxroute' must be an object of routing fields")
@@ -329,162 +188,90 @@ class RouterService:
                 f"unknown model {asked!r}: use 'auto' (routed by {self.router.name}) or "
                 "one of GET /models",
             )
-        forward = {k: v for k, v in body.items() if k != "jaxroute"}
+        fwd = {k: v for k, v in body.items() if k != "jaxroute"}
         endpoint = self.cfg.endpoints[name]
-        forward["model"] = endpoint.model or name
-        return await self._forward(request, name, endpoint, forward, stream)
+        fwd["model"] = endpoint.model or name
+        return await forward(
+            self.session,
+            request,
+            name,
+            endpoint,
+            fwd,
+            stream=stream,
+            timeout_s=self.cfg.backend_timeout_s,
+            connect_timeout_s=self.cfg.backend_connect_timeout_s,
+        )
 
     def _choose_available(self, scores, costs, policy: Policy) -> int:
         """The rule's choice among the models that have an endpoint."""
         idx = np.asarray(self.available)
         s, c = scores[None, idx], costs[None, idx]
-        fn = budget_choice if policy.rule == "budget" else lambda_choice
+        fn = CHOICE[policy.rule]
         return int(idx[int(np.asarray(fn(s, c, np.float32(policy.parameter)))[0])])
 
-    async def _forward(self, request, name, endpoint: Endpoint, body, stream):
-        url = endpoint.base_url + "/chat/completions"
-        headers = {"Content-Type": "application/json"}
-        if endpoint.api_key_env:
-            headers["Authorization"] = f"Bearer {os.environ.get(endpoint.api_key_env, '')}"
-        t = self.cfg.backend_timeout_s
-        timeout = aiohttp.ClientTimeout(
-            total=None if stream else t,
-            connect=min(self.cfg.backend_connect_timeout_s, t),
-            sock_read=t,
-        )
-        tag = {"x-jaxroute-model": name}
-        out = None
-        try:
-            async with self.session.post(url, json=body, headers=headers, timeout=timeout) as r:
-                if r.status >= 400:
-                    text = (await r.text(errors="replace"))[:300]
-                    status = 502 if r.status >= 500 else r.status
-                    raise ApiError(
-                        status, f"backend for model '{name}' answered {r.status}: {text}", "backend"
-                    )
-                if not stream:
-                    try:
-                        data = await r.json(content_type=None)
-                    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-                        raise ApiError(
-                            502, f"backend for model '{name}' answered non-JSON", "backend"
-                        ) from None
-                    if not isinstance(data, dict):
-                        raise ApiError(
-                            502, f"backend for model '{name}' answered a non-object", "backend"
-                        )
-                    data["model"] = name
-                    return web.json_response(data, headers=tag)
-                out = web.StreamResponse(
-                    status=200,
-                    headers={
-                        **tag,
-                        "Content-Type": r.headers.get("Content-Type", "text/event-stream"),
-                        "Cache-Control": "no-cache",
-                    },
+    # ------------------------------------------------------------------ the gate
+    def _admit(self, request: web.Request) -> None:
+        """Drain, bearer token and rate limit, in that order (503, 401, 429)."""
+        if self.drain.draining:
+            raise ApiError(503, "server is shutting down", "server", {"Connection": "close"})
+        token = self.cfg.auth_token
+        if token and not G.check_token(request.headers.get("Authorization"), token):
+            raise ApiError(
+                401,
+                "missing or wrong bearer token (Authorization: Bearer ...)",
+                "authentication_error",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        if request.path not in OPEN_PATHS:
+            wait = self.limiter.wait_s(request.remote or "?")
+            if wait > 0:
+                raise ApiError(
+                    429,
+                    f"rate limit: at most {self.cfg.rate_per_s:g} requests per second per client",
+                    "rate_limit_error",
+                    {"Retry-After": str(max(1, int(np.ceil(wait))))},
                 )
-                await out.prepare(request)
-                buf = b""
-                async for chunk in r.content.iter_any():
-                    buf += chunk
-                    *lines, buf = buf.split(b"\n")
-                    if lines:
-                        await out.write(b"".join(_rename(ln, name) + b"\n" for ln in lines))
-                if buf:
-                    await out.write(_rename(buf, name))
-                await out.write_eof()
-                return out
-        except ConnectionResetError as e:  # after the stream began: our client left
-            if out is None:
-                msg = f"backend for model '{name}' at {endpoint.base_url} failed: {e}"
-                raise ApiError(502, msg, "backend") from None
-            return out
-        except TimeoutError:
-            msg = f"backend for model '{name}' did not answer within {t:g} s"
-            if out is None:
-                raise ApiError(504, msg, "backend") from None
-            return await _end_stream(out, msg)
-        except aiohttp.ClientError as e:
-            msg = f"backend for model '{name}' at {endpoint.base_url} failed: {e}"
-            if out is None:
-                raise ApiError(502, msg, "backend") from None
-            return await _end_stream(out, msg)
 
-
-def _rename(line: bytes, name: str) -> bytes:
-    """An SSE ``data: {...}`` line with the chosen model's name in ``model``."""
-    if not line.startswith(b"data:"):
-        return line
-    payload = line[5:].strip()
-    if not payload or payload == b"[DONE]":
-        return line
-    try:
-        obj = json.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return line
-    if not isinstance(obj, dict) or "model" not in obj:
-        return line
-    obj["model"] = name
-    return b"data: " + json.dumps(obj).encode()
-
-
-async def _end_stream(out: web.StreamResponse, message: str) -> web.StreamResponse:
-    """A stream already started cannot change its status: an SSE error event ends it."""
-    err = {"error": {"message": message, "type": "backend", "code": 504}}
-    try:
-        await out.write(b"data: " + json.dumps(err).encode() + b"\n\n")
-        await out.write_eof()
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-        pass
-    return out
-
-
-def last_user_message(messages: Any) -> str:
-    """The text of the last ``role: user`` message (string or text content parts)."""
-    if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "field 'messages' must be a non-empty list")
-    for i in range(len(messages) - 1, -1, -1):
-        m = messages[i]
-        if not isinstance(m, dict):
-            raise ApiError(400, f"messages[{i}] must be an object")
-        if m.get("role") != "user":
-            continue
-        content = m.get("content")
-        if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            parts = [
-                p.get("text", "")
-                for p in content
-                if isinstance(p, dict)
-                and p.get("type") == "text"
-                and isinstance(p.get("text"), str)
-            ]
-            if parts:
-                return "\n".join(parts)
-        raise ApiError(400, f"messages[{i}].content has no text")
-    raise ApiError(400, "no message with role 'user' in 'messages'")
-
-
-@web.middleware
-async def _errors(request: web.Request, handler):
-    try:
-        return await handler(request)
-    except ApiError as e:
-        return error_response(e.status, e.message, e.kind)
-    except web.HTTPException as e:
-        if e.status < 400:
+    @web.middleware
+    async def middleware(self, request: web.Request, handler):
+        transport = request.transport
+        if self.guard is not None:
+            self.guard.request_started(transport)
+        self.drain.enter()
+        try:
+            self._admit(request)
+            task = asyncio.ensure_future(handler(request))
+            expired = asyncio.ensure_future(self.drain.expired.wait())
+            try:
+                await asyncio.wait({task, expired}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                expired.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise ApiError(503, "server shut down before this request finished", "server")
+            return task.result()
+        except ApiError as e:
+            return error_response(e.status, e.message, e.kind, e.headers)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            return error_response(e.status, e.reason if not e.text else e.text, "http")
+        except asyncio.CancelledError:
             raise
-        return error_response(e.status, e.reason if not e.text else e.text, "http")
-    except asyncio.CancelledError:
-        raise
-    except Exception as e:  # noqa: BLE001 - logged here, one line to the client
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, f"internal error: {type(e).__name__}: {e}", "server")
+        except Exception as e:  # noqa: BLE001 - logged here, one line to the client
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return error_response(500, f"internal error: {type(e).__name__}", "server")
+        finally:
+            self.drain.leave()
+            if self.guard is not None:
+                self.guard.request_done(transport)
 
 
 def make_app(service: RouterService) -> web.Application:
-    app = web.Application(middlewares=[_errors], client_max_size=service.cfg.max_body_bytes)
+    app = web.Application(
+        middlewares=[service.middleware], client_max_size=service.cfg.max_body_bytes
+    )
     app.router.add_get("/health", service.health)
     app.router.add_get("/models", service.models)
     app.router.add_get("/v1/models", service.models)
@@ -505,18 +292,56 @@ def make_app(service: RouterService) -> web.Application:
     return app
 
 
-async def serve_forever(service: RouterService, host: str, port: int, ready=None) -> None:
-    """Listens until SIGINT / SIGTERM; ``ready(url)`` is called once listening."""
-    import signal
-
+async def start_server(service: RouterService, host: str, port: int):
+    """Listens on ``host:port`` behind the connection guard: ``(runner, listener, url)``."""
+    cfg = service.cfg
+    G.rate_limit_log()
     runner = web.AppRunner(
-        make_app(service), access_log=None, handle_signals=False, shutdown_timeout=5.0
+        make_app(service),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=1.0,
+        keepalive_timeout=cfg.idle_timeout_s,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    h, p = runner.addresses[0][:2]
+    service.guard = G.ConnectionGuard(
+        runner.server,
+        max_connections=G.connection_cap(cfg.max_connections),
+        header_timeout_s=cfg.header_timeout_s,
+        idle_timeout_s=cfg.idle_timeout_s,
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        listener = await loop.create_server(
+            service.guard.protocol, host, port, reuse_address=True, backlog=1024
+        )
+    except OSError:
+        await runner.cleanup()
+        raise
+    h, p = listener.sockets[0].getsockname()[:2]
     url = f"http://{h}:{p}" if ":" not in h else f"http://[{h}]:{p}"
+    return runner, listener, url
+
+
+async def shutdown(service: RouterService, runner, listener) -> int:
+    """Stops accepting, drains (:class:`guard.Drain`), closes; the number of requests
+    answered 503 because the grace period ran out."""
+    listener.close()  # no new connections; requests on open ones are answered 503
+    service.guard.refusing = True
+    t0 = time.monotonic()
+    log.info("draining %d requests in flight", service.drain.in_flight)
+    try:
+        cut = await service.drain.begin()
+        log.info("drained in %.1f s (%d answered 503)", time.monotonic() - t0, cut)
+    finally:
+        await runner.cleanup()
+    return cut
+
+
+async def serve_forever(service: RouterService, host: str, port: int, ready=None) -> None:
+    """Listens until SIGINT / SIGTERM, then drains; ``ready(url)`` is called once
+    listening. Returns when every request has been answered (done or 503)."""
+    runner, listener, url = await start_server(service, host, port)
     if ready is not None:
         ready(url)
     stop = asyncio.Event()
@@ -526,7 +351,7 @@ async def serve_forever(service: RouterService, host: str, port: int, ready=None
     try:
         await stop.wait()
     finally:
-        await runner.cleanup()
+        await shutdown(service, runner, listener)
 
 
 __all__ = [
@@ -539,4 +364,6 @@ __all__ = [
     "make_app",
     "read_models_file",
     "serve_forever",
+    "shutdown",
+    "start_server",
 ]

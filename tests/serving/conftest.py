@@ -56,8 +56,9 @@ def workdir(tmp_path_factory):
 
 class StubBackend:
     """OpenAI-compatible /v1/chat/completions on 127.0.0.1; behaviour by the user text:
-    ``FAIL500`` -> 500, ``SLOW`` -> sleeps past the server's timeout, ``HANGUP`` -> closes
-    the connection without answering; otherwise a completion (streamed if asked)."""
+    ``FAIL500`` -> 500, ``FAIL401`` -> 401 quoting the key and URL, ``SLOW`` -> sleeps past
+    the server's timeout, ``HANGUP`` -> closes the connection without answering; otherwise
+    a completion (streamed if asked)."""
 
     def __init__(self):
         self.requests: list[dict] = []
@@ -75,6 +76,10 @@ class StubBackend:
             text = body["messages"][-1]["content"]
             if "FAIL500" in text:
                 return web.Response(status=500, text="Internal Server Error\nboom")
+            if "FAIL401" in text:  # a backend that echoes the key it was sent, and its URL
+                auth = request.headers.get("Authorization")
+                msg = f"bad key: {auth} for {request.url}; Incorrect API key provided: {auth[7:]}"
+                return web.json_response({"error": {"message": msg}}, status=401)
             if "SLOW" in text:
                 await asyncio.sleep(5)
             if "HANGUP" in text:
@@ -157,9 +162,55 @@ def backend():
 # --------------------------------------------------------------------------- the server
 
 
+class ServeProcess:
+    """``python -m jaxroute.launch.serve --port=0 ARGS`` on 127.0.0.1; ``url`` once it
+    printed ``serving on``; ``stop()`` sends SIGTERM and returns the exit code."""
+
+    def __init__(self, workdir, *args, log_dir, env=None, start_timeout=240):
+        self.stdout = open(log_dir / "stdout", "w+")
+        self.stderr = open(log_dir / "stderr", "w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jaxroute.launch.serve", f"--workdir={workdir}", "--port=0",
+             *args],
+            cwd=ROOT, env={**app_env(), **(env or {})}, stdout=self.stdout, stderr=self.stderr,
+            text=True,
+        )  # fmt: skip
+        self.url = None
+        try:
+            deadline = time.monotonic() + start_timeout
+            while time.monotonic() < deadline and self.url is None:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"serve exited {self.proc.returncode}:\n{self.err()}")
+                self.stdout.seek(0)
+                for line in self.stdout.read().splitlines():
+                    if line.startswith("serving on "):
+                        self.url = line.split()[2]
+                time.sleep(0.2)
+            assert self.url, f"serve did not start within {start_timeout} s"
+        except BaseException:
+            self.stop()
+            raise
+
+    def err(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read()[-3000:]
+
+    def stop(self, timeout=30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.stdout.close()
+        self.stderr.close()
+        return self.proc.returncode
+
+
 @pytest.fixture(scope="session")
-def server(workdir, backend, tmp_path_factory):
-    """``serve`` as a subprocess; yields its base URL; killed at the end."""
+def models_file(workdir, backend, tmp_path_factory):
+    """Every model of the workdir served by the stub, with the key in $JAXROUTE_TEST_KEY."""
     models = json.loads((workdir / "run_info.json").read_text())["models"]
     os.environ.setdefault("JAXROUTE_TEST_KEY", "sk-test")
     mf = tmp_path_factory.mktemp("models") / "models.json"
@@ -168,53 +219,33 @@ def server(workdir, backend, tmp_path_factory):
             {m: {"base_url": backend.url, "api_key_env": "JAXROUTE_TEST_KEY"} for m in models}
         )
     )
-    out = tmp_path_factory.mktemp("serve_log")
-    stdout, stderr = open(out / "stdout", "w+"), open(out / "stderr", "w+")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jaxroute.launch.serve",
-            f"--workdir={workdir}",
-            "--port=0",
-            "--budget=0.003",
-            f"--models_file={mf}",
-            f"--backend_timeout_s={BACKEND_TIMEOUT_S}",
-            "--batch_window_ms=20",
-            "--max_prompts=16",
-            "--max_prompt_chars=2000",
-            "--warm_lengths=32",
-        ],
-        cwd=ROOT,
-        env=app_env(),
-        stdout=stdout,
-        stderr=stderr,
-        text=True,
+    return mf
+
+
+@pytest.fixture(scope="session")
+def server(workdir, models_file, tmp_path_factory):
+    """``serve`` as a subprocess; yields its base URL; stopped at the end."""
+    proc = ServeProcess(
+        workdir,
+        "--budget=0.003",
+        f"--models_file={models_file}",
+        f"--backend_timeout_s={BACKEND_TIMEOUT_S}",
+        "--batch_window_ms=20",
+        "--max_prompts=16",
+        "--max_prompt_chars=2000",
+        "--warm_lengths=32",
+        log_dir=tmp_path_factory.mktemp("serve_log"),
     )
     try:
-        deadline = time.monotonic() + 240
-        url = None
-        while time.monotonic() < deadline and url is None:
-            if proc.poll() is not None:
-                stderr.seek(0)
-                raise AssertionError(f"serve exited {proc.returncode}:\n{stderr.read()[-3000:]}")
-            stdout.seek(0)
-            for line in stdout.read().splitlines():
-                if line.startswith("serving on "):
-                    url = line.split()[2]
-            time.sleep(0.2)
-        assert url, "serve did not start within 240 s"
-        yield url
+        yield proc.url
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        stdout.close()
-        stderr.close()
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def serve_process():
+    """The :class:`ServeProcess` class, for tests that start their own server."""
+    return ServeProcess
 
 
 @pytest.fixture(scope="session")
@@ -222,3 +253,101 @@ def app_runner():
     """``run_app(module, *args)``: an app as a subprocess, as a user runs it (a non-zero
     exit fails the test unless ``check=False``)."""
     return functools.partial(run_app, check=True)
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+class FakeRouter:
+    """A stand-in for a trained router (no encoder, no JAX): two models, scores from the
+    prompt's length; ``embed`` sleeps ``delay_s`` per prompt and raises on a prompt
+    holding ``POISON`` (a failure inside a batch, as a tokenizer error would be)."""
+
+    name, seed, workdir, models = "fake", 0, "", ["small", "large"]
+
+    def __init__(self, delay_s=0.0):
+        self.delay_s = delay_s
+        self.calls: list[list[str]] = []
+
+    def policy(self, spec):
+        from jaxroute.serving.router import Policy, policy_fields
+
+        f = policy_fields(spec)
+        return Policy("budget" if f["field"] == "budget" else "lambda", f["value"])
+
+    def embed(self, prompts, *, batch_size=32):
+        import numpy as np
+
+        self.calls.append(list(prompts))
+        time.sleep(self.delay_s * len(prompts))
+        if any("POISON" in p for p in prompts):
+            raise RuntimeError("the encoder cannot take this batch")
+        return np.array([[len(p)] for p in prompts], np.float32), np.zeros(len(prompts), bool)
+
+    def scores_and_costs(self, x):
+        import numpy as np
+
+        n = len(x)
+        return np.tile([[0.4, 0.6]], (n, 1)), np.tile([[0.001, 0.01]], (n, 1))
+
+    def decide(self, prompts, scores, costs, policy, truncated=None):
+        return [{"prompt": p, "model": "small", "parameter": policy.parameter} for p in prompts]
+
+
+class InProcessServer:
+    """``serve``'s server (guard, batcher, drain) on 127.0.0.1 in a thread's event loop,
+    around a :class:`FakeRouter`; ``stop()`` drains as SIGTERM would."""
+
+    def __init__(self, router, **cfg):
+        from jaxroute.serving import server as S
+
+        self.S = S
+        cfg = S.ServeConfig(default_policy={"budget": 0.005}, **cfg)
+        self.service = S.RouterService(router, cfg)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.runner, self.listener, self.url = self.run(
+            S.start_server(self.service, "127.0.0.1", 0)
+        )
+        self.host, self.port = "127.0.0.1", int(self.url.rsplit(":", 1)[1])
+        self.stopped = None
+
+    def run(self, coro, timeout=60):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self, timeout=60):
+        if self.stopped is None:
+            self.stopped = self.run(
+                self.S.shutdown(self.service, self.runner, self.listener), timeout
+            )
+        return self.stopped
+
+    def close(self):
+        try:
+            self.stop()
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+
+@pytest.fixture(name="FakeRouter")
+def fake_router_class():
+    """The :class:`FakeRouter` class (tests make their own, with their own delay)."""
+    return FakeRouter
+
+
+@pytest.fixture
+def inproc():
+    """``inproc(router=None, **ServeConfig fields)`` -> a started :class:`InProcessServer`."""
+    made = []
+
+    def make(router=None, **cfg):
+        s = InProcessServer(router or FakeRouter(), **cfg)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()

@@ -128,6 +128,14 @@ BAD = [
     ("POST", "/route", b'{"prompts": ["a"], "target_cost": 0.01, "rule": "x"}', 400, "rule"),
     ("POST", "/route", json.dumps({"prompts": ["a"] * 17}).encode(), 413, "more than 16"),
     ("POST", "/route", json.dumps({"prompts": ["a" * 2001]}).encode(), 413, "2001 characters"),
+    ("POST", "/route", b'{"prompts": ["ok", "\\ud800"]}', 400, "prompt 1 is not valid Unicode"),
+    (
+        "POST",
+        "/route",
+        b'{"prompts": ["a"], "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        400,
+        "nested deeper than 32 levels",
+    ),  # fmt: skip
     ("GET", "/route", None, 405, "Method Not Allowed"),
     ("GET", "/nowhere", None, 404, "Not Found"),
     ("POST", "/v1/chat/completions", b'{"messages": []}', 400, "non-empty list"),
@@ -224,15 +232,71 @@ def test_chat_stream_passes_through(server):
     ("text", "status", "reason"),
     [
         ("please FAIL500", 502, "answered 500"),
+        ("please FAIL401", 502, "answered 401: bad [redacted]"),
         ("please HANGUP", 502, "failed"),
         ("please SLOW", 504, "did not answer within"),
     ],
 )
-def test_backend_failures_are_bounded_and_explained(server, backend_timeout, text, status, reason):
+def test_backend_failures_are_bounded_and_explained(
+    server, backend, backend_timeout, text, status, reason
+):
     t0 = time.monotonic()
     got, _, raw = call("POST", f"{server}/v1/chat/completions", json_body=_chat(text), read="raw")
     elapsed = time.monotonic() - t0
     assert got == status and elapsed < backend_timeout + 10
     assert "\n" not in raw.decode().strip()
     assert reason in json.loads(raw)["error"]["message"]
+    port = backend.url.split(":")[2].split("/")[0]
+    for secret in ("sk-test", "Bearer", port, "127.0.0.1", "http"):  # key, URL: never
+        assert secret not in raw.decode()
     assert call("GET", f"{server}/health")[0] == 200
+
+
+HOSTILE = [
+    b'{"prompts": ["\\ud800"]}',
+    b'{"prompts": ["fine", "\\udfff and more"], "budget": 0.01}',
+    b'{"prompts": ["a"], "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b'{"prompts": ["a"], "budget": -1}',
+    b"{not json",
+]
+
+
+def test_a_hostile_client_never_fails_the_honest_ones(server):
+    """8 honest clients route while one client loops over malformed requests (lone
+    surrogates, deep nesting, bad fields): every honest request succeeds with its own
+    rows, every hostile one is a 400."""
+    honest_n, per_client = 8, 6
+
+    async def go():
+        async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as s:
+            done = asyncio.Event()
+            hostile = []
+
+            async def attacker():
+                i = 0
+                while not done.is_set():
+                    async with s.post(f"{server}/route", data=HOSTILE[i % len(HOSTILE)]) as r:
+                        hostile.append(r.status)
+                        await r.read()
+                    i += 1
+
+            async def client(c):
+                out = []
+                for i in range(per_client):
+                    prompts = [f"client {c} asks {i}", f"and {i} + {c}"][: 1 + (i + c) % 2]
+                    async with s.post(f"{server}/route", json={"prompts": prompts}) as r:
+                        rows = await r.json() if r.status == 200 else None
+                        out.append((r.status, prompts, rows))
+                return out
+
+            bad = asyncio.ensure_future(attacker())
+            results = await asyncio.gather(*(client(c) for c in range(honest_n)))
+            done.set()
+            await bad
+            return [x for r in results for x in r], hostile
+
+    honest, hostile = asyncio.run(go())
+    assert [st for st, _, _ in honest] == [200] * honest_n * per_client
+    for _, prompts, rows in honest:
+        assert [r["prompt"] for r in rows] == prompts
+    assert len(hostile) >= len(HOSTILE) and set(hostile) == {400}

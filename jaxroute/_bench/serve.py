@@ -4,6 +4,10 @@
 request loops on loopback with 1, 8 and 32 concurrent clients (each request one prompt,
 ``POST /route``), and times the baseline a user has without it: one ``python -m
 jaxroute.launch.route`` process per request (load, compile, embed, route).
+
+``fairness`` times a one-prompt request sent while another client's request of
+``n_long`` long prompts is being routed, against the same request alone
+(``docs/reliability_server.md``).
 """
 
 from __future__ import annotations
@@ -17,16 +21,17 @@ import sys
 import tempfile
 import time
 
+import aiohttp
 import numpy as np
+
+from jaxroute import train
+from jaxroute.configs import base
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def tiny_workdir(path) -> pathlib.Path:
     """Trains the tiny MLP router on synthetic prompts (MiniLM features) into ``path``."""
-    from jaxroute import train
-    from jaxroute.configs import base
-
     c = base.get_config("tiny")
     c.data.path = "synthetic:n_prompts=300,feature_dim=8"
     c.features.source = "encoder"
@@ -84,8 +89,6 @@ def _peak_rss_mb(pid) -> float | None:
 
 
 async def _load(url, clients: int, per_client: int):
-    import aiohttp
-
     lat = []
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(timeout=timeout) as s:
@@ -104,6 +107,48 @@ async def _load(url, clients: int, per_client: int):
         await asyncio.gather(*(client(c) for c in range(clients)))
         wall = time.perf_counter() - t0
     return np.asarray(lat), wall
+
+
+async def _fairness(url, n_long: int, long_words: int, rounds: int):
+    timeout = aiohttp.ClientTimeout(total=600)
+    words = " ".join(f"word{i % 97}" for i in range(long_words))
+    big = {"prompts": [f"long prompt {i}: {words}" for i in range(n_long)]}
+
+    async with aiohttp.ClientSession(timeout=timeout) as s:
+
+        async def one(body):
+            t0 = time.perf_counter()
+            async with s.post(f"{url}/route", json=body) as r:
+                await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"/route answered {r.status}")
+            return time.perf_counter() - t0
+
+        alone, behind, long_s = [], [], []
+        for i in range(rounds):
+            alone.append(await one({"prompts": [f"short question {i}"]}))
+            task = asyncio.ensure_future(one(big))
+            await asyncio.sleep(0.2)  # the long request is being routed
+            behind.append(await one({"prompts": [f"short question {i} again"]}))
+            long_s.append(await task)
+    return {
+        "n_long": n_long,
+        "short_alone_ms": float(np.median(alone) * 1e3),
+        "short_behind_long_ms": float(np.max(behind) * 1e3),
+        "long_request_s": float(np.median(long_s)),
+    }
+
+
+def fairness(workdir, *, n_long=256, long_words=200, rounds=3, extra=()) -> dict:
+    """The worst wait of a one-prompt request sent 0.2 s after a request of ``n_long``
+    prompts of ``long_words`` words each (``short_behind_long_ms``, max over ``rounds``),
+    beside the same request alone and the long request's own time."""
+    proc, url = _start_server(workdir, extra)
+    try:
+        asyncio.run(_load(url, 1, 2))
+        return asyncio.run(_fairness(url, n_long, long_words, rounds))
+    finally:
+        _stop(proc)
 
 
 def bench_serve(
@@ -181,4 +226,4 @@ def bench_serve(
     }
 
 
-__all__ = ["bench_serve", "tiny_workdir"]
+__all__ = ["bench_serve", "fairness", "tiny_workdir"]

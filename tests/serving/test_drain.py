@@ -1,0 +1,80 @@
+"""A real ``serve`` process with a bearer token: SIGTERM with requests in flight drains
+them (every one answered, exit 0), and the token comes from a file, never from argv."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+
+import aiohttp
+import pytest
+
+pytestmark = pytest.mark.xdist_group("serving")
+
+TOKEN = "drain-test-token-0123"
+
+
+def test_sigterm_drains_requests_in_flight(workdir, serve_process, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    proc = serve_process(
+        workdir,
+        "--budget=0.003",
+        "--warm_lengths=32",
+        "--max_prompts=16",
+        "--max_batch=2",
+        "--batch_window_ms=0",
+        "--drain_grace_s=60",
+        f"--auth_token_file={token_file}",
+        "--host=127.0.0.1",
+        log_dir=tmp_path,
+    )
+    url = proc.url
+    host, port = url.removeprefix("http://").split(":")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    n = 24
+    bodies = [{"prompts": [f"request {i} prompt {k}: what is {k} + {i}?" for k in range(8)]}
+              for i in range(n)]  # fmt: skip
+
+    async def go():
+        timeout = aiohttp.ClientTimeout(total=120)
+        async with aiohttp.ClientSession(timeout=timeout) as s:
+            async with s.post(f"{url}/route", json=bodies[0]) as r:
+                no_token = r.status
+
+            async def one(body):
+                async with s.post(f"{url}/route", json=body, headers=auth) as r:
+                    return r.status, await r.read()
+
+            reqs = [asyncio.ensure_future(one(b)) for b in bodies]
+            for _ in range(500):  # until the server holds all 24 (96 encoder calls of 2)
+                async with s.get(f"{url}/health", headers=auth) as r:
+                    if (await r.json())["in_flight"] >= n + 1:  # + this /health
+                        break
+                await asyncio.sleep(0.01)
+            proc.proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)
+            try:
+                with socket.create_connection((host, int(port)), timeout=2):
+                    late = "accepted"
+            except OSError:
+                late = "refused"
+            return no_token, await asyncio.gather(*reqs), late
+
+    no_token, out, late = asyncio.run(go())
+    code = proc.proc.wait(90)
+    err = proc.err()
+    proc.stop()
+    assert no_token == 401
+    assert late == "refused"  # the listener closed at SIGTERM
+    assert [st for st, _ in out] == [200] * n, err
+    for body, (_, raw) in zip(bodies, out, strict=True):
+        assert [r["prompt"] for r in json.loads(raw)] == body["prompts"]
+    assert code == 0
+    held = re.search(r"draining (\d+) requests in flight", err)
+    assert held and int(held.group(1)) >= 1, err  # SIGTERM came with requests in flight
+    assert "(0 answered 503)" in err
+    assert TOKEN not in " ".join(proc.proc.args)  # never on the command line

@@ -1,0 +1,292 @@
+"""``serve`` under hostile traffic, in process: the real server (guard, batcher, drain)
+around a fake router on 127.0.0.1, so each case takes a second, not a model load."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+
+import aiohttp
+import pytest
+
+from jaxroute.serving import guard as G
+from jaxroute.serving.batcher import Batcher
+from jaxroute.serving.requests import json_depth
+
+TIMEOUT = aiohttp.ClientTimeout(total=30)
+
+
+async def _post(s, url, body=None, data=None, headers=None):
+    kw = {"data": data} if data is not None else {"json": body}
+    async with s.post(url, headers=headers, **kw) as r:
+        return r.status, dict(r.headers), await r.read()
+
+
+def post(url, body=None, data=None, headers=None):
+    async def go():
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+            return await _post(s, url, body, data, headers)
+
+    return asyncio.run(go())
+
+
+def raw_exchange(host, port, payload: bytes, wait_s=5.0) -> bytes:
+    """Sends ``payload`` on a fresh connection and reads until the server closes."""
+    with socket.create_connection((host, port), timeout=wait_s) as sk:
+        sk.sendall(payload)
+        out = b""
+        while chunk := sk.recv(65536):
+            out += chunk
+        return out
+
+
+# --------------------------------------------------------------------------- 1. isolation
+
+
+def test_lone_surrogate_is_refused_before_batching(inproc, FakeRouter):
+    router = FakeRouter()
+    srv = inproc(router)
+    status, _, raw = post(f"{srv.url}/route", data=b'{"prompts": ["fine", "\\ud800 x"]}')
+    assert status == 400
+    msg = json.loads(raw)["error"]["message"]
+    assert msg.startswith("prompt 1 is not valid Unicode text") and "lone surrogate" in msg
+    assert router.calls == []  # never reached the encoder
+
+
+def test_a_failing_request_fails_alone_in_its_batch(inproc, FakeRouter):
+    """One poisoned request among 12 batched together: the batch fails, each request is
+    retried alone, only the poisoned one gets the error."""
+    router = FakeRouter()
+    srv = inproc(router, batch_window_s=0.2, max_batch=64)
+
+    async def go():
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+            bodies = [{"prompts": [f"honest {i}"]} for i in range(11)]
+            bodies.insert(5, {"prompts": ["POISON pill", "and a good one"]})
+            return await asyncio.gather(*(_post(s, f"{srv.url}/route", b) for b in bodies))
+
+    out = asyncio.run(go())
+    assert [st for st, _, _ in out] == [200] * 5 + [500] + [200] * 6
+    assert json.loads(out[5][2])["error"]["message"] == "routing failed: RuntimeError"
+    assert [json.loads(raw)[0]["prompt"] for _, _, raw in out[6:]] == [
+        f"honest {i}" for i in range(5, 11)
+    ]
+    assert len(router.calls[0]) == 13  # they were one batch, then retried one by one
+    assert srv.service.batcher.retried_batches == 1
+
+
+# --------------------------------------------------------------------------- 2. fairness
+
+
+def test_batches_serve_new_requests_first_then_round_robin(FakeRouter):
+    async def go():
+        b = Batcher(FakeRouter(), max_batch=4)
+        loop = asyncio.get_running_loop()
+        big = asyncio.ensure_future(b.submit([f"big {i}" for i in range(10)]))
+        await asyncio.sleep(0)
+        first = b.take()
+        small = asyncio.ensure_future(b.submit(["small"]))
+        other = asyncio.ensure_future(b.submit(["o1", "o2"]))
+        await asyncio.sleep(0)
+        second, third, fourth = b.take(), b.take(), b.take()
+        for t in (big, small, other):
+            t.cancel()
+        del loop
+        return first, second, third, fourth
+
+    first, second, third, fourth = asyncio.run(go())
+    spans = [[(j.prompts[0], a, z) for j, a, z in picks] for picks in (first, second, third)]
+    assert spans[0] == [("big 0", 0, 4)]
+    assert spans[1] == [("small", 0, 1), ("o1", 0, 2), ("big 0", 4, 5)]  # new ones first
+    assert spans[2] == [("big 0", 5, 9)]
+    assert [(j.prompts[0], a, z) for j, a, z in fourth] == [("big 0", 9, 10)]
+
+
+def test_a_short_request_waits_for_at_most_the_batch_in_progress(inproc, FakeRouter):
+    router = FakeRouter(delay_s=0.02)  # 8 prompts: 0.16 s a batch, 64 prompts: 1.3 s
+    srv = inproc(router, max_batch=8, max_prompts=64, batch_window_s=0.0)
+
+    async def go():
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+            t0 = time.monotonic()
+            big = asyncio.ensure_future(
+                _post(s, f"{srv.url}/route", {"prompts": [f"long {i}" for i in range(64)]})
+            )
+            await asyncio.sleep(0.3)
+            t1 = time.monotonic()
+            small = await _post(s, f"{srv.url}/route", {"prompts": ["short"]})
+            t_small = time.monotonic() - t1
+            await big
+            return small, t_small, time.monotonic() - t0
+
+    small, t_small, t_big = asyncio.run(go())
+    assert small[0] == 200
+    i = next(k for k, c in enumerate(router.calls) if "short" in c)
+    assert 1 <= i <= 3 and len(router.calls) == 9  # behind at most the batch in progress
+    assert t_small < t_big / 2
+
+
+# --------------------------------------------------------------------------- 2. limits
+
+
+def test_json_depth():
+    assert json_depth({"a": [1, {"b": []}]}, 32) == 4
+    assert json_depth("x", 32) == 0
+    assert json_depth([[[[[]]]]], 3) == 4  # stops counting past the limit
+
+
+@pytest.mark.parametrize("depth", [33, 100_000])
+def test_deep_json_is_a_400(inproc, depth):
+    srv = inproc()
+    body = b'{"prompts": ["a"], "x": ' + b"[" * depth + b"]" * depth + b"}"
+    status, _, raw = post(f"{srv.url}/route", data=body)
+    assert status == 400
+    assert json.loads(raw)["error"]["message"] == "request body is nested deeper than 32 levels"
+
+
+def test_connection_cap_answers_503(inproc):
+    srv = inproc(max_connections=3, header_timeout_s=30)
+    held = [socket.create_connection((srv.host, srv.port)) for _ in range(3)]
+    try:
+        time.sleep(0.2)
+        reply = raw_exchange(srv.host, srv.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 503 ")
+        assert b"connection limit" in reply
+        assert srv.service.guard.refused == 1
+    finally:
+        for sk in held:
+            sk.close()
+    time.sleep(0.2)
+    status, _, _ = post(f"{srv.url}/route", {"prompts": ["a"]})
+    assert status == 200
+
+
+def test_slow_headers_are_cut_off_and_others_served(inproc):
+    srv = inproc(header_timeout_s=0.5)
+    slow = [socket.create_connection((srv.host, srv.port)) for _ in range(20)]
+    t0 = time.monotonic()
+    try:
+        head = b"POST /route HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 20\r\n"
+        for i in range(6):  # one byte at a time, as a slow-loris client sends
+            for sk in slow:
+                sk.sendall(head[i : i + 1])
+            time.sleep(0.1)
+        assert post(f"{srv.url}/route", {"prompts": ["a"]})[0] == 200
+        for sk in slow:
+            sk.settimeout(5)
+            try:
+                while sk.recv(1024):  # the server closes; nothing was answered
+                    pass
+            except ConnectionResetError:
+                pass
+        assert time.monotonic() - t0 < 3.0
+        assert srv.service.guard.timed_out == 20
+    finally:
+        for sk in slow:
+            sk.close()
+
+
+def test_accept_errors_are_logged_once_per_interval(caplog):
+    assert G.rate_limit_log() is G.rate_limit_log()  # one filter, however many servers
+    assert G.rate_limit_log() in logging.getLogger("asyncio").filters
+    flt = G.EveryInterval("socket.accept() out of system resource", interval_s=60.0)
+    logger = logging.getLogger("test_guard.accept")
+    logger.addFilter(flt)
+    with caplog.at_level(logging.ERROR, logger=logger.name):
+        for _ in range(1000):
+            logger.error("socket.accept() out of system resource\nsocket: <x>")
+        logger.error("something else")
+        flt.last -= 61.0  # the interval passed
+        logger.error("socket.accept() out of system resource\nsocket: <x>")
+    assert [r.getMessage() for r in caplog.records] == [
+        "socket.accept() out of system resource",
+        "something else",
+        "socket.accept() out of system resource (999 more like it in the last 61 s)",
+    ]
+
+
+def test_connection_cap_fits_the_descriptor_limit():
+    import resource
+
+    cap = G.connection_cap(10**9)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert cap == soft - 2 * G.FD_MARGIN
+
+
+# --------------------------------------------------------------------------- 4. auth, rate
+
+
+def test_bearer_token(inproc):
+    srv = inproc(auth_token="s3cret-token")
+    url = f"{srv.url}/route"
+    for headers in (None, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
+        status, h, raw = post(url, {"prompts": ["a"]}, headers=headers)
+        assert status == 401 and h["WWW-Authenticate"] == "Bearer"
+        assert b"s3cret" not in raw
+    status, _, _ = post(url, {"prompts": ["a"]}, headers={"Authorization": "Bearer s3cret-token"})
+    assert status == 200
+
+
+def test_rate_limit_per_client(inproc):
+    srv = inproc(rate_per_s=0.5, rate_burst=2)
+    got = [post(f"{srv.url}/route", {"prompts": ["a"]}) for _ in range(3)]
+    assert [st for st, _, _ in got] == [200, 200, 429]
+    assert got[2][1]["Retry-After"] == "2"
+    assert "at most 0.5 requests per second" in json.loads(got[2][2])["error"]["message"]
+
+
+def test_rate_limiter_refills():
+    lim = G.RateLimiter(2.0, burst=1)
+    assert lim.wait_s("a", now=0.0) == 0.0
+    assert lim.wait_s("a", now=0.1) == pytest.approx(0.4)
+    assert lim.wait_s("b", now=0.1) == 0.0  # per client
+    assert lim.wait_s("a", now=0.6) == 0.0
+
+
+def test_check_token():
+    assert G.check_token("Bearer abc", "abc")
+    assert not G.check_token("Bearer abd", "abc")
+    assert not G.check_token("abc", "abc")
+    assert not G.check_token(None, "abc")
+
+
+# --------------------------------------------------------------------------- 3. drain
+
+
+@pytest.mark.parametrize(("grace", "want_ok"), [(30.0, 12), (0.0, 0)])
+def test_drain_finishes_or_503s_what_is_in_flight(inproc, FakeRouter, grace, want_ok):
+    router = FakeRouter(delay_s=0.05)  # 12 requests of 4 prompts, 8 a batch: 2.4 s
+    srv = inproc(router, max_batch=8, drain_grace_s=grace)
+
+    async def go():
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+            reqs = [
+                asyncio.ensure_future(
+                    _post(s, f"{srv.url}/route", {"prompts": [f"r{i} p{k}" for k in range(4)]})
+                )
+                for i in range(12)
+            ]
+            await asyncio.sleep(0.3)
+            stopping = asyncio.get_running_loop().run_in_executor(None, srv.stop)
+            await asyncio.sleep(0.1)
+            try:
+                await _post(s, f"{srv.url}/route", {"prompts": ["late"]})
+                late = "answered"
+            except aiohttp.ClientConnectionError:
+                late = "refused"
+            out = await asyncio.gather(*reqs)
+            return out, late, await stopping
+
+    out, late, cut = asyncio.run(go())
+    statuses = [st for st, _, _ in out]
+    assert late == "refused"
+    assert statuses.count(200) + statuses.count(503) == 12
+    if want_ok:
+        assert statuses == [200] * 12 and cut == 0
+    else:
+        assert statuses.count(503) == cut >= 8  # at most the batch in progress finished
+        body = json.loads(out[statuses.index(503)][2])
+        assert body["error"]["message"] == "server shut down before this request finished"
