@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,33 +28,25 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from jaxroute.encoders import _embed, _model
+from jaxroute import _io
+from jaxroute.encoders import _embed, _folder, _table
 
 DEFAULT_CACHE_DIR = "~/.cache/jaxroute/features"
 
 
-def _atomic_write(path: Path, write_fn) -> None:
-    """Writes ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a features file is for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def encoder_identity(encoder_dir: str | os.PathLike | None = None) -> tuple[str, int]:
-    """``(fingerprint, max_length)`` of an encoder folder, without loading its weights."""
-    folder = _model.resolve_encoder_dir(encoder_dir)
-    path = folder / "config.json"
-    cfg = _model.BertConfig.from_dict(_model.read_json(path), source=str(path))
-    return _model.encoder_fingerprint(folder), _model.read_max_length(folder, cfg)
+    """``(identity, max_length)`` of an encoder (a name of the encoder table or a
+    folder), without loading its weights.
+
+    The identity is the folder's content fingerprint (:func:`encoder_fingerprint`),
+    plus ``-<pooling>`` when the pooling is not the mean and ``-raw`` when the vectors
+    are not normalised: two names for the same weights and pooling share vectors, any
+    other difference does not.
+    """
+    found = _table.resolve(encoder_dir)
+    suffix = "" if found.pooling == "mean" else f"-{found.pooling}"
+    suffix += "" if found.normalize else "-raw"
+    return _folder.encoder_fingerprint(found.folder) + suffix, found.max_length
 
 
 class FeatureCache:
@@ -80,7 +71,7 @@ class FeatureCache:
             raise ValueError(f"FeatureCache dtype must be float32 or bfloat16, got {dtype!r}")
         self.dtype = dtype
         # The suffix names the bfloat16 computation (bfloat16 products, tanh GELU,
-        # jaxroute/encoders/_model.py): a change to it must change the suffix, or
+        # jaxroute/encoders/_layers.py): a change to it must change the suffix, or
         # vectors of the old computation would be served for the new one.
         fingerprint = fingerprint + ("-bf16" if dtype == "bfloat16" else "")
         self.fingerprint = fingerprint
@@ -161,14 +152,14 @@ class FeatureCache:
             return
         keys = [self.key(p) for p in prompts]
         name = "shard-" + hashlib.sha256("".join(keys).encode()).hexdigest()[:16] + ".npy"
-        _atomic_write(self.folder / name, lambda f: np.save(f, vectors, allow_pickle=False))
+        _io.atomic_write(self.folder / name, lambda f: np.save(f, vectors, allow_pickle=False))
         m = self._manifest()  # re-read just before writing: keep what others added
         if m.get("dim") not in (None, vectors.shape[1]):
             m = {"entries": {}}
         m.update(fingerprint=self.fingerprint, max_length=self.max_length, dim=vectors.shape[1])
         m["entries"].update({k: [name, r] for r, k in enumerate(keys)})
         data = json.dumps(m, separators=(",", ":")).encode()
-        _atomic_write(self.manifest_path, lambda f: f.write(data))
+        _io.atomic_write(self.manifest_path, lambda f: f.write(data))
 
 
 def _get_encoder(encoder_dir: str | os.PathLike | None, dtype: str = "auto") -> _embed.Encoder:
@@ -189,7 +180,8 @@ def embed_prompts(
 
     Args:
       prompts: N non-blank strings (duplicates are encoded once).
-      encoder_dir: encoder folder; None for the installed all-MiniLM-L6-v2.
+      encoder_dir: a name of the encoder table, an encoder folder, or None for the
+        installed all-MiniLM-L6-v2.
       cache_dir: cache root; None disables the cache.
       batch_size: rows per forward call.
       sample_ids: optional ids, used to name a bad prompt in errors.
@@ -201,7 +193,7 @@ def embed_prompts(
       float32 ``[N, D]``, in input order.
     """
     prompts = _embed.check_prompts(prompts, sample_ids)
-    dtype = _model.resolve_dtype(dtype)
+    dtype = _embed.encoder_dtype(encoder_dir, dtype)
     if cache_dir is None:
         return _embed.encode(
             prompts, _get_encoder(encoder_dir, dtype), batch_size=batch_size, progress=progress
@@ -255,8 +247,8 @@ def write_features(
         if bad:
             raise ValueError(f"sample id {bad[0]!r} contains a newline; cannot write {path}")
         text = "".join(s + "\n" for s in ids).encode("utf-8")
-        _atomic_write(ids_path(path), lambda f: f.write(text))
-    _atomic_write(path, lambda f: np.save(f, features, allow_pickle=False))
+        _io.atomic_write(ids_path(path), lambda f: f.write(text))
+    _io.atomic_write(path, lambda f: np.save(f, features, allow_pickle=False))
 
 
 def load_features(
@@ -342,7 +334,8 @@ def features_for(
     Args:
       data: anything with ``sample_ids`` and ``prompts`` (``prompts`` may be None when
         ``features_path`` is given).
-      encoder_dir: encoder folder; None for the installed all-MiniLM-L6-v2.
+      encoder_dir: a name of the encoder table, an encoder folder, or None for the
+        installed all-MiniLM-L6-v2.
       cache_dir: feature cache root; None disables the cache.
       features_path: a precomputed ``.npy`` (see :func:`load_features`); used instead
         of the encoder when given.

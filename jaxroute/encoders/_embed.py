@@ -15,8 +15,10 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file
 from tqdm.auto import tqdm
 
-from jaxroute.encoders import _model
+from jaxroute.encoders import _dtype, _folder, _table, _weights
+from jaxroute.encoders._config import BertConfig
 from jaxroute.encoders._jit_cache import enable_compilation_cache
+from jaxroute.encoders._model import SentenceEncoder
 
 DEFAULT_BUCKETS = (8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 96, 128, 192, 256)
 DEFAULT_BATCH_SIZE = 64
@@ -66,6 +68,7 @@ class Encoder:
 
     Attributes:
       folder: the encoder folder.
+      name: its name in the encoder table, or its folder as given.
       config: the :class:`BertConfig`.
       params: Flax params of :class:`SentenceEncoder`.
       max_length: tokens per prompt (longer prompts are truncated, [SEP] kept).
@@ -77,20 +80,27 @@ class Encoder:
         :func:`jaxroute.encoders.resolve_dtype`); part of the feature cache's identity.
       max_tokens: the default token budget per forward call for this mode
         (``MAX_TOKENS_BY_DTYPE``).
+      pooling: how token states become one vector (a key of ``POOLINGS``).
+      normalize: whether the vectors are L2-normalised.
     """
 
     def __init__(
         self,
         folder: Path,
-        config: _model.BertConfig,
+        config: BertConfig,
         params: Any,
         tokenizer: tokenizers.Tokenizer,
         max_length: int,
         fingerprint: str,
         buckets: Sequence[int] = DEFAULT_BUCKETS,
         dtype: str = "float32",
+        pooling: str = "mean",
+        normalize: bool = True,
+        name: str = "",
     ):
-        self.dtype = _model.resolve_dtype(dtype)
+        self.dtype = _dtype.resolve_dtype(dtype)
+        self.name = name or str(folder)
+        self.pooling, self.normalize = pooling, normalize
         self.max_tokens = MAX_TOKENS_BY_DTYPE[self.dtype]
         self.folder = folder
         self.config = config
@@ -102,9 +112,11 @@ class Encoder:
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=max_length)
         self.tokenizer = tokenizer
-        self._pad_id = tokenizer.token_to_id("[PAD]") or 0
+        self._pad_id = config.pad_token_id
         matmul_dtype = jnp.bfloat16 if self.dtype == "bfloat16" else None
-        model = _model.SentenceEncoder(config, matmul_dtype=matmul_dtype)
+        model = SentenceEncoder(
+            config, matmul_dtype=matmul_dtype, pooling=pooling, normalize=normalize
+        )
         # The layer kernels are cast once here, not in every call.
         self._run_params = params if matmul_dtype is None else _cast_kernels(params, matmul_dtype)
 
@@ -229,11 +241,12 @@ def load_encoder(
     buckets: Sequence[int] = DEFAULT_BUCKETS,
     dtype: str = "auto",
 ) -> Encoder:
-    """Loads an encoder from a Hugging Face-format folder (no torch, no hub).
+    """Loads an encoder by name or from a Hugging Face-format folder (no torch, no hub).
 
     Args:
-      encoder_dir: folder with config.json, model.safetensors, tokenizer.json (and
-        optionally sentence_bert_config.json); None for the installed all-MiniLM-L6-v2.
+      encoder_dir: a name of the encoder table (``jaxroute.encoders.ENCODERS``), a
+        folder with config.json, model.safetensors, tokenizer.json (and optionally
+        sentence-transformers' files), or None for all-MiniLM-L6-v2.
       buckets: padded token lengths for batching; ``max_length`` is always added.
       dtype: matmul mode, ``"auto"``, ``"float32"`` or ``"bfloat16"`` (see
         :func:`jaxroute.encoders.resolve_dtype`).
@@ -246,18 +259,16 @@ def load_encoder(
       ValueError: a file is malformed (names the file; missing tensors are listed), or
         ``dtype`` is not a known mode.
     """
-    dtype = _model.resolve_dtype(dtype)
-    folder = _model.resolve_encoder_dir(encoder_dir)
+    found = _table.resolve(encoder_dir)
+    dtype = _dtype.resolve_dtype(found.default_dtype if dtype == "auto" else dtype)
+    folder = found.folder
     enable_compilation_cache()
-    cfg_path = folder / "config.json"
-    config = _model.BertConfig.from_dict(_model.read_json(cfg_path), source=str(cfg_path))
-    max_length = _model.read_max_length(folder, config)
     st_path = folder / "model.safetensors"
     try:
         tensors = load_file(st_path)
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"{st_path}: not a readable safetensors file ({e})") from e
-    params = _model.params_from_tensors(tensors, config, source=str(st_path))
+    params = _weights.params_from_tensors(tensors, found.config, source=str(st_path))
     tok_path = folder / "tokenizer.json"
     try:
         tokenizer = tokenizers.Tokenizer.from_file(str(tok_path))
@@ -265,26 +276,40 @@ def load_encoder(
         raise ValueError(f"{tok_path}: not a readable tokenizer.json ({e})") from e
     return Encoder(
         folder,
-        config,
+        found.config,
         params,
         tokenizer,
-        max_length,
-        _model.encoder_fingerprint(folder),
+        found.max_length,
+        _folder.encoder_fingerprint(folder),
         buckets=buckets,
         dtype=dtype,
+        pooling=found.pooling,
+        normalize=found.normalize,
+        name=found.name,
     )
 
 
-_ENCODERS: dict[tuple[str, str, str], Encoder] = {}
+def encoder_dtype(encoder: str | os.PathLike | None, dtype: str = "auto") -> str:
+    """The matmul mode ``encoder`` runs in for ``dtype``: ``"auto"`` takes the table
+    entry's default mode, then the CPU rule (see :func:`jaxroute.encoders.resolve_dtype`).
+    """
+    if dtype == "auto":
+        dtype = _table.resolve(encoder).default_dtype
+    return _dtype.resolve_dtype(dtype)
+
+
+_ENCODERS: dict[tuple, Encoder] = {}
 
 
 def cached_encoder(encoder_dir: str | os.PathLike | None = None, dtype: str = "auto") -> Encoder:
-    """:func:`load_encoder`, memoised per process by folder, content fingerprint and dtype."""
-    dtype = _model.resolve_dtype(dtype)
-    folder = _model.resolve_encoder_dir(encoder_dir)
-    key = (str(folder.resolve()), _model.encoder_fingerprint(folder), dtype)
+    """:func:`load_encoder`, memoised per process by folder, content fingerprint, pooling
+    and dtype."""
+    found = _table.resolve(encoder_dir)
+    dtype = _dtype.resolve_dtype(found.default_dtype if dtype == "auto" else dtype)
+    fingerprint = _folder.encoder_fingerprint(found.folder)
+    key = (str(found.folder.resolve()), fingerprint, found.pooling, found.normalize, dtype)
     if key not in _ENCODERS:
-        _ENCODERS[key] = load_encoder(folder, dtype=dtype)
+        _ENCODERS[key] = load_encoder(encoder_dir, dtype=dtype)
     return _ENCODERS[key]
 
 
@@ -308,8 +333,9 @@ def encode(
 
     Args:
       prompts: N non-blank strings.
-      encoder: a loaded :class:`Encoder`, an encoder folder, or None for the default
-        (folders are loaded once per process, see :func:`cached_encoder`).
+      encoder: a loaded :class:`Encoder`, a name of the encoder table, an encoder
+        folder, or None for the default (loaded once per process, see
+        :func:`cached_encoder`).
       batch_size: at most this many rows per forward call.
       max_tokens: about this many (padded) tokens per forward call (None: the
         encoder's default for its matmul mode, ``MAX_TOKENS_BY_DTYPE``).

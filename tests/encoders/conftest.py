@@ -9,7 +9,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from jaxroute import encoders
-from jaxroute.encoders import _model
+from jaxroute.encoders import _config
 
 TINY_CONFIG = {
     "architectures": ["BertModel"],
@@ -28,7 +28,7 @@ TINY_CONFIG = {
 
 def random_tensors(config: dict, seed: int = 0) -> dict[str, np.ndarray]:
     """HF-named BertModel tensors with random values for ``config``."""
-    cfg = _model.BertConfig.from_dict(config)
+    cfg = _config.BertConfig.from_dict(config)
     rng = np.random.default_rng(seed)
     d, f = cfg.hidden_size, cfg.intermediate_size
     t = {

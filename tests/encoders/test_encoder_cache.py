@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxroute import encoders
+from jaxroute import _io, encoders
 from jaxroute.encoders import _cache
 
 from .conftest import make_tiny_folder
@@ -97,7 +97,7 @@ def test_interrupted_write_leaves_cache_valid(tmp_path, tiny_dir, monkeypatch):
 
     cache = encoders.FeatureCache(tmp_path, *encoders.encoder_identity(tiny_dir))
     with pytest.raises(KeyboardInterrupt):
-        _cache._atomic_write(cache.manifest_path, boom)
+        _io.atomic_write(cache.manifest_path, boom)
     assert not list(tmp_path.rglob("*.tmp"))
     got, missing = cache.get(prompts)
     assert missing == []

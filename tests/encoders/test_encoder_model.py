@@ -273,16 +273,54 @@ def test_bench_encoder_reports_without_torch(tiny_dir):
 
 
 def test_resolve_dtype(monkeypatch):
-    from jaxroute.encoders import _model
+    from jaxroute.encoders import _dtype
 
     assert encoders.resolve_dtype("float32") == "float32"
     assert encoders.resolve_dtype("bfloat16") == "bfloat16"
-    monkeypatch.setattr(_model, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(_dtype, "cpu_has_native_bf16", lambda: True)
     assert encoders.resolve_dtype("auto") == "bfloat16"
-    monkeypatch.setattr(_model, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(_dtype, "cpu_has_native_bf16", lambda: False)
     assert encoders.resolve_dtype("auto") == "float32"
     with pytest.raises(ValueError, match="auto, float32, bfloat16.*'fp16'"):
         encoders.resolve_dtype("fp16")
+
+
+# Flags lines as /proc/cpuinfo writes them: (flags, what "auto" must choose).
+_CPUS = {
+    "sapphire rapids (AMX)": ("fpu avx512f avx512_bf16 amx_bf16 amx_tile", "bfloat16"),
+    "AMD EPYC (AVX512-BF16, no AMX)": ("fpu avx2 avx512f avx512_bf16 avx512_vnni", "bfloat16"),
+    "AMX without AVX512-BF16": ("fpu avx2 amx_bf16", "bfloat16"),
+    "skylake (AVX-512, no bf16)": ("fpu avx2 avx512f avx512bw avx512_vnni", "float32"),
+    "no flags line": (None, "float32"),
+}
+
+
+@pytest.mark.parametrize("cpu", sorted(_CPUS))
+def test_auto_picks_bfloat16_on_native_bf16_cpus(cpu, tmp_path, monkeypatch):
+    from jaxroute.encoders import _dtype
+
+    flags, want = _CPUS[cpu]
+    info = tmp_path / "cpuinfo"
+    lines = ["processor\t: 0", "model name\t: some cpu"]
+    lines += [] if flags is None else [f"flags\t\t: {flags}", "bogomips\t: 4000"]
+    info.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(_dtype, "CPUINFO", str(info))
+    _dtype.cpu_has_native_bf16.cache_clear()
+    try:
+        # The flag name must be whole: "avx512_bf16x" or "xamx_bf16" would not count.
+        assert _dtype.cpu_flags(str(info)) == frozenset((flags or "").split())
+        monkeypatch.setattr(_dtype.jax, "default_backend", lambda: "cpu")
+        assert encoders.resolve_dtype("auto") == want
+        monkeypatch.setattr(_dtype.jax, "default_backend", lambda: "gpu")
+        assert encoders.resolve_dtype("auto") == "float32"  # the rule is for CPUs only
+    finally:
+        _dtype.cpu_has_native_bf16.cache_clear()
+
+
+def test_native_bf16_flag_is_whole_words():
+    assert encoders.native_bf16_flag({"avx512_bf16x", "xamx_bf16", "avx512bf16"}) is None
+    assert encoders.native_bf16_flag({"avx512_bf16"}) == "avx512_bf16"
+    assert encoders.native_bf16_flag(set()) is None
 
 
 def test_bfloat16_mode_close_to_float32_but_not_equal(tiny_dir):
