@@ -11,6 +11,10 @@ Each line: the prompt, the chosen model, its predicted cost, the rule and parame
 score and predicted cost. The prompts are embedded offline with the JAX sentence encoder.
 A target (``--target_cost`` / ``--target_share`` / ``--target_quality``) needs a
 workdir calibrated with ``python -m jaxroute.launch.calibrate``.
+
+``--router`` may name any router of the run, trained (from its checkpoints) or fitted
+(kNN, ``best``: from the state the run stored in ``W/fitted``); without it, the run's
+headline router: the first of its routers, the first row of its report.
 """
 
 import sys
@@ -18,24 +22,11 @@ import sys
 from absl import app, flags
 
 from jaxroute import serving
-from jaxroute.launch import common  # noqa: F401  (shared flags)
+from jaxroute.launch import common, policy_flags
 
 _WORKDIR = common.WORKDIR
-_ROUTER = flags.DEFINE_string("router", None, "Router name (default: the first trained one).")
-_SEED_INDEX = flags.DEFINE_integer("seed_index", 0, "Which of the K seeds' routers to use.")
-_BUDGET = flags.DEFINE_float("budget", None, "Budget rule: max predicted USD per prompt.")
-_WTP = flags.DEFINE_float("wtp", None, "Willingness-to-pay rule: λ in s - λ·ĉ.")
-_TARGET_COST = flags.DEFINE_float(
-    "target_cost", None, "Calibrated target: mean USD per prompt (needs calibrate)."
-)
-_TARGET_SHARE = flags.DEFINE_float(
-    "target_share", None, "Calibrated target: share of prompts sent to --model (needs calibrate)."
-)
-_TARGET_QUALITY = flags.DEFINE_float(
-    "target_quality", None, "Calibrated target: mean quality at the lowest cost (needs calibrate)."
-)
-_RULE = flags.DEFINE_enum("rule", None, ["budget", "lambda"], "Rule for a target (default budget).")
-_MODEL = flags.DEFINE_string("model", None, "--target_share's model (default: the strongest).")
+_POLICY = policy_flags.define_policy_flags()
+_ROUTER = policy_flags.define_router_flags()
 _PROMPTS_FILE = flags.DEFINE_string(
     "prompts_file", None, "JSON lines: a string or an object with a 'prompt' field per line."
 )
@@ -45,15 +36,7 @@ def main(argv):
     if not _WORKDIR.value:  # checked here: a global "required" would bind every app
         raise app.UsageError("--workdir is required")
     prompts = list(argv[1:])
-    spec = {
-        "budget": _BUDGET.value,
-        "wtp": _WTP.value,
-        "target_cost": _TARGET_COST.value,
-        "target_share": _TARGET_SHARE.value,
-        "target_quality": _TARGET_QUALITY.value,
-        "rule": _RULE.value,
-        "model": _MODEL.value,
-    }
+    spec = _POLICY.spec()
     try:
         if _PROMPTS_FILE.value:
             prompts += serving.read_prompts_file(_PROMPTS_FILE.value)
@@ -62,7 +45,7 @@ def main(argv):
         serving.check_prompts(prompts)  # before loading anything
         serving.policy_fields(spec)
         router = serving.load_router(
-            _WORKDIR.value, router=_ROUTER.value, seed_index=_SEED_INDEX.value
+            _WORKDIR.value, router=_ROUTER.router.value, seed_index=_ROUTER.seed_index.value
         )
         for line in router.route(prompts, **spec):
             common.print_json(line)

@@ -133,16 +133,16 @@ def knn_predict(
 COST_SOURCES = ("own", "cost_model")
 
 
-def knn_fit(train, rc) -> tuple[jax.Array, jax.Array, jax.Array]:
+def knn_fit(train, rc) -> dict[str, jax.typing.ArrayLike]:
     """The kNN router's "training": it keeps the training features, quality and cost."""
     if rc.cost_source not in COST_SOURCES:
         raise ValueError(f"kNN cost_source must be one of {COST_SOURCES}, got {rc.cost_source!r}")
-    return train.features, train.quality, train.cost
+    return {"features": train.features, "quality": train.quality, "cost": train.cost}
 
 
 def knn_router_predict(state, x, rc) -> tuple[jax.Array, jax.Array | None]:
     """Scores (neighbours' mean quality) and, with ``cost_source="own"``, the neighbours'
     mean cost as predicted cost (None: the experiment's cost model prices the prompts)."""
-    train_x, quality, cost = state
-    q, c = knn_predict(train_x, quality, cost, x, k=min(int(rc.k), len(train_x)))
+    train_x = state["features"]
+    q, c = knn_predict(train_x, state["quality"], state["cost"], x, k=min(int(rc.k), len(train_x)))
     return q, (c if rc.cost_source == "own" else None)

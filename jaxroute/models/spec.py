@@ -12,6 +12,8 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from jaxroute.models import fitted as _fitted
+
 
 def resolve(ref: Any) -> Any:
     """``"pkg.mod:attr"`` -> the attribute (imported now); anything else as is."""
@@ -40,6 +42,10 @@ class RouterSpec:
         ``fit`` chose from the training data (JSON-able; e.g. a cross-fitted weight and
         the scores that chose it). The report keeps one record per seed under
         ``routers[name]["fitted"]``; None (or no ``choices``) records nothing.
+      state_type: non-trainable routers, optional: the dataclass (or its
+        ``"pkg.mod:Class"``) that ``fit`` returns; without it the state is a tree of
+        mappings, tuples, arrays and JSON scalars. Either way it is stored as arrays and
+        JSON (:mod:`jaxroute.models.fitted`), never pickled.
       fields: other config fields of this router kind and their defaults (kNN: ``k``,
         ``cost_source``); they exist on this kind's config entries only.
       field_docs: one line per entry of ``fields`` and, optionally, of ``model_kwargs``
@@ -56,6 +62,7 @@ class RouterSpec:
     fit: Any = None
     predict: Any = None
     choices: Any = None
+    state_type: Any = None
     fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     field_docs: Mapping[str, str] = dataclasses.field(default_factory=dict)
     batch_fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -88,6 +95,17 @@ class RouterSpec:
     def fitted_choices(self, state) -> dict[str, Any] | None:
         """What ``fit`` chose for ``state`` (None: the router records nothing)."""
         return None if self.choices is None else resolve(self.choices)(state)
+
+    def state_to_arrays(self, state) -> tuple[dict[str, Any], Any]:
+        """A fitted state as ``(flat dict of arrays, JSON-able tree of the rest)``."""
+        if self.state_type is not None:
+            state = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+        return _fitted.flatten(state)
+
+    def state_from_arrays(self, arrays, meta) -> Any:
+        """The state :meth:`state_to_arrays` took apart (exactly: arrays and floats)."""
+        tree = _fitted.unflatten(arrays, meta)
+        return tree if self.state_type is None else resolve(self.state_type)(**tree)
 
     def extra_batch(self, part, train) -> dict[str, Any]:
         return {k: resolve(fn)(part, train) for k, fn in self.batch_fields.items()}

@@ -61,6 +61,7 @@ ROUTERS: dict[str, RouterSpec] = {
         fit="jaxroute.models.taskprior:taskprior_fit",
         predict="jaxroute.models.taskprior:taskprior_predict",
         choices="jaxroute.models.taskprior:taskprior_choices",
+        state_type="jaxroute.models.taskprior:TaskPriorState",
         fields={
             "steps": 300,
             "head_learning_rate": 3e-3,

@@ -21,15 +21,18 @@ exactly without the data.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 
+from jaxroute import _io
 from jaxroute import routing as jrouting
+from jaxroute import train as jtrain
+from jaxroute.models import router_spec
 from jaxroute.routing import calibrate as rcal
 from jaxroute.routing.sweep import SweepResult
+from jaxroute.train import _guard  # the workdir's one-writer lock
+from jaxroute.train import evaluation as jeval
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT = 1
@@ -40,24 +43,20 @@ def curve_key(router: str, seed: int, rule: str) -> str:
     return f"{router}/seed{seed}/{rule}"
 
 
-def _trainable_routers(config) -> list[str]:
-    from jaxroute import train as jtrain
-
-    return jtrain.router_names(config)
-
-
 def calibration_scores(workdir, *, router: str | None = None, seed_index: int = 0, split="val"):
     """Scores, predicted costs, quality and cost of one router on ``split`` and on test.
+
+    ``router``: any router of the run (default: the first, the report's first row); a
+    trained one is restored from its checkpoints, a fit/predict one (kNN, ``best``) from
+    its stored state (fitted and stored now if the workdir has none).
 
     Returns:
       ``(info, cal, test)``: ``info`` names router, seed, models, sizes; ``cal`` and
       ``test`` are ``(scores, pred_costs, quality, cost)`` tuples of ``[N, M]`` arrays.
     """
-    from jaxroute import train as jtrain
-
     workdir = pathlib.Path(workdir)
     config = jtrain.read_config(workdir)
-    names = _trainable_routers(config)
+    names = jtrain.router_names(config)
     name = router or names[0]
     if name not in names:
         raise ValueError(f"router '{router}' is not a router of {workdir}: {names}")
@@ -79,7 +78,11 @@ def calibration_scores(workdir, *, router: str | None = None, seed_index: int = 
     parts = {}
     for part in (split, "test"):
         pc = jtrain.predicted_costs(config, splits, workdir, part)
-        scores, pred = jtrain.predict_router(name, rc, config, splits, workdir, pc, part)
+        if router_spec(rc.model).trainable:
+            scores, pred = jtrain.predict_router(name, rc, config, splits, workdir, pc, part)
+        else:
+            fitted = jtrain.Fitted(splits, {})
+            scores, pred = jeval.router_predictions(name, rc, fitted, pc, part, store=workdir)
         d = getattr(splits, part)[seed_index]
         parts[part] = (
             np.asarray(scores[seed_index], np.float32),
@@ -150,19 +153,6 @@ def read_calibration(workdir) -> dict:
     return obj
 
 
-def _write_atomic(path: pathlib.Path, obj: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".calibration.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 # --------------------------------------------------------------------------- the app
 
 
@@ -186,7 +176,7 @@ def calibrate_workdir(
       kind: ``"cost"`` (USD mean per prompt), ``"share"`` (of ``model``) or ``"quality"``.
       target: the target value.
       rule: ``"budget"`` or ``"lambda"``.
-      router: router name (default: the workdir's first).
+      router: router name (default: the workdir's first, the report's first row).
       model: the model whose share is targeted (default: the strongest, i.e.
         ``config.eval.strong_model`` or the highest mean cost on the calibration split).
       seed_index: which of the workdir's seeds (each has its own split and router).
@@ -206,8 +196,6 @@ def calibrate_workdir(
     if rule not in rcal.RULES:
         raise ValueError(f"rule must be one of {rcal.RULES}, got '{rule}'")
     check_target(kind, target)
-    from jaxroute.train import _guard  # the workdir's one-writer lock
-
     workdir = pathlib.Path(workdir)
     if not (workdir / "config.json").exists():
         raise FileNotFoundError(f"{workdir}: no config.json; is this a trained workdir?")
@@ -247,7 +235,7 @@ def calibrate_workdir(
             info, rule, curve
         )
         obj["last"] = report
-        _write_atomic(workdir / CALIBRATION_FILE, obj)
+        _io.atomic_write_json(workdir / CALIBRATION_FILE, obj, indent=None)
     return report
 
 

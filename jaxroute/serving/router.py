@@ -1,11 +1,19 @@
 """Routes new prompts with a trained workdir's router (the ``route`` and ``serve`` library).
 
-A :class:`TrainedRouter` holds one router and the cost model of one seed, compiled once;
-:meth:`TrainedRouter.embed` runs the sentence encoder, :meth:`TrainedRouter.scores_and_costs`
-the two networks (rows padded to a power of two, so a handful of shapes compile), and
-:meth:`TrainedRouter.decide` applies a :class:`Policy`: a budget, a willingness to pay,
-or a calibrated target (``target_cost`` / ``target_share`` / ``target_quality``, resolved
-from the workdir's calibration curve, see :mod:`jaxroute.serving.calibration`).
+A :class:`TrainedRouter` holds one router of one seed, compiled once: a trained router
+(restored from its checkpoints) with the cost model, or a fit/predict router (kNN,
+``best``: its state restored from ``<workdir>/fitted``, see
+:mod:`jaxroute.models.fitted`) with its own cost estimates or the cost model's.
+:meth:`TrainedRouter.embed` runs the sentence encoder,
+:meth:`TrainedRouter.scores_and_costs` the router (rows padded to a power of two, so a
+handful of shapes compile), and :meth:`TrainedRouter.decide` applies a :class:`Policy`:
+a budget, a willingness to pay, or a calibrated target (``target_cost`` /
+``target_share`` / ``target_quality``, resolved from the workdir's calibration curve,
+see :mod:`jaxroute.serving.calibration`).
+
+Without a router name, :func:`load_router` takes the run's headline router: the first
+of ``train.router_names(config)`` (``config.run_routers`` when set, else the configured
+routers in the config's order, by name), the first row of the run's report.
 """
 
 from __future__ import annotations
@@ -20,8 +28,13 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxroute import encoders
+from jaxroute import routing as jrouting
+from jaxroute.models import fitted as jfitted
 from jaxroute.models import router_spec
 from jaxroute.serving import calibration as scal
+from jaxroute.train import _guard
+from jaxroute.train import experiment as E
 
 POLICY_FIELDS = ("budget", "wtp", "target_cost", "target_share", "target_quality")
 
@@ -123,8 +136,7 @@ class TrainedRouter:
 
     name: str
     models: list[str]
-    score_fn: Any
-    cost_fn: Any
+    predict_fn: Any  # features [N, D] -> (scores [N, M], predicted costs [N, M])
     encoder_dir: str | None
     prompt_view: str = "full"
     encoder_dtype: str = "float32"
@@ -140,15 +152,11 @@ class TrainedRouter:
     def encoder(self):
         """The sentence encoder (loaded on first use, then kept)."""
         if self._encoder is None:
-            from jaxroute import encoders
-
             self._encoder = encoders.cached_encoder(self.encoder_dir, self.encoder_dtype)
         return self._encoder
 
     def embed(self, prompts: Sequence[str], *, batch_size: int = 32):
         """``([N, D] features, [N] truncated)``: the encoder's vectors of the prompts."""
-        from jaxroute import encoders
-
         viewed = encoders.apply_view(list(prompts), self.prompt_view)
         enc = self.encoder
         x = enc(viewed, batch_size=batch_size, progress=False)
@@ -164,7 +172,8 @@ class TrainedRouter:
         size = 1 << max(0, (n - 1).bit_length())
         if size != n:
             x = np.concatenate([x, np.zeros((size - n, x.shape[1]), np.float32)])
-        return np.asarray(self.score_fn(x))[:n], np.asarray(self.cost_fn(x))[:n]
+        scores, costs = self.predict_fn(x)
+        return np.asarray(scores)[:n], np.asarray(costs)[:n]
 
     def warmup(self, max_rows: int = 32, lengths=None) -> None:
         """Compiles every shape routing can meet: the encoder for each token bucket and
@@ -219,8 +228,6 @@ class TrainedRouter:
 
     def decide(self, prompts, scores, costs, policy: Policy, truncated=None) -> list[dict]:
         """One output object per prompt (what ``route`` prints and ``/route`` returns)."""
-        from jaxroute import routing as jrouting
-
         scores = np.asarray(scores, np.float32)
         costs = np.asarray(costs, np.float32)
         p = np.float32(policy.parameter)
@@ -264,11 +271,18 @@ class TrainedRouter:
         return self.decide(prompts, scores, costs, policy, truncated)
 
 
-def load_router(workdir, *, router: str | None = None, seed_index: int = 0) -> TrainedRouter:
-    """Restores router ``router`` (default: the first trained one) of seed ``seed_index``."""
-    from jaxroute.train import _guard
-    from jaxroute.train import experiment as E
+def headline_router(config) -> str:
+    """The router ``route`` and ``serve`` take by default: the first of the run's routers
+    (``config.run_routers`` when set, else the configured ones in the config's order)."""
+    return E.router_names(config)[0]
 
+
+def load_router(workdir, *, router: str | None = None, seed_index: int = 0) -> TrainedRouter:
+    """Restores router ``router`` (default: :func:`headline_router`) of seed ``seed_index``.
+
+    Any router of the run: a trained one from its checkpoints, a fit/predict one (kNN,
+    ``best``) from the state ``evaluate`` stored in ``<workdir>/fitted``.
+    """
     workdir = pathlib.Path(workdir)
     _guard.ensure_not_training(workdir)  # reads only; refuses a workdir still training
     config = E.read_config(workdir)
@@ -283,39 +297,74 @@ def load_router(workdir, *, router: str | None = None, seed_index: int = 0) -> T
             "cannot be routed with them; train with --config.features.source=encoder"
         )
     names = E.router_names(config)
-    trained = [n for n in names if router_spec(config.routers[n].model).trainable]
-    name = router or (trained[0] if trained else None)
-    if name not in trained:
-        why = " (it needs the training data at routing time)" if name in names else ""
-        raise ValueError(f"router '{name}' is not a trained router of {workdir}: {trained}{why}")
+    name = router or headline_router(config)
+    if name not in names:
+        raise ValueError(f"router '{name}' is not a router of {workdir}: {names}")
     seeds = info["seeds"]
     if not 0 <= seed_index < len(seeds):
         raise ValueError(f"--seed_index={seed_index} out of range for seeds {seeds}")
-    if not config.cost_model.enabled:
-        raise ValueError(f"{workdir}: trained without a cost model; cannot price new prompts")
-    calibration = scal.read_calibration(workdir)
+    rc = config.routers[name]
+    spec = router_spec(rc.model)
     shape = (seeds, info["feature_dim"], len(info["models"]), info["n_train"], workdir)
-    task, params = E.trained_group(name, config.routers[name], config, *shape)
-    ctask, cparams = E.trained_group(
-        E.COST_GROUP, config.cost_model, config, *shape, offset=E.COST_SEED_OFFSET
-    )
-    params, cparams = jax.tree.map(lambda a: a[seed_index], (params, cparams))
-    score_fn = jax.jit(task.module.apply)
-    capply = jax.jit(lambda p, x: ctask.module.target_to_cost(ctask.module.apply(p, x)))
+    cost_fn = None  # the cost model's prices, loaded when the router needs them
+
+    def costs_of_the_cost_model():
+        if not config.cost_model.enabled:
+            raise ValueError(
+                f"{workdir}: trained without a cost model; router '{name}' cannot price new prompts"
+            )
+        ctask, cparams = E.trained_group(
+            E.COST_GROUP, config.cost_model, config, *shape, offset=E.COST_SEED_OFFSET
+        )
+        cparams = jax.tree.map(lambda a: a[seed_index], cparams)
+        capply = jax.jit(lambda p, x: ctask.module.target_to_cost(ctask.module.apply(p, x)))
+        return lambda x: capply(cparams, x)
+
+    if spec.trainable:
+        task, params = E.trained_group(name, rc, config, *shape)
+        params = jax.tree.map(lambda a: a[seed_index], params)
+        score_fn = jax.jit(task.module.apply)
+        cost_fn = costs_of_the_cost_model()
+
+        def predict_fn(x):
+            return score_fn(params, x), cost_fn(x)
+
+    else:
+        state = _fitted_state(workdir, name, int(seeds[seed_index]), spec, rc)
+        if spec.predict_with(state, np.zeros((1, info["feature_dim"]), np.float32), rc)[1] is None:
+            cost_fn = costs_of_the_cost_model()
+
+        def predict_fn(x):
+            scores, costs = spec.predict_with(state, x, rc)
+            return scores, (cost_fn(x) if costs is None else costs)
+
     return TrainedRouter(
         name=name,
         models=list(info["models"]),
-        score_fn=lambda x: score_fn(params, x),
-        cost_fn=lambda x: capply(cparams, x),
+        predict_fn=predict_fn,
         encoder_dir=config.features.encoder_dir or None,
         prompt_view=config.features.get("prompt_view", "full"),
         # read_config pinned it to the mode training embedded with.
         encoder_dtype=config.features.encoder_dtype,
         seed=int(seeds[seed_index]),
         workdir=str(workdir),
-        calibration=calibration,
+        calibration=scal.read_calibration(workdir),
         feature_dim=int(info["feature_dim"]),
     )
+
+
+def _fitted_state(workdir, name: str, seed: int, spec, rc):
+    """A fit/predict router's stored state (one line saying how to store it if missing)."""
+    try:
+        state, _ = jfitted.load_state(workdir, name, seed, spec, rc)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{workdir}: router '{name}' has no stored state for seed {seed} "
+            f"({jfitted.FOLDER}/{name}/); store it with: jaxroute evaluate --workdir={workdir}"
+        ) from None
+    except jfitted.StaleState as e:
+        raise ValueError(f"{e}; refit it with: jaxroute evaluate --workdir={workdir}") from None
+    return state
 
 
 __all__ = [
@@ -323,6 +372,7 @@ __all__ = [
     "Policy",
     "TrainedRouter",
     "check_prompts",
+    "headline_router",
     "load_router",
     "policy_fields",
     "read_prompts_file",

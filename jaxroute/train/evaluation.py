@@ -2,6 +2,9 @@
 
 Everything here works on a :class:`~jaxroute.train.groups.Fitted` in memory (the
 parameters ``fit`` just trained, or ones restored from checkpoints by ``evaluate``).
+Routers without gradient training (``fit``/``predict`` in the router table) are fitted
+here, per seed, and their states stored in the workdir (:mod:`jaxroute.models.fitted`)
+so that ``route``, ``serve`` and ``calibrate`` restore them like checkpoints.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from absl import logging
 from jaxroute import data as jdata
 from jaxroute import models as jmodels
 from jaxroute import routing as jrouting
+from jaxroute.models import fitted as jfitted
 from jaxroute.train import _distributed as dist
 from jaxroute.train import _trainer as T
 from jaxroute.train.groups import COST_GROUP, Fitted, hparam_variants
@@ -32,14 +36,42 @@ def predicted_costs(config, fitted: Fitted, part: str = "test") -> np.ndarray:
     return np.asarray(task.module.target_to_cost(out))
 
 
-def router_predictions(name, rc, fitted: Fitted, cost_preds, part: str = "test"):
+def router_predictions(name, rc, fitted: Fitted, cost_preds, part: str = "test", store=None):
     """Scores and predicted costs ``[K, N, M]`` of router ``name`` on a split part."""
-    scores, costs, _ = router_outputs(name, rc, fitted, cost_preds, part)
+    scores, costs, _ = router_outputs(name, rc, fitted, cost_preds, part, store)
     return scores, costs
 
 
-def router_outputs(name, rc, fitted: Fitted, cost_preds, part: str = "test"):
+def fitted_state(name, rc, train: jdata.RoutingData, seed: int, store=None):
+    """The state of fit/predict router ``name`` for one seed (``train``: its training part).
+
+    With ``store`` (a workdir) the state stored there is restored when it was fitted
+    under the same config entry on as many training prompts; otherwise the router is
+    fitted and (by JAX process 0) stored. ``fit`` is deterministic, so either way the
+    state is the same.
+    """
+    spec = jmodels.router_spec(rc.model)
+    if store is not None:
+        try:
+            state, record = jfitted.load_state(store, name, seed, spec, rc)
+            if record.get("n_train") == train.num_prompts:
+                return state
+        except FileNotFoundError:
+            pass  # not fitted yet
+        except jfitted.StaleState as e:
+            logging.warning("evaluate: %s seed %d: refitting (%s)", name, seed, e)
+    state = spec.fit_state(train, rc)
+    if store is not None and dist.is_main():
+        size = jfitted.save_state(store, name, seed, spec, state, rc, n_train=train.num_prompts)
+        logging.info("evaluate: %s seed %d: state stored (%d bytes of arrays)", name, seed, size)
+    return state
+
+
+def router_outputs(name, rc, fitted: Fitted, cost_preds, part: str = "test", store=None):
     """:func:`router_predictions` and the choices ``fit`` made, one record per seed.
+
+    ``store``: the workdir whose stored states fit/predict routers restore (and where
+    they store the ones they fit, see :func:`fitted_state`); None fits in memory only.
 
     Returns ``(scores, costs, choices)``: ``choices`` is None for a router whose spec
     records none (every trainable one), else a list ``[{"seed": s, **choices}, ...]``
@@ -56,7 +88,7 @@ def router_outputs(name, rc, fitted: Fitted, cost_preds, part: str = "test"):
         return T.predict(task.module, params, x), cost_preds, None
     scores, costs, choices = [], [], []
     for k, (train, s) in enumerate(zip(splits.train, sets, strict=True)):
-        state = spec.fit_state(train, rc)
+        state = fitted_state(name, rc, train, splits.seeds[k], store)
         q, c = spec.predict_with(state, s.features, rc)
         scores.append(np.asarray(q))
         costs.append(cost_preds[k] if c is None else np.asarray(c))
@@ -79,11 +111,14 @@ def strong_model_index(config, models) -> int | None:
     return models.index(config.eval.strong_model)
 
 
-def evaluate_fitted(config, fitted: Fitted, data: jdata.RoutingData, names, output_dir) -> dict:
+def evaluate_fitted(
+    config, fitted: Fitted, data: jdata.RoutingData, names, output_dir, *, workdir=None
+) -> dict:
     """Sweeps every router of ``names`` on ``config.eval.split`` and writes the report.
 
     Each seed's routers are swept together (one ``[R, N, M]`` call); ``data`` is what the
-    dataset summary describes (the evaluated data).
+    dataset summary describes (the evaluated data). Fit/predict routers' states are
+    restored from, or stored in, ``workdir`` (default: ``output_dir``).
     """
     from jaxroute import report as jreport
 
@@ -94,12 +129,13 @@ def evaluate_fitted(config, fitted: Fitted, data: jdata.RoutingData, names, outp
     part = config.eval.get("split", "test")
     evaluated = splits.part(part)
     cost_preds = predicted_costs(config, fitted, part)
+    store = pathlib.Path(workdir if workdir is not None else output_dir)
     preds = {}  # report name -> ([K, N, M] scores, [K, N, M] predicted costs)
     choices = {}  # report name -> the per-seed choices of fit (routers that record them)
     for i, name in enumerate(names):
         logging.info("evaluate: %s (%d/%d), predictions", name, i + 1, len(names))
         rc = config.routers[name]
-        scores, pred_cost, chosen = router_outputs(name, rc, fitted, cost_preds, part)
+        scores, pred_cost, chosen = router_outputs(name, rc, fitted, cost_preds, part, store)
         suffixes, _ = hparam_variants(rc)
         if chosen is not None and suffixes == [""]:
             choices[name] = chosen
