@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO[bytes]], Any], mode: int = 0o644) -> None:
+def atomic_write(
+    path: str | os.PathLike, write_fn: Callable[[IO[bytes]], Any], mode: int = 0o644
+) -> None:
     """Calls ``write_fn(f)`` on a binary temporary file, then renames it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,6 +42,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Writes ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_savefig(path: str | os.PathLike, fig: Any, **savefig_kwargs: Any) -> None:
+    """Saves a matplotlib figure to ``path`` atomically (format from the suffix)."""
+    savefig_kwargs.setdefault("format", Path(path).suffix.lstrip(".") or "png")
+    atomic_write(path, lambda f: fig.savefig(f, **savefig_kwargs))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, **dumps_kwargs: Any) -> None:

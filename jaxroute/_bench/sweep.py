@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxroute.routing.sweep import budget_sweep
+
 
 def synthetic_problem(n_prompts: int, n_models: int, n_routers: int, seed: int):
     """Random 0/1 quality, log-normal costs, noisy scores and predicted costs."""
@@ -58,8 +60,6 @@ def _rss_mb() -> float:
 
 def _jax_peak_child(n_budgets, n_prompts, n_models, n_routers, seed) -> dict[str, float]:
     """Runs in a fresh process: peak RSS of the jax sweep over the post-setup RSS."""
-    from jaxroute.routing.sweep import budget_sweep
-
     s, pc, y, c = synthetic_problem(n_prompts, n_models, n_routers, seed)
     budgets = np.geomspace(c.min(), c.max(), n_budgets)
     budget_sweep(s[:, :8], pc[:, :8], y[:8], c[:8], budgets[:2])  # runtime warm-up
@@ -103,8 +103,6 @@ def bench_sweep(
       (tracemalloc peak of the loop), ``max_rel_err`` (jax vs loop means), and the sizes.
     """
     import jax
-
-    from jaxroute.routing.sweep import budget_sweep
 
     s, pc, y, c = synthetic_problem(n_prompts, n_models, n_routers, seed)
     budgets = np.geomspace(c.min(), c.max(), n_budgets)

@@ -69,7 +69,7 @@ def _serve(quick):  # not in the default --only: it trains a tiny workdir and st
 
 
 def _lambda_sweep(quick):  # the λ rule over every breakpoint vs a NumPy loop
-    from jaxroute.routing.lambda_bench import bench_lambda_sweep
+    from jaxroute._bench.lambda_sweep import bench_lambda_sweep
 
     return bench_lambda_sweep(n_prompts=2000 if quick else 36000)
 

@@ -1,15 +1,17 @@
 """Routing: decision rules, the budget / λ sweep, metrics, reference routers, diagnostics."""
 
 from jaxroute.routing.aggregate import aggregate_seeds
+from jaxroute.routing.choice import budget_choice, lambda_choice, masked_argmax
 from jaxroute.routing.diagnostics import collapse_on_train, noise_injection
 from jaxroute.routing.evaluate import (
-    curve_metrics,
     dataset_summary,
     evaluate_router,
     evaluate_routers,
-    resolve_budgets,
+    reference_results,
 )
+from jaxroute.routing.grids import resolve_budgets
 from jaxroute.routing.metrics import (
+    STRONG_MODEL_RULE,
     aiq,
     apgr,
     best_affordable,
@@ -17,7 +19,9 @@ from jaxroute.routing.metrics import (
     cost_at_quality,
     cost_bounds,
     cost_ratio,
+    cost_warnings,
     cpt,
+    curve_metrics,
     nauc,
     pareto_staircase,
     peak_score,
@@ -32,13 +36,12 @@ from jaxroute.routing.reference import (
     oracle_choice,
     oracle_router,
     random_router,
-    reference_results,
     reference_routers,
     single_model_router,
     zero_router,
     zero_router_result,
 )
-from jaxroute.routing.rules import budget_choice, lambda_choice, masked_argmax
+from jaxroute.routing.rules import RULES, Rule, get_rule
 from jaxroute.routing.sweep import (
     SweepResult,
     budget_sweep,
@@ -50,11 +53,16 @@ from jaxroute.routing.sweep import (
 )
 
 __all__ = [
+    "STRONG_MODEL_RULE",
     "aggregate_seeds",
     "reference_results",
     "reference_routers",
     "zero_router_result",
+    "RULES",
+    "Rule",
     "SweepResult",
+    "cost_warnings",
+    "get_rule",
     "aiq",
     "apgr",
     "best_affordable",

@@ -24,6 +24,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxroute.routing._cores import _dense_one, _events_one, _lambda_bins_one, _limbs
+
 AXIS = "prompts"
 
 
@@ -42,16 +44,14 @@ def _rows_of_this_process(mesh: Mesh, n: int) -> slice:
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(mesh: Mesh, method: str, with_shares: bool, chunk: int, rule: str):
-    from jaxroute.routing import sweep as S
-
+def _compiled(mesh: Mesh, method: str, with_shares: bool, chunk: int, choose):
     if method == "events":
-        core = functools.partial(S._events_one, with_shares=with_shares)
+        core = functools.partial(_events_one, with_shares=with_shares)
     else:
-        core = functools.partial(S._dense_one, chunk=chunk, rule=rule)
+        core = functools.partial(_dense_one, chunk=chunk, choose=choose)
 
     def local(scores, pred_costs, quality, cost, params, q_inv, c_inv):
-        limbs = S._limbs(quality, cost, q_inv, c_inv)
+        limbs = _limbs(quality, cost, q_inv, c_inv)
         sums, counts = jax.vmap(core, in_axes=(0, 0, None, 0))(scores, pred_costs, limbs, params)
         return jax.lax.psum(sums, AXIS), jax.lax.psum(counts, AXIS)
 
@@ -78,12 +78,13 @@ def prompt_sharded_sweep(
     method: str = "events",
     with_shares: bool = True,
     chunk: int = 16,
-    rule: str = "budget",
+    choose=None,
     devices=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Limb sums ``[R, B', 2·LIMBS]`` and counts ``[R, B', M]`` of a prompt-sharded sweep.
 
-    Arguments as :func:`sweep.sweep_events` / :func:`sweep.sweep_dense`, as host arrays
+    Arguments as :func:`_cores.sweep_events` / :func:`_cores.sweep_dense` (``choose``:
+    the rule's choice function, for ``method="dense"``), as host arrays
     (the same on every process); ``devices`` default to all processes' devices. The
     outputs are host arrays, identical on every process and to the one-device sweep.
     """
@@ -115,7 +116,7 @@ def prompt_sharded_sweep(
         jax.device_put(np.asarray(q_inv, np.float32), rep),
         jax.device_put(np.asarray(c_inv, np.float32), rep),
     )
-    sums, counts = _compiled(mesh, method, bool(with_shares), int(chunk), rule)(*args)
+    sums, counts = _compiled(mesh, method, bool(with_shares), int(chunk), choose)(*args)
     sums = np.asarray(sums.addressable_data(0))
     counts = np.array(counts.addressable_data(0))
     if pad and (with_shares or method == "dense"):
@@ -125,12 +126,10 @@ def prompt_sharded_sweep(
 
 @functools.lru_cache(maxsize=16)
 def _compiled_lambda(mesh: Mesh, n_bins: int, with_shares: bool):
-    from jaxroute.routing import sweep as S
-
-    core = functools.partial(S._lambda_bins_one, n_bins=n_bins, with_shares=with_shares)
+    core = functools.partial(_lambda_bins_one, n_bins=n_bins, with_shares=with_shares)
 
     def local(quality, cost, from_m, to_m, base_m, bins, q_inv, c_inv):
-        limbs = S._limbs(quality, cost, q_inv, c_inv)
+        limbs = _limbs(quality, cost, q_inv, c_inv)
         sums, counts = jax.vmap(core, in_axes=(None, 0, 0, 0, 0))(limbs, from_m, to_m, base_m, bins)
         return jax.lax.psum(sums, AXIS), jax.lax.psum(counts, AXIS)
 
@@ -159,7 +158,7 @@ def prompt_sharded_lambda_events(
     with_shares=True,
     devices=None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`sweep.sweep_lambda_events` with the prompt axis sharded over all devices.
+    """:func:`_cores.sweep_lambda_events` with the prompt axis sharded over all devices.
 
     Padding rows have no event (``bins = n_bins``), start on model 0 and have zero true
     quality and cost; their count is taken off model 0 after the reduction.

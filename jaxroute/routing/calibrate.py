@@ -40,11 +40,12 @@ from collections.abc import Callable
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxroute.routing.rules import budget_choice, lambda_choice
-from jaxroute.routing.sweep import SweepResult, budget_sweep, lambda_grid, lambda_sweep
+from jaxroute.routing.pieces import MERGE_RTOL, lambda_breakpoints  # noqa: F401 (re-exported)
+from jaxroute.routing.rules import RULES as TABLE
+from jaxroute.routing.rules import get_rule
+from jaxroute.routing.sweep import SweepResult
 
-RULES = ("budget", "lambda")
-MERGE_RTOL = 1e-6  # λ breakpoints closer than this (relative) are one breakpoint
+RULES = tuple(TABLE)  # the rule names (the table: jaxroute.routing.rules.RULES)
 
 
 class CalibrationError(ValueError):
@@ -54,75 +55,28 @@ class CalibrationError(ValueError):
 # --------------------------------------------------------------------------- pieces
 
 
-def _midpoints(lo: np.ndarray, hi: np.ndarray, geometric: bool) -> np.ndarray:
-    """float32 points in ``[lo, hi)`` (the midpoint, or ``lo`` when none fits)."""
-    lo64, hi64 = lo.astype(np.float64), hi.astype(np.float64)
-    if geometric:
-        pos = (lo64 > 0) & (hi64 > 0)
-        mid = np.where(pos, np.sqrt(np.where(pos, lo64 * hi64, 1.0)), 0.5 * (lo64 + hi64))
-    else:
-        mid = 0.5 * (lo64 + hi64)
-    mid = mid.astype(np.float32)
-    ok = (mid >= lo) & (mid < hi)
-    return np.where(ok, mid, lo)
-
-
-def lambda_breakpoints(scores: ArrayLike, pred_costs: ArrayLike) -> np.ndarray:
-    """Sorted distinct λ > 0 where some prompt's λ-rule choice changes (float64).
-
-    The breakpoints of :func:`~jaxroute.routing.lambda_grid` (each prompt's upper
-    envelope of ``s_m − λ·ĉ_m``), with twins closer than ``MERGE_RTOL`` merged: one
-    breakpoint reached through different pairs of lines can differ by a rounding, and
-    no float32 λ between such twins is resolved reliably by the rule.
-
-    >>> lambda_breakpoints([[1.0, 0.5, 0.0]], [[3.0, 2.0, 1.0]]).tolist()
-    [0.5]
-    """
-    grid = lambda_grid(scores, pred_costs)  # 0, half the first breakpoint, breakpoints
-    b = np.unique(grid[2:]) if grid.size > 2 else np.zeros(0)
-    keep = np.ones(b.shape, bool)
-    keep[1:] = b[1:] > b[:-1] * (1 + MERGE_RTOL)
-    return b[keep]
-
-
 def rule_pieces(scores: ArrayLike, pred_costs: ArrayLike, rule: str) -> np.ndarray:
     """One float32 parameter inside each piece where the rule's choices are constant.
 
     Args:
       scores: ``[N, M]`` router scores.
       pred_costs: ``[N, M]`` predicted costs.
-      rule: ``"budget"`` or ``"lambda"``.
+      rule: a name of :data:`~jaxroute.routing.rules.RULES`.
 
     Returns:
       ``[P]`` ascending float32 parameters; every choice vector the rule can produce on
       these prompts (for any parameter ≥ 0 for λ, any real budget) is produced by one
       of them, up to float32 ties at a breakpoint itself.
     """
-    if rule == "budget":
-        u = np.unique(np.asarray(pred_costs, np.float32).ravel())
-        u = u[np.isfinite(u)]
-        below = np.nextafter(u[0], np.float32(-np.inf)) if u[0] <= 0 else u[0] / np.float32(2)
-        inner = _midpoints(u[:-1], u[1:], geometric=True)
-        return np.unique(np.concatenate([[below], inner, u[-1:]]).astype(np.float32))
-    if rule == "lambda":
-        b = lambda_breakpoints(scores, pred_costs).astype(np.float32)
-        b = np.unique(b[b > 0])
-        if b.size == 0:
-            return np.zeros(1, np.float32)
-        lo = np.concatenate([[np.float32(0)], b[:-1]])
-        inner = _midpoints(lo, b, geometric=False)
-        top = b[-1:] * np.float32(2)
-        return np.unique(np.concatenate([[np.float32(0)], inner, top]).astype(np.float32))
-    raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    return get_rule(rule).pieces(scores, pred_costs)
 
 
 def calibration_curve(
     scores: ArrayLike, pred_costs: ArrayLike, quality: ArrayLike, cost: ArrayLike, rule: str
 ) -> SweepResult:
     """The rule's exact operating points at every piece of :func:`rule_pieces`."""
-    params = rule_pieces(scores, pred_costs, rule)
-    sweep = budget_sweep if rule == "budget" else lambda_sweep
-    return sweep(scores, pred_costs, quality, cost, params)
+    spec = get_rule(rule)
+    return spec.sweep(scores, pred_costs, quality, cost, spec.pieces(scores, pred_costs))
 
 
 # --------------------------------------------------------------------------- targets
@@ -204,10 +158,7 @@ def select(curve: SweepResult, kind: str, target: float, model: int = 0) -> int:
 
 def choose(scores: ArrayLike, pred_costs: ArrayLike, rule: str, parameter: float) -> np.ndarray:
     """``[N]`` choices of ``rule`` at ``parameter`` (the same float32 rule as the sweeps)."""
-    fn = budget_choice if rule == "budget" else lambda_choice
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    return np.asarray(fn(scores, pred_costs, np.float32(parameter)))
+    return get_rule(rule).choose(scores, pred_costs, parameter)
 
 
 def bootstrap_mean_ci(

@@ -50,7 +50,7 @@ def noise_injection(
       seed: noise seed.
       tie_break: size of the cost tie-break in the base scores.
       budget: the budget (default: the largest true cost).
-      strong_model: tracked model (default: largest mean cost).
+      strong_model: tracked model (default: :func:`metrics.strong_model`).
 
     Returns:
       dict of ``[S]`` arrays: ``scale``, ``strong_call_rate``, ``quality``, ``cost``.
@@ -66,7 +66,7 @@ def noise_injection(
     pcs = np.broadcast_to(c, scores.shape)
     b = float(c.max()) if budget is None else float(budget)
     res = budget_sweep(scores, pcs, q, c, np.array([b]))
-    strong = _strong_model(c) if strong_model is None else int(strong_model)
+    strong = _strong_model(c, q) if strong_model is None else int(strong_model)
     return {
         "scale": sig.astype(np.float64),
         "strong_call_rate": res.shares[:, 0, strong],

@@ -1,8 +1,10 @@
 """High-level evaluation: one router's metrics and curve, and the dataset summary.
 
-Both decision rules (METHOD.md §1) are evaluated: the budget rule's fields sit at the top
-level of :func:`evaluate_router`'s result and the λ rule's identical fields under
-``"lambda"``. The λ rule is swept over every breakpoint (:func:`lambda_grid`), so its
+Every decision rule of :data:`~jaxroute.routing.rules.RULES` (docs/method.md §1) is
+evaluated: the primary (budget) rule's fields sit at the top level of
+:func:`evaluate_router`'s result and each other rule's identical fields under its key
+(the λ rule's under ``"lambda"``). The λ rule is swept over every breakpoint
+(:func:`~jaxroute.routing.grids.lambda_grid`), so its
 metrics are exact; its stored curve keeps the points a metric can depend on (every
 Pareto-staircase point) plus ``n`` evenly spaced ones for the figures, so every metric
 recomputed from the stored curve equals the stored one.
@@ -14,100 +16,22 @@ Everything returned is plain Python (floats, ints, lists, ``None``), JSON-able w
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from jax.typing import ArrayLike
 
 from jaxroute.routing import metrics as M
-from jaxroute.routing.reference import best_single_model, oracle_choice
-from jaxroute.routing.rules import budget_choice
-from jaxroute.routing.sweep import (
-    SweepResult,
-    budget_sweep,
-    lambda_grid,
-    lambda_sweep,
-    log_budget_grid,
-    orbit_budget_grid,
+from jaxroute.routing.grids import BudgetSpec, resolve_budgets, thin_curve  # noqa: F401
+from jaxroute.routing.metrics import curve_metrics
+from jaxroute.routing.reference import (
+    best_single_model,
+    oracle_choice,
+    reference_routers,
+    zero_router_result,
 )
-
-BudgetSpec = None | str | tuple | Mapping | ArrayLike
-
-
-def resolve_budgets(spec: BudgetSpec, pred_costs: ArrayLike, cost: ArrayLike) -> np.ndarray:
-    """Budget grid from a spec.
-
-    Args:
-      spec: ``None`` or ``"orbit"`` (ORBIT's 100 quantiles of the router's predicted
-        costs), ``("orbit", n)``, ``"log"`` / ``("log", n)`` / ``{"kind": "log", "n": n}``
-        (shared log grid between the cheapest and dearest mean true cost, default 100),
-        or an explicit ``[B]`` array.
-      pred_costs: ``[N, M]`` the router's predicted costs.
-      cost: ``[N, M]`` true costs.
-
-    Returns:
-      ``[B]`` float64 ascending budgets.
-    """
-    if isinstance(spec, Mapping):
-        spec = (spec.get("kind", "orbit"), spec.get("n", 100))
-    if spec is None or isinstance(spec, str):
-        spec = ("orbit" if spec is None else spec, 100)
-    if isinstance(spec, tuple) and spec and isinstance(spec[0], str):
-        kind, n = spec
-        if kind == "orbit":
-            return orbit_budget_grid(pred_costs, int(n))
-        if kind == "log":
-            return log_budget_grid(cost, int(n))
-        raise ValueError(f"unknown budget grid kind {kind!r}")
-    return np.sort(np.atleast_1d(np.asarray(spec, np.float64)))
-
-
-def curve_metrics(
-    cost: ArrayLike,
-    quality: ArrayLike,
-    *,
-    best_single_quality: float,
-    best_single_cost: float,
-    bounds: tuple[float, float],
-    empty_quality: float | None = 0.0,
-) -> dict[str, Any]:
-    """Curve-only metrics (peak, C*, CR, nAUC, AIQ) of operating points ``[B]``.
-
-    Returns:
-      dict with ``peak``, ``cost_at_best_single`` (``None`` if never reached),
-      ``cost_ratio`` (``None`` if never reached), ``best_single_reached``, ``nauc``,
-      ``aiq``.
-    """
-    low, high = bounds
-    c_star = M.cost_at_quality(cost, quality, best_single_quality)
-    reached = bool(np.isfinite(c_star))
-    return {
-        "peak": M.peak_score(quality),
-        "cost_at_best_single": float(c_star) if reached else None,
-        "cost_ratio": M.cost_ratio(c_star, best_single_cost) if reached else None,
-        "best_single_reached": reached,
-        "nauc": M.nauc(cost, quality, low, high, empty_quality=empty_quality),
-        "aiq": M.aiq(cost, quality, low, high, empty_quality=empty_quality),
-    }
-
-
-def _staircase_index(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
-    """Indices of the Pareto-staircase points (:func:`metrics.pareto_staircase`)."""
-    order = np.lexsort((-quality, cost))
-    q = quality[order]
-    prev_best = np.concatenate([[-np.inf], np.maximum.accumulate(q)[:-1]])
-    return order[q > prev_best]
-
-
-def thin_curve(cost: ArrayLike, quality: ArrayLike, n_points: int) -> np.ndarray:
-    """Indices (ascending) of a curve's points worth storing: ``n_points`` evenly spaced
-    ones (first and last included) and every Pareto-staircase point, so peak, C*, CR,
-    nAUC and AIQ computed from the kept points equal those of the whole curve."""
-    c = np.asarray(cost, np.float64)
-    q = np.asarray(quality, np.float64)
-    even = np.linspace(0, c.size - 1, max(2, int(n_points))).round().astype(int)
-    return np.unique(np.concatenate([even, _staircase_index(c, q)]))
+from jaxroute.routing.rules import PRIMARY, RULES
 
 
 def _rule_entry(res, choice, q, c, *, strong, best, bounds, empty_quality, top, x_key):
@@ -181,7 +105,8 @@ def evaluate_router(
       quality: ``[N, M]`` true quality.
       cost: ``[N, M]`` true cost.
       budgets: grid spec (:func:`resolve_budgets`), default ORBIT's.
-      strong_model: model whose call rate is tracked (default: largest mean cost).
+      strong_model: model whose call rate is tracked (default: the best-quality model
+        of the highest mean-cost tier, :data:`metrics.STRONG_MODEL_RULE`).
       best_single: best single model (default: highest mean quality, cheaper on ties).
       bounds: shared ``(L, U)`` for nAUC and AIQ (default :func:`metrics.cost_bounds`).
       empty_quality: see :mod:`jaxroute.routing.metrics`.
@@ -249,27 +174,44 @@ def evaluate_routers(
         raise ValueError(f"scores {s.shape} and pred_costs {pc.shape} must both be [R, N, M]")
     q = np.asarray(quality, np.float32)
     c = np.asarray(cost, np.float32)
-    grids = [resolve_budgets(budgets, pc[r], c) for r in range(s.shape[0])]
-    width = max(g.size for g in grids)
-    padded = np.stack([np.concatenate([g, np.repeat(g[-1:], width - g.size)]) for g in grids])
-    swept = budget_sweep(s, pc, q, c, padded, method=method)
-    strong = M.strong_model(c) if strong_model is None else int(strong_model)
+    strong = M.strong_model(c, q) if strong_model is None else int(strong_model)
     best = best_single_model(q, c) if best_single is None else int(best_single)
     bounds = M.cost_bounds(c) if bounds is None else (float(bounds[0]), float(bounds[1]))
     ctx = dict(strong=strong, best=best, bounds=bounds, empty_quality=empty_quality)
+    rules = list(RULES.values()) if lambda_rule else [RULES[PRIMARY]]
+    curves, n_points = {}, None
+    for rule in rules:  # the primary rule's grid sizes set the others' stored points
+        curves[rule.name] = rule.curves(
+            s, pc, q, c, budgets=budgets, method=method, n_points=n_points
+        )
+        if n_points is None:
+            n_points = [lambda_points or len(res.budget) for res in curves[rule.name]]
     out = []
-    for r, grid in enumerate(grids):
-        res = SweepResult(*(a[r, : grid.size] for a in swept))
-        top = int(np.argmax(res.budget))
-        choice = np.asarray(budget_choice(s[r], pc[r], np.float32(res.budget[top])))
-        entry = _rule_entry(res, choice, q, c, top=top, x_key="budget", **ctx)
-        if lambda_rule:
-            lres = lambda_sweep(s[r], pc[r], q, c, lambda_grid(s[r], pc[r]))
-            keep = thin_curve(lres.cost, lres.quality, lambda_points or len(grid))
-            lres = type(lres)(*(a[keep] for a in lres))
-            zero = np.argmax(s[r], axis=1)  # the rule at λ = 0
-            entry["lambda"] = _rule_entry(lres, zero, q, c, top=0, x_key="lambda", **ctx)
+    for r in range(s.shape[0]):
+        entry: dict[str, Any] = {}
+        for rule in rules:
+            res = curves[rule.name][r]
+            top = rule.top(res.budget)
+            choice = rule.choose(s[r], pc[r], res.budget[top])
+            fields = _rule_entry(res, choice, q, c, top=top, x_key=rule.param, **ctx)
+            if rule.key is None:
+                entry.update(fields)
+            else:
+                entry[rule.key] = fields
         out.append(entry)
+    return out
+
+
+def reference_results(
+    quality: ArrayLike, cost: ArrayLike, *, budgets=None, seed: int = 0, model_names=None
+) -> dict[str, dict]:
+    """Every reference router's per-seed result on one test set (name -> result)."""
+    names, scores, pred_costs, extras = reference_routers(
+        quality, cost, seed=seed, model_names=model_names
+    )
+    results = evaluate_routers(scores, pred_costs, quality, cost, budgets=budgets)
+    out = {name: {**res, **extras.get(name, {})} for name, res in zip(names, results, strict=True)}
+    out["zero_router"] = zero_router_result(quality, cost)
     return out
 
 
@@ -302,7 +244,7 @@ def dataset_summary(
         raise ValueError(f"{len(names)} model names for {m} models")
     mq, mc = q.mean(axis=0), c.mean(axis=0)
     choice = oracle_choice(q, c)
-    strong = M.strong_model(c)
+    strong = M.strong_model(c, q)
     best = best_single_model(q, c)
     task_counts: dict[str, int] = {}
     if tasks is not None:

@@ -12,6 +12,8 @@ quality). Pass ``empty_quality=None`` to use the cheapest point's quality instea
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from jax.typing import ArrayLike
 
@@ -102,6 +104,8 @@ def nauc(
     mid = ~_le(sc, low) & (sc < high - AFFORD_RTOL * abs(high))  # L < C < U
     xs = np.concatenate([[low], sc[mid], [high]])
     ys = np.concatenate([[start], sq[mid], [end]])
+    if not high > low:  # every model costs the same per prompt (all free, say)
+        return float("nan")
     return float(np.trapezoid(ys, xs) / (high - low))
 
 
@@ -158,6 +162,8 @@ def aiq(
     >>> aiq([1.0, 2.0, 3.0], [0.5, 0.6, 1.0], 1.0, 3.0)
     0.75
     """
+    if not high > low:  # undefined on an empty cost range, as nAUC
+        return float("nan")
     hx, hy = convex_hull_curve(cost, quality, low, high, empty_quality=empty_quality)
     return float(np.trapezoid(hy, hx) / (high - low))
 
@@ -183,7 +189,14 @@ def cost_at_quality(
 
 
 def cost_ratio(c_star: float, best_single_cost: float) -> float:
-    """``CR = C* / C_best`` (``inf`` when ``C*`` is)."""
+    """``CR = C* / C_best`` (``inf`` when ``C*`` is; ``nan``, undefined, when the best
+    single model is free: ``C_best = 0``, see :func:`cost_warnings`).
+
+    >>> cost_ratio(1.0, 2.0), cost_ratio(0.0, 0.0)
+    (0.5, nan)
+    """
+    if float(best_single_cost) == 0.0:
+        return float("nan")
     return float(c_star) / float(best_single_cost)
 
 
@@ -199,9 +212,32 @@ def strong_models(cost: ArrayLike) -> np.ndarray:
     return np.flatnonzero(mean == mean.max())
 
 
-def strong_model(cost: ArrayLike) -> int:
-    """The most expensive model by mean cost (lowest index on ties)."""
-    return int(strong_models(cost)[0])
+STRONG_MODEL_RULE = (
+    "the best-quality model among those that share the highest mean cost (the top price "
+    "tier; lowest index on equal quality)"
+)
+
+
+def strong_model(cost: ArrayLike, quality: ArrayLike | None = None) -> int:
+    """The tracked strong model: of the models that share the highest mean cost (the
+    price tier ``E`` of :func:`strong_models`), the one of highest mean quality, lowest
+    index on ties (:data:`STRONG_MODEL_RULE`). Without ``quality``, the tier's lowest
+    index.
+
+    >>> strong_model([[2.0, 2.0, 2.0, 1.0]], [[0.2, 0.9, 0.5, 1.0]])  # 3-way price tie
+    1
+    """
+    tier = strong_models(cost)
+    if quality is None or tier.size == 1:
+        return int(tier[0])
+    mq = np.asarray(quality, np.float32).astype(np.float64).mean(axis=0)[tier]
+    return int(tier[np.argmax(mq)])  # argmax: the first (lowest index) of equal quality
+
+
+def in_price_tier(cost: ArrayLike, model: int, other: int) -> bool:
+    """Whether models ``model`` and ``other`` have the same mean cost (one price tier)."""
+    mean = np.asarray(cost, np.float32).astype(np.float64).mean(axis=0)
+    return bool(mean[int(model)] == mean[int(other)])
 
 
 def rci(choice: ArrayLike, quality: ArrayLike, cost: ArrayLike) -> float:
@@ -291,3 +327,66 @@ def cpt(
                 return float(r[k])
             return float(r[k - 1] + (pgr - g[k - 1]) * (r[k] - r[k - 1]) / (g[k] - g[k - 1]))
     return float("inf")
+
+
+def curve_metrics(
+    cost: ArrayLike,
+    quality: ArrayLike,
+    *,
+    best_single_quality: float,
+    best_single_cost: float,
+    bounds: tuple[float, float],
+    empty_quality: float | None = 0.0,
+) -> dict[str, Any]:
+    """Curve-only metrics (peak, C*, CR, nAUC, AIQ) of operating points ``[B]``.
+
+    Returns:
+      dict with ``peak``, ``cost_at_best_single`` (``None`` if never reached),
+      ``cost_ratio`` (``None`` if never reached, or undefined: a free best single
+      model), ``best_single_reached``, ``nauc``, ``aiq`` (``None`` when undefined: every
+      prompt's cheapest and dearest model cost the same, ``L = U``; see
+      :func:`cost_warnings`).
+    """
+    low, high = bounds
+    c_star = cost_at_quality(cost, quality, best_single_quality)
+    reached = bool(np.isfinite(c_star))
+    ratio = cost_ratio(c_star, best_single_cost) if reached else None
+    area, hull = (
+        nauc(cost, quality, low, high, empty_quality=empty_quality),
+        aiq(cost, quality, low, high, empty_quality=empty_quality),
+    )
+    return {
+        "peak": peak_score(quality),
+        "cost_at_best_single": float(c_star) if reached else None,
+        "cost_ratio": _defined(ratio),
+        "best_single_reached": reached,
+        "nauc": _defined(area),
+        "aiq": _defined(hull),
+    }
+
+
+def _defined(x: float | None) -> float | None:
+    return x if x is None or not np.isnan(x) else None
+
+
+def cost_warnings(best_single: str, mean_cost: dict[str, float]) -> list[str]:
+    """One line per cost degeneracy that leaves a metric undefined (``null``).
+
+    Args:
+      best_single: name of the best single model.
+      mean_cost: model name -> mean cost per prompt.
+
+    >>> cost_warnings("a", {"a": 0.0, "b": 1.0})[0][:40]
+    'the best single model a has zero mean co'
+    """
+    if all(v == 0.0 for v in mean_cost.values()):
+        return [
+            "every model has zero mean cost: the cost ratio (CR), nAUC and AIQ are "
+            "undefined (null) and the routers can only be compared on quality"
+        ]
+    if mean_cost.get(best_single) == 0.0:
+        return [
+            f"the best single model {best_single} has zero mean cost: the cost ratio "
+            "CR = C*/C_best is undefined (null); compare the routers on C* (USD) instead"
+        ]
+    return []

@@ -1,4 +1,4 @@
-"""Reference routers (METHOD.md §2), as scores / predicted costs for the same sweep.
+"""Reference routers (docs/method.md §2), as scores / predicted costs for the same sweep.
 
 Each returns ``(scores, pred_costs)`` float32 ``[N, M]`` arrays, except the zero router,
 which is a curve (the convex hull of the single-model points).
@@ -10,7 +10,7 @@ import jax
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxroute.routing.metrics import _upper_hull, pareto_staircase
+from jaxroute.routing.metrics import _upper_hull, cost_bounds, curve_metrics, pareto_staircase
 
 
 def _qc(quality, cost):
@@ -128,9 +128,6 @@ def reference_routers(
 def zero_router_result(quality: ArrayLike, cost: ArrayLike) -> dict:
     """The zero router as a per-seed result: the curve metrics of the single-model hull
     (mixing models needs no per-prompt rule, so the λ rule's entry is the same)."""
-    from jaxroute.routing.evaluate import curve_metrics
-    from jaxroute.routing.metrics import cost_bounds
-
     q, c = _qc(quality, cost)
     best = best_single_model(q, c)
     hc, hq = zero_router(q, c)
@@ -144,18 +141,3 @@ def zero_router_result(quality: ArrayLike, cost: ArrayLike) -> dict:
     zr["curve"] = {"cost": hc.tolist(), "quality": hq.tolist()}
     zr["lambda"] = dict(zr)
     return zr
-
-
-def reference_results(
-    quality: ArrayLike, cost: ArrayLike, *, budgets=None, seed: int = 0, model_names=None
-) -> dict[str, dict]:
-    """Every reference router's per-seed result on one test set (name -> result)."""
-    from jaxroute.routing.evaluate import evaluate_routers
-
-    names, scores, pred_costs, extras = reference_routers(
-        quality, cost, seed=seed, model_names=model_names
-    )
-    results = evaluate_routers(scores, pred_costs, quality, cost, budgets=budgets)
-    out = {name: {**res, **extras.get(name, {})} for name, res in zip(names, results, strict=True)}
-    out["zero_router"] = zero_router_result(quality, cost)
-    return out

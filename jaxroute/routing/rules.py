@@ -1,84 +1,162 @@
-"""Decision rules: which model each prompt goes to (METHOD.md §1).
+"""The decision rules as a table (docs/method.md §1): name -> :class:`Rule`.
 
-Both rules work on plain arrays, last axis = models, and are jit/vmap safe. Ties in the
-score go to the lowest model index (``jnp.argmax`` semantics); the sweeps reproduce the
-same tie-breaking exactly.
+A rule turns a router's scores ``s`` and predicted costs ``ĉ`` into one model per
+prompt, given one parameter. Everything that differs between rules is a field of its
+entry: the choice function, the exact sweep, the parameter grid of an evaluation, the
+pieces of a calibration and the labels of the report. Everything else (evaluation,
+calibration, the report, serving) loops over :data:`RULES` or looks a rule up with
+:func:`get_rule`, so a third rule is one more entry here.
+
+The first entry is the primary rule: its fields sit at the top level of a router's
+report entry (``routers[name]``); every other rule's sit under ``routers[name][key]``.
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
 from jax.typing import ArrayLike
 
+from jaxroute.routing.choice import budget_choice, lambda_choice
+from jaxroute.routing.grids import lambda_grid, resolve_budgets, thin_curve
+from jaxroute.routing.pieces import budget_pieces, lambda_pieces
+from jaxroute.routing.sweep import SweepResult, budget_sweep, lambda_sweep
 
-def masked_argmax(scores: ArrayLike, where: ArrayLike) -> jax.Array:
-    """Index of the largest score among ``where`` (lowest index on ties), over the last axis.
 
-    Correct even when scores are ``-inf``. Rows with no allowed entry give 0; callers decide
-    what to do with them.
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One decision rule.
 
-    Args:
-      scores: ``[..., M]`` float scores.
-      where: ``[..., M]`` bool mask of allowed entries.
-
-    Returns:
-      ``[...]`` int32 indices.
+    Attributes:
+      name: the rule's name (``--rule``, ``policy.rule``, calibration files).
+      title: its name in the report's headings and figures.
+      short: its one-letter column tag in the headline table.
+      key: where its fields sit in a router's report entry (``None``: the top level,
+        the primary rule) and the key of its parameter in a stored curve.
+      param: the parameter's key in a stored curve (``curve[param]``).
+      spend_ascending: spending grows with the parameter (budget) or falls (λ); the
+        "largest budget" point is the parameter of most spending.
+      rank_label: x label of the model-shares figure (points ordered by spending).
+      choice: ``(scores, pred_costs, parameter) -> [..., N]`` int32 choices.
+      sweep: ``(scores, pred_costs, quality, cost, params, **kw) -> SweepResult``.
+      pieces: ``(scores, pred_costs) -> [P]`` one float32 parameter inside every piece
+        where the choices are constant (calibration).
+      curves: ``(scores [R,N,M], pred_costs, quality, cost, *, budgets, method,
+        n_points) -> [R] SweepResult``: the operating points an evaluation stores.
+      infeasible: ``(pred_costs [N, M], parameter) -> [N] bool``: prompts for which no
+        model satisfies the parameter (the rule then falls back, e.g. to the cheapest).
+      describe: one sentence for report.md.
     """
-    scores = jnp.asarray(scores)
-    where = jnp.asarray(where, bool)
-    best = jnp.max(jnp.where(where, scores, -jnp.inf), axis=-1, keepdims=True)
-    cand = where & (scores == best)
-    return jnp.argmax(cand, axis=-1).astype(jnp.int32)
+
+    name: str
+    title: str
+    short: str
+    key: str | None
+    param: str
+    spend_ascending: bool
+    rank_label: str
+    choice: Callable[..., Any]
+    sweep: Callable[..., SweepResult]
+    pieces: Callable[[ArrayLike, ArrayLike], np.ndarray]
+    curves: Callable[..., list[SweepResult]]
+    infeasible: Callable[[np.ndarray, float], np.ndarray]
+    describe: str
+
+    def entry(self, router_entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """This rule's fields in a router's report entry (``None``: not evaluated)."""
+        return router_entry if self.key is None else router_entry.get(self.key)
+
+    def top(self, params: ArrayLike) -> int:
+        """Index of the parameter of most spending (largest budget, λ = 0)."""
+        p = np.asarray(params)
+        return int(np.argmax(p) if self.spend_ascending else np.argmin(p))
+
+    def choose(self, scores: ArrayLike, pred_costs: ArrayLike, parameter: float) -> np.ndarray:
+        """``[N]`` choices at ``parameter`` (the float32 rule the sweeps reproduce)."""
+        return np.asarray(self.choice(scores, pred_costs, np.float32(parameter)))
 
 
-def budget_choice(scores: ArrayLike, pred_costs: ArrayLike, budget: ArrayLike) -> jax.Array:
-    """Budget rule ``π_B(x) = argmax_{m: ĉ(x,m) ≤ B} s(x,m)``.
-
-    When no model is feasible (``B < min_m ĉ(x,m)``) the prompt goes to the model with the
-    lowest predicted cost (lowest index on ties), never silently to model 0.
-
-    Args:
-      scores: ``[..., N, M]`` router scores (higher is better).
-      pred_costs: ``[..., N, M]`` predicted costs.
-      budget: scalar or array broadcastable to ``[..., N]`` (per-prompt budget).
-
-    Returns:
-      ``[..., N]`` int32 chosen model per prompt.
-
-    >>> import jax.numpy as jnp
-    >>> s = jnp.array([[0.9, 0.5, 0.1]]); c = jnp.array([[3.0, 2.0, 1.0]])
-    >>> budget_choice(s, c, 2.5).tolist(), budget_choice(s, c, 0.5).tolist()
-    ([1], [2])
-    """
-    scores = jnp.asarray(scores, jnp.float32)
-    pred_costs = jnp.asarray(pred_costs, jnp.float32)
-    budget = jnp.asarray(budget, jnp.float32)
-    feasible = pred_costs <= jnp.broadcast_to(budget, pred_costs.shape[:-1])[..., None]
-    choice = masked_argmax(scores, feasible)
-    cheapest = jnp.argmin(pred_costs, axis=-1).astype(jnp.int32)
-    return jnp.where(jnp.any(feasible, axis=-1), choice, cheapest)
+def _budget_curves(s, pc, q, c, *, budgets, method, n_points) -> list[SweepResult]:
+    """Each router's own grid from ``budgets`` (ORBIT's differ per router), padded with
+    its last budget to a common length for one ``[R, N, M]`` sweep and cut back after."""
+    del n_points  # every budget of the grid is kept
+    grids = [resolve_budgets(budgets, pc[r], c) for r in range(s.shape[0])]
+    width = max(g.size for g in grids)
+    padded = np.stack([np.concatenate([g, np.repeat(g[-1:], width - g.size)]) for g in grids])
+    swept = budget_sweep(s, pc, q, c, padded, method=method)
+    return [SweepResult(*(a[r, : g.size] for a in swept)) for r, g in enumerate(grids)]
 
 
-def lambda_choice(scores: ArrayLike, pred_costs: ArrayLike, lam: ArrayLike) -> jax.Array:
-    """Willingness-to-pay rule ``π_λ(x) = argmax_m s(x,m) − λ·ĉ(x,m)``.
+def _lambda_curves(s, pc, q, c, *, budgets, method, n_points) -> list[SweepResult]:
+    """Every breakpoint (exact), stored thinned to the staircase plus ``n_points[r]``."""
+    del budgets, method  # the grid is every breakpoint; the events sweep is exact
+    out = []
+    for r in range(s.shape[0]):
+        res = lambda_sweep(s[r], pc[r], q, c, lambda_grid(s[r], pc[r]))
+        keep = thin_curve(res.cost, res.quality, n_points[r])
+        out.append(SweepResult(*(a[keep] for a in res)))
+    return out
 
-    Args:
-      scores: ``[..., N, M]`` router scores.
-      pred_costs: ``[..., N, M]`` predicted costs.
-      lam: scalar or array broadcastable to ``[..., N]``.
 
-    Returns:
-      ``[..., N]`` int32 chosen model per prompt (lowest index on ties).
+def _no_model_fits(pred_costs, budget) -> np.ndarray:
+    return ~(np.asarray(pred_costs) <= np.float32(budget)).any(axis=-1)
 
-    >>> import jax.numpy as jnp
-    >>> s = jnp.array([[0.9, 0.5]]); c = jnp.array([[1.0, 0.1]])
-    >>> lambda_choice(s, c, 0.0).tolist(), lambda_choice(s, c, 1.0).tolist()
-    ([0], [1])
-    """
-    scores = jnp.asarray(scores, jnp.float32)
-    pred_costs = jnp.asarray(pred_costs, jnp.float32)
-    lam = jnp.asarray(lam, jnp.float32)
-    return jnp.argmax(
-        scores - jnp.broadcast_to(lam, scores.shape[:-1])[..., None] * pred_costs, axis=-1
-    ).astype(jnp.int32)
+
+def _always_feasible(pred_costs, lam) -> np.ndarray:
+    return np.zeros(np.shape(pred_costs)[:-1], bool)
+
+
+RULES: dict[str, Rule] = {
+    "budget": Rule(
+        name="budget",
+        title="budget rule",
+        short="B",
+        key=None,
+        param="budget",
+        spend_ascending=True,
+        rank_label="budget rank (B ascending)",
+        choice=budget_choice,
+        sweep=budget_sweep,
+        pieces=budget_pieces,
+        curves=_budget_curves,
+        infeasible=_no_model_fits,
+        describe="B = budget rule (per-prompt cap on the predicted cost, swept over the "
+        "budget grid)",
+    ),
+    "lambda": Rule(
+        name="lambda",
+        title="λ rule",
+        short="λ",
+        key="lambda",
+        param="lambda",
+        spend_ascending=False,
+        rank_label="λ rank (λ descending)",
+        choice=lambda_choice,
+        sweep=lambda_sweep,
+        pieces=lambda_pieces,
+        curves=_lambda_curves,
+        infeasible=_always_feasible,
+        describe="λ = willingness-to-pay rule (argmax of s − λ·ĉ, swept over every breakpoint)",
+    ),
+}
+PRIMARY = next(iter(RULES))
+
+
+def get_rule(name: str) -> Rule:
+    """The rule called ``name``; a ValueError naming the known rules otherwise."""
+    if name not in RULES:
+        raise ValueError(f"rule must be one of {tuple(RULES)}, got {name!r}")
+    return RULES[name]
+
+
+def choose(rule: str, scores: ArrayLike, pred_costs: ArrayLike, parameter: float) -> np.ndarray:
+    """``[N]`` choices of rule ``rule`` at ``parameter`` (serving, calibration)."""
+    return get_rule(rule).choose(scores, pred_costs, parameter)
+
+
+def evaluated(entries: Sequence[Mapping[str, Any]]) -> list[Rule]:
+    """The rules with fields in any of these report entries (the primary always)."""
+    return [r for r in RULES.values() if r.key is None or any(r.entry(e) for e in entries)]

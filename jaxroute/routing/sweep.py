@@ -46,22 +46,29 @@ sweep over it holds every operating point the rule can reach.
 
 from __future__ import annotations
 
-import collections
-import functools
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
-from jaxroute.routing._numerics import LIMBS, MAX_PROMPTS, from_limbs, scale_exponent, to_limbs
-from jaxroute.routing.rules import budget_choice, lambda_choice
-
-# Number of times each jitted core was traced (tests check "compiles once").
-TRACE_COUNTS: collections.Counter = collections.Counter()
+from jaxroute.routing._cores import (
+    TRACE_COUNTS,  # noqa: F401 (tests count the traces here)
+    sweep_dense,
+    sweep_events,
+    sweep_lambda_events,
+)
+from jaxroute.routing._numerics import LIMBS, MAX_PROMPTS, from_limbs, scale_exponent
+from jaxroute.routing._sharded import prompt_sharded_lambda_events, prompt_sharded_sweep
+from jaxroute.routing.choice import budget_choice, lambda_choice
+from jaxroute.routing.grids import (  # noqa: F401 (re-exported: the grids of these sweeps)
+    lambda_events,
+    lambda_grid,
+    log_budget_grid,
+    orbit_budget_grid,
+)
 
 
 class SweepResult(NamedTuple):
@@ -78,302 +85,6 @@ class SweepResult(NamedTuple):
     quality: np.ndarray
     cost: np.ndarray
     shares: np.ndarray
-
-
-# --------------------------------------------------------------------------- grids
-
-
-def orbit_budget_grid(pred_costs: ArrayLike, n_quantiles: int = 100) -> np.ndarray:
-    """ORBIT's budget grid: unique predicted costs over the test set, reduced to quantiles.
-
-    Args:
-      pred_costs: ``[..., N, M]`` predicted costs of one router.
-      n_quantiles: number of quantiles kept (``np.quantile`` linear interpolation at
-        ``linspace(0, 1, n_quantiles)``) when there are more unique values than this.
-
-    Returns:
-      ``[B]`` float64 ascending budgets (``B ≤ n_quantiles``).
-
-    >>> orbit_budget_grid([[1.0, 2.0], [2.0, 3.0]], n_quantiles=100).tolist()
-    [1.0, 2.0, 3.0]
-    """
-    u = np.unique(np.asarray(pred_costs, np.float32).astype(np.float64).ravel())
-    u = u[np.isfinite(u)]
-    if u.size <= n_quantiles:
-        return u
-    return np.quantile(u, np.linspace(0.0, 1.0, n_quantiles))
-
-
-def log_budget_grid(
-    cost: ArrayLike,
-    n_budgets: int = 100,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-) -> np.ndarray:
-    """Shared log-spaced grid from the cheapest to the dearest model's mean true cost.
-
-    Args:
-      cost: ``[N, M]`` true costs (the same grid then serves every router).
-      n_budgets: grid size (any ``≥ 1``; one budget gives ``[high]``).
-      low: override of the lower end (default ``min_m mean_i c[i, m]``, floored at 1e-12
-        so the log grid exists when a model is free).
-      high: override of the upper end (default ``max_m mean_i c[i, m]``).
-
-    Returns:
-      ``[n_budgets]`` float64 ascending budgets.
-    """
-    mean = np.asarray(cost, np.float64).mean(axis=0)
-    lo = float(mean.min()) if low is None else float(low)
-    hi = float(mean.max()) if high is None else float(high)
-    lo = max(lo, 1e-12)
-    if n_budgets == 1:
-        return np.array([hi])
-    return np.geomspace(lo, hi, n_budgets)
-
-
-# --------------------------------------------------------------------------- cores
-
-
-def _events_one(scores, pred_costs, limbs, budgets, with_shares):
-    """Event sweep for one router: ``[N, M]`` arrays, ``[N, M, K]`` value limbs, ``[B]``."""
-    n, m = scores.shape
-    models = jnp.arange(m, dtype=jnp.int32)
-    # For every model m at once, the best model among those feasible strictly before m,
-    # i.e. (ĉ_k, k) < (ĉ_m, m). Scanning k upwards keeps the lowest index on score ties.
-    has = jnp.zeros((n, m), bool)
-    best_s = jnp.zeros((n, m), jnp.float32)
-    best_k = jnp.zeros((n, m), jnp.int32)
-    for k in range(m):
-        pk, sk = pred_costs[:, k : k + 1], scores[:, k : k + 1]
-        before = (pk < pred_costs) | ((pk == pred_costs) & (k < models[None, :]))
-        take = before & (~has | (sk > best_s))
-        best_s = jnp.where(take, sk, best_s)
-        best_k = jnp.where(take, k, best_k)
-        has = has | before
-    fallback = jnp.argmin(pred_costs, axis=1).astype(jnp.int32)  # nothing feasible
-    own = jnp.broadcast_to(models, (n, m))
-    from_m = jnp.where(has, best_k, own)  # choice just before model m becomes feasible
-    m_wins = ~has | (scores > best_s) | ((scores == best_s) & (models[None, :] < best_k))
-    to_m = jnp.where(m_wins, own, best_k)  # choice once model m is feasible
-    # Materialise: XLA:CPU would otherwise re-run the loop above inside every consumer.
-    to_m, from_m = jax.lax.optimization_barrier((to_m, from_m))
-    # Event (i, m): at B = ĉ[i, m] the choice of prompt i moves from from_m to to_m.
-    delta = jnp.take_along_axis(limbs, to_m[..., None], 1) - jnp.take_along_axis(
-        limbs, from_m[..., None], 1
-    )  # [N, M, K] int32
-    base = jnp.sum(jnp.take_along_axis(limbs, fallback[:, None, None], 1)[:, 0], axis=0)
-    # Budgets sorted; event e counts for budget j iff t_e <= B_j iff bin(e) <= j.
-    b = budgets.shape[0]
-    border = jnp.argsort(budgets)
-    sorted_b = budgets[border]
-    bins = jnp.searchsorted(sorted_b, pred_costs.reshape(-1), side="left").astype(jnp.int32)
-    per_bin = jax.ops.segment_sum(delta.reshape(n * m, -1), bins, num_segments=b + 1)
-    sums = base[None, :] + jnp.cumsum(per_bin[:b], axis=0)  # sorted budgets
-    if with_shares:  # +1 for the model taken, -1 for the model left (cancel if equal)
-        ones = jnp.ones((n * m,), jnp.int32)
-        n_seg = (b + 1) * m
-        dc = jax.ops.segment_sum(ones, bins * m + to_m.reshape(-1), num_segments=n_seg)
-        dc = dc - jax.ops.segment_sum(ones, bins * m + from_m.reshape(-1), num_segments=n_seg)
-        dc = dc.reshape(b + 1, m)
-        base_counts = jnp.bincount(fallback, length=m).astype(jnp.int32)
-        counts = base_counts[None, :] + jnp.cumsum(dc[:b], axis=0)
-    else:
-        counts = jnp.zeros((b, m), jnp.int32)
-    inv = jnp.argsort(border)
-    return sums[inv], counts[inv]
-
-
-def _dense_one(scores, pred_costs, limbs, params, chunk, rule):
-    """Direct evaluation of a rule for one router over ``[B]`` params, ``chunk`` at a time."""
-    n, m = scores.shape
-    b = params.shape[0]
-    n_chunks = -(-b // chunk)
-    padded = jnp.concatenate([params, jnp.broadcast_to(params[-1:], (n_chunks * chunk - b,))])
-    choose = budget_choice if rule == "budget" else lambda_choice
-
-    def one_chunk(ps):
-        choice = choose(
-            jnp.broadcast_to(scores, (chunk, n, m)),
-            jnp.broadcast_to(pred_costs, (chunk, n, m)),
-            jnp.broadcast_to(ps[:, None], (chunk, n)),
-        )  # [chunk, N]
-        picked = jnp.take_along_axis(
-            jnp.broadcast_to(limbs, (chunk,) + limbs.shape), choice[..., None, None], 2
-        )[:, :, 0]  # [chunk, N, K]
-        counts = jax.vmap(lambda ch: jnp.bincount(ch, length=m))(choice).astype(jnp.int32)
-        return jnp.sum(picked, axis=1), counts
-
-    out = jax.lax.map(one_chunk, padded.reshape(n_chunks, chunk))
-    return tuple(o.reshape((n_chunks * chunk,) + o.shape[2:])[:b] for o in out)
-
-
-_ENVELOPE_ROWS = 4096  # prompts per host chunk of the [N, M, M] crossing table
-
-
-def _lambda_events(scores: np.ndarray, pred_costs: np.ndarray):
-    """Events of the λ rule for one router, on the host in float64.
-
-    For prompt ``i`` model ``m`` is chosen on ``[lo_m, hi_m)``: ``hi_m`` the smallest
-    crossing ``(s_m − s_k)/(ĉ_m − ĉ_k)`` with a cheaper ``k``, ``lo_m`` the largest with a
-    dearer one; a model beaten by an equal-cost one (higher score, or the same score and
-    a lower index) is never chosen. Each crossing is computed once per pair, so one
-    model's ``hi`` is bit for bit the next one's ``lo``. Float64 on float32 inputs: the
-    differences are exact and the quotient is rounded once, so breakpoints of different
-    prompts are ordered correctly unless they agree to ~1e-16.
-
-    Returns:
-      ``(t, from_m, to_m, base)``: ``[N, M−1]`` float64 event times (``+inf`` pads) and
-      int32 models (the choice moves from ``from_m`` to ``to_m`` at ``t``), and ``[N]``
-      the choice before the first event.
-    """
-    n, m = scores.shape
-    idx = np.arange(m)
-    lo = np.empty((n, m))
-    on = np.empty((n, m), bool)
-    for r0 in range(0, n, _ENVELOPE_ROWS):
-        s = scores[r0 : r0 + _ENVELOPE_ROWS].astype(np.float64)
-        p = pred_costs[r0 : r0 + _ENVELOPE_ROWS].astype(np.float64)
-        sa, sb, pa, pb = s[:, :, None], s[:, None, :], p[:, :, None], p[:, None, :]
-        same = pa == pb
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cross = (sa - sb) / np.where(same, 1.0, pa - pb)
-        hi = np.min(np.where(pb < pa, cross, np.inf), axis=2)
-        lo_c = np.max(np.where(pb > pa, cross, -np.inf), axis=2)
-        beaten = same & ((sb > sa) | ((sb == sa) & (idx[None, None, :] < idx[None, :, None])))
-        lo[r0 : r0 + _ENVELOPE_ROWS] = lo_c
-        on[r0 : r0 + _ENVELOPE_ROWS] = (lo_c < hi) & ~beaten.any(axis=2)
-    key = np.where(on, lo, np.inf)
-    order = np.argsort(key, axis=1, kind="stable").astype(np.int32)  # envelope first
-    t = np.take_along_axis(key, order, 1)[:, 1:]
-    return t, order[:, :-1], order[:, 1:], order[:, 0]
-
-
-def _lambda_bins_one(limbs, from_m, to_m, base_m, bins, n_bins, with_shares):
-    """Exact sums of the λ rule for one router from host-binned events."""
-    n, k = from_m.shape
-    m = limbs.shape[1]
-    delta = jnp.take_along_axis(limbs, to_m[..., None], 1) - jnp.take_along_axis(
-        limbs, from_m[..., None], 1
-    )  # [N, M-1, K]
-    base = jnp.sum(jnp.take_along_axis(limbs, base_m[:, None, None], 1)[:, 0], axis=0)
-    flat = bins.reshape(-1)
-    per_bin = jax.ops.segment_sum(delta.reshape(n * k, -1), flat, num_segments=n_bins + 1)
-    sums = base[None, :] + jnp.cumsum(per_bin[:n_bins], axis=0)
-    if with_shares:
-        ones = jnp.ones((n * k,), jnp.int32)
-        n_seg = (n_bins + 1) * m
-        dc = jax.ops.segment_sum(ones, flat * m + to_m.reshape(-1), num_segments=n_seg)
-        dc = dc - jax.ops.segment_sum(ones, flat * m + from_m.reshape(-1), num_segments=n_seg)
-        base_counts = jnp.bincount(base_m, length=m).astype(jnp.int32)
-        counts = base_counts[None, :] + jnp.cumsum(dc.reshape(n_bins + 1, m)[:n_bins], axis=0)
-    else:
-        counts = jnp.zeros((n_bins, m), jnp.int32)
-    return sums, counts
-
-
-def lambda_grid(scores: ArrayLike, pred_costs: ArrayLike) -> np.ndarray:
-    """Every breakpoint of one router's λ rule, with 0: a λ sweep over this grid holds
-    every operating point the rule reaches for ``λ ≥ 0`` (exact, nothing interpolated).
-
-    Args:
-      scores: ``[N, M]`` router scores.
-      pred_costs: ``[N, M]`` predicted costs.
-
-    Returns:
-      ``[B]`` ascending float64 λ values: 0, half the first breakpoint, and every
-      per-prompt envelope breakpoint above 0 (at most ``N·(M−1) + 2`` values).
-
-    >>> lambda_grid([[0.9, 0.5]], [[1.0, 0.1]]).round(6).tolist()  # (0.9-0.5)/(1.0-0.1)
-    [0.0, 0.222222, 0.444444]
-    """
-    s = np.asarray(scores, np.float32)
-    pc = np.asarray(pred_costs, np.float32)
-    if s.ndim != 2 or s.shape != pc.shape:
-        raise ValueError(f"scores {s.shape} and pred_costs {pc.shape} must be one [N, M]")
-    t = _lambda_events(s, pc)[0].ravel()
-    t = np.unique(t[np.isfinite(t) & (t > 0)])
-    # λ = 0 itself (ties to the lowest index) and a λ inside (0, first breakpoint): the
-    # two differ when top scores tie between models of different predicted cost.
-    first = t[:1] / 2 if t.size else np.ones(1)
-    return np.concatenate([[0.0], first, t])
-
-
-def _limbs(quality, cost, q_inv, c_inv):
-    return jnp.concatenate([to_limbs(quality, q_inv), to_limbs(cost, c_inv)], axis=-1)
-
-
-@functools.partial(jax.jit, static_argnames=("with_shares",))
-def sweep_events(scores, pred_costs, quality, cost, budgets, q_inv, c_inv, *, with_shares=True):
-    """Jitted event sweep of the budget rule, vectorised over routers.
-
-    Args:
-      scores: ``[R, N, M]`` float32 router scores.
-      pred_costs: ``[R, N, M]`` float32 predicted costs.
-      quality: ``[N, M]`` float32 true quality.
-      cost: ``[N, M]`` float32 true cost.
-      budgets: ``[R, B]`` float32 budgets (any order).
-      q_inv: float32 scalar ``2**-e`` with ``max|quality| ≤ 2**e``
-        (``_numerics.scale_exponent``).
-      c_inv: float32 scalar, the same for cost.
-      with_shares: also count the prompts sent to each model.
-
-    Returns:
-      ``(sums, counts)``: ``[R, B, 2·LIMBS]`` int32 limb sums over prompts of true quality
-      (first ``LIMBS``) and cost (last ``LIMBS``), and ``[R, B, M]`` int32 counts.
-    """
-    TRACE_COUNTS["events"] += 1
-    limbs = _limbs(quality, cost, q_inv, c_inv)
-    fn = functools.partial(_events_one, with_shares=with_shares)
-    return jax.vmap(fn, in_axes=(0, 0, None, 0))(scores, pred_costs, limbs, budgets)
-
-
-@functools.partial(jax.jit, static_argnames=("chunk", "rule"))
-def sweep_dense(
-    scores, pred_costs, quality, cost, params, q_inv, c_inv, *, chunk=16, rule="budget"
-):
-    """Jitted direct sweep (``lax.map`` over chunks of params), vectorised over routers.
-
-    Same arguments and outputs as :func:`sweep_events`; ``rule`` is ``"budget"`` or
-    ``"lambda"`` and ``params`` holds budgets or λ values, ``[R, B]``.
-    """
-    TRACE_COUNTS["dense"] += 1
-    limbs = _limbs(quality, cost, q_inv, c_inv)
-    fn = functools.partial(_dense_one, chunk=chunk, rule=rule)
-    return jax.vmap(fn, in_axes=(0, 0, None, 0))(scores, pred_costs, limbs, params)
-
-
-@functools.partial(jax.jit, static_argnames=("n_bins", "with_shares"))
-def sweep_lambda_events(
-    quality, cost, from_m, to_m, base_m, bins, q_inv, c_inv, *, n_bins, with_shares=True
-):
-    """Jitted λ-rule sums from host events (:func:`lambda_sweep` prepares them), vectorised
-    over routers.
-
-    Args:
-      quality: ``[N, M]`` float32 true quality.
-      cost: ``[N, M]`` float32 true cost.
-      from_m: ``[R, N, M−1]`` int32, the model each event leaves.
-      to_m: ``[R, N, M−1]`` int32, the model it takes.
-      base_m: ``[R, N]`` int32, the choice before any event (λ below every breakpoint).
-      bins: ``[R, N, M−1]`` int32, the first (sorted) λ index each event counts for
-        (``n_bins``: never).
-      q_inv: float32 scalar ``2**-e`` with ``max|quality| ≤ 2**e``.
-      c_inv: float32 scalar, the same for cost.
-      n_bins: number of (sorted) λ values.
-      with_shares: also count the prompts sent to each model.
-
-    Returns:
-      ``(sums, counts)``: ``[R, n_bins, 2·LIMBS]`` int32 limb sums and ``[R, n_bins, M]``
-      counts, in sorted-λ order.
-    """
-    TRACE_COUNTS["lambda_events"] += 1
-    limbs = _limbs(quality, cost, q_inv, c_inv)
-    fn = functools.partial(_lambda_bins_one, n_bins=n_bins, with_shares=with_shares)
-    return jax.vmap(fn, in_axes=(None, 0, 0, 0, 0))(limbs, from_m, to_m, base_m, bins)
-
-
-# --------------------------------------------------------------------------- wrappers
 
 
 def _prepare(scores, pred_costs, quality, cost, params):
@@ -458,9 +169,7 @@ def _prompt_sharded(shard) -> bool:
     return shard == "prompt" or (shard is None and jax.process_count() > 1)
 
 
-def _sweep_prompts(single, s, pc, y, c, params, devices, method, with_shares, chunk, rule="budget"):
-    from jaxroute.routing._sharded import prompt_sharded_sweep
-
+def _sweep_prompts(single, s, pc, y, c, params, devices, method, with_shares, chunk, choose):
     r, b = params.shape
     q_exp, c_exp = scale_exponent(y), scale_exponent(c)
     inv = (np.float32(2.0**-q_exp), np.float32(2.0**-c_exp))
@@ -474,7 +183,7 @@ def _sweep_prompts(single, s, pc, y, c, params, devices, method, with_shares, ch
         method=method,
         with_shares=with_shares,
         chunk=chunk,
-        rule=rule,
+        choose=choose,
         devices=devices,
     )
     return _finish(single, params, y.shape[0], out, r, b, q_exp, c_exp)
@@ -518,14 +227,16 @@ def budget_sweep(
     """
     single, s, pc, y, c, params = _prepare(scores, pred_costs, quality, cost, budgets)
     if _prompt_sharded(shard):
-        return _sweep_prompts(single, s, pc, y, c, params, devices, method, with_shares, chunk)
+        return _sweep_prompts(
+            single, s, pc, y, c, params, devices, method, with_shares, chunk, budget_choice
+        )
     args, r, b = _place(shard, devices, s, pc, y, c, params)
     q_exp, c_exp = scale_exponent(y), scale_exponent(c)
     args = args + (np.float32(2.0**-q_exp), np.float32(2.0**-c_exp))
     if method == "events":
         out = sweep_events(*args, with_shares=with_shares)
     elif method == "dense":
-        out = sweep_dense(*args, chunk=chunk, rule="budget")
+        out = sweep_dense(*args, chunk=chunk, choose=budget_choice)
     else:
         raise ValueError(f"method must be 'events' or 'dense', got {method!r}")
     return _finish(single, params, y.shape[0], out, r, b, q_exp, c_exp)
@@ -551,7 +262,7 @@ def lambda_sweep(
     (default, exact, memory independent of ``B``) reports the right limit at a λ > 0 that
     is exactly a breakpoint (ties go to the model chosen just above it, i.e. the cheaper
     one) and the rule itself at λ = 0; ``"dense"`` applies
-    :func:`~jaxroute.routing.rules.lambda_choice` directly (ties to the lowest index).
+    :func:`~jaxroute.routing.choice.lambda_choice` directly (ties to the lowest index).
     Sweep over :func:`lambda_grid` for every operating point.
     """
     single, s, pc, y, c, params = _prepare(scores, pred_costs, quality, cost, lambdas)
@@ -559,10 +270,12 @@ def lambda_sweep(
     inv = (np.float32(2.0**-q_exp), np.float32(2.0**-c_exp))
     prompts = _prompt_sharded(shard)
     if method == "dense" and prompts:
-        return _sweep_prompts(single, s, pc, y, c, params, devices, "dense", True, chunk, "lambda")
+        return _sweep_prompts(
+            single, s, pc, y, c, params, devices, "dense", True, chunk, lambda_choice
+        )
     if method == "dense":
         args, r, b = _place(shard, devices, s, pc, y, c, params)
-        out = sweep_dense(*args, *inv, chunk=chunk, rule="lambda")
+        out = sweep_dense(*args, *inv, chunk=chunk, choose=lambda_choice)
         return _finish(single, params, y.shape[0], out, r, b, q_exp, c_exp)
     if method != "events":
         raise ValueError(f"method must be 'events' or 'dense', got {method!r}")
@@ -575,7 +288,7 @@ def lambda_sweep(
     # Event times and λ values compared in float64 on the host; the device sums exactly.
     lam64 = padded.astype(np.float64)
     border = np.argsort(lam64, axis=1, kind="stable")
-    events = [_lambda_events(s[k], pc[k]) for k in range(r)]
+    events = [lambda_events(s[k], pc[k]) for k in range(r)]
     bins = np.stack(
         [
             np.where(
@@ -586,8 +299,6 @@ def lambda_sweep(
     )
     from_m, to_m, base_m = (np.stack([e[j] for e in events]) for j in (1, 2, 3))
     if prompts:  # host events of every prompt; each process sums its own on its devices
-        from jaxroute.routing._sharded import prompt_sharded_lambda_events
-
         sums, counts = prompt_sharded_lambda_events(
             y,
             c,

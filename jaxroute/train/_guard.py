@@ -1,4 +1,4 @@
-"""One writer per workdir, and a workdir never mixes two datasets (DESIGN.md).
+"""One writer per workdir, and a workdir never mixes two datasets (docs/design.md).
 
 **The lock.** A run holds ``fcntl.flock(LOCK_EX)`` on ``workdir/.lock`` for its whole
 life and writes its pid into the file. A second run on the same workdir fails at once
@@ -13,10 +13,15 @@ shared non-blocking flock on an existing ``.lock`` (opened read-only, never crea
 released at once; if a writer holds it they refuse with one line. They write nothing.
 
 **The fingerprint.** ``workdir/fingerprint.json`` records a SHA-256 of the quality,
-cost and feature arrays (float32 bytes, row order as loaded; per model for quality
-and cost, so a message can name the model), the model names and the sample ids. It is
-written on the first run and compared on every resume and every evaluation:
-different data fails with :class:`DataMismatch` naming what changed. Hashing 36k x 11
+cost and feature arrays (float32 bytes; per model for quality and cost, so a message
+can name the model), the task labels (``eval_name``), the model names and the sample
+ids, every one with the rows sorted by sample id, so it does not depend on the row
+order; ``row_order`` hashes the ids in the order as loaded, and ``row_order.json``
+keeps that order. It is written on the first run and compared on every resume and
+every evaluation: different data fails with :class:`DataMismatch` naming what changed;
+the same rows in another order are put back in the first run's order (the seeded
+splits follow the row order, so this keeps the test prompts those of the first run).
+Workdirs from before version 2 are compared with the old hashes. Hashing 36k x 11
 float32 matrices and 36k x 384 features is one pass over ~57 MB (about 0.1 s).
 """
 
@@ -25,7 +30,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
+import inspect
 import json
 import os
 import pathlib
@@ -34,6 +41,8 @@ from collections.abc import Iterator
 
 import numpy as np
 from absl import logging
+
+from jaxroute._io import atomic_write_json
 
 LOCK_NAME = ".lock"
 FINGERPRINT_NAME = "fingerprint.json"
@@ -154,9 +163,6 @@ def workdir_lock(workdir: str | os.PathLike) -> Iterator[pathlib.Path]:
 def holds_workdir_lock(fn):
     """Decorator: ``fn(..., workdir, ...)`` runs inside :func:`workdir_lock` (the
     argument named ``workdir``), so a run is locked with one line at its entry point."""
-    import functools
-    import inspect
-
     sig = inspect.signature(fn)
 
     @functools.wraps(fn)
@@ -197,6 +203,10 @@ def ensure_not_training(workdir: str | os.PathLike) -> None:
 
 
 # ---------------------------------------------------------------------- fingerprint
+FINGERPRINT_VERSION = 2
+ROW_ORDER_NAME = "row_order.json"
+
+
 def _digest(a) -> str:
     a = np.ascontiguousarray(a)
     h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
@@ -211,14 +221,43 @@ def _digest_strings(items) -> str:
     return h.hexdigest()[:32]
 
 
+def _canonical_order(data) -> np.ndarray:
+    """Rows sorted by sample id (ids are unique): the order the content is hashed in."""
+    return np.argsort(np.asarray(data.sample_ids).astype(str), kind="stable")
+
+
 def data_fingerprint(data) -> dict:
-    """Content hashes of a RoutingData's arrays (see the module docstring).
+    """Content hashes of a RoutingData (see the module docstring).
+
+    Rows are hashed sorted by sample id, so the same rows in another order give the
+    same content hashes; ``row_order`` hashes the ids in the order as loaded.
 
     >>> from jaxroute.data import synthetic
     >>> d = synthetic(n_prompts=20, seed=0)
     >>> data_fingerprint(d) == data_fingerprint(synthetic(n_prompts=20, seed=0))
     True
     """
+    order = _canonical_order(data)
+    q = np.asarray(data.quality, np.float32)[order]
+    c = np.asarray(data.cost, np.float32)[order]
+    feats = None if data.features is None else np.asarray(data.features, np.float32)[order]
+    ids = np.asarray(data.sample_ids).astype(str)
+    return {
+        "version": FINGERPRINT_VERSION,
+        "n_prompts": int(q.shape[0]),
+        "models": list(data.models),
+        "sample_ids": _digest_strings(ids[order]),
+        "row_order": _digest_strings(ids),
+        "tasks": _digest_strings(np.asarray(data.tasks).astype(str)[order]),
+        "quality": {m: _digest(q[:, j]) for j, m in enumerate(data.models)},
+        "cost": {m: _digest(c[:, j]) for j, m in enumerate(data.models)},
+        "features": None if feats is None else _digest(feats),
+        "feature_dim": None if feats is None else int(feats.shape[1]),
+    }
+
+
+def _legacy_fingerprint(data) -> dict:
+    """The fingerprint of workdirs written before version 2 (rows as loaded, no tasks)."""
     q = np.asarray(data.quality, np.float32)
     c = np.asarray(data.cost, np.float32)
     feats = None if data.features is None else np.asarray(data.features, np.float32)
@@ -234,14 +273,19 @@ def data_fingerprint(data) -> dict:
 
 
 def fingerprint_changes(old: dict, new: dict) -> list[str]:
-    """What differs between two fingerprints, in words (empty when they agree)."""
+    """What differs between two fingerprints' content, in words (empty when they agree;
+    the row order is not content: :func:`check_fingerprint` handles it)."""
     out = []
     if old.get("models") != new.get("models"):
         out.append(f"models {old.get('models')} -> {new.get('models')}")
     if old.get("n_prompts") != new.get("n_prompts"):
         out.append(f"prompts {old.get('n_prompts')} -> {new.get('n_prompts')}")
     elif old.get("sample_ids") != new.get("sample_ids"):
+        if "version" in old:  # rows are matched by id: other ids, nothing to compare
+            return out + ["sample ids"]
         out.append("sample ids (or their order)")
+    if "tasks" in old and old.get("tasks") != new.get("tasks"):
+        out.append("task labels (eval_name)")
     for field in ("quality", "cost"):
         a, b = old.get(field) or {}, new.get(field) or {}
         changed = [m for m in new.get("models", []) if m in a and a[m] != b.get(m)]
@@ -254,28 +298,73 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
     return out
 
 
-def check_fingerprint(workdir: str | os.PathLike, data, *, record: bool = False) -> None:
+def _mismatch(workdir, path, changes) -> DataMismatch:
+    return DataMismatch(
+        f"{workdir} was trained on different data ({'; '.join(changes)} changed since "
+        f"{path.name} was written); resuming would mix the two. Use a new --workdir "
+        "or delete this one."
+    )
+
+
+def _recorded_order(workdir: pathlib.Path, data):
+    """``data`` in the row order of the first run (same rows, same content), or a
+    DataMismatch when that order was not kept."""
+    path = workdir / ROW_ORDER_NAME
+    try:
+        ids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise DataMismatch(
+            f"{workdir}: the rows are the same but in another order than when "
+            f"{FINGERPRINT_NAME} was written, and {ROW_ORDER_NAME} (the first run's order) "
+            "is missing or unreadable; restore the first order or use a new --workdir"
+        ) from None
+    where = {str(k): i for i, k in enumerate(ids)}
+    current = np.asarray(data.sample_ids).astype(str)
+    if len(where) != len(current) or any(k not in where for k in current):
+        raise DataMismatch(f"{path}: does not list this data's sample ids; delete the workdir")
+    perm = np.argsort(np.asarray([where[k] for k in current]), kind="stable")
+    return data.subset(perm)
+
+
+def check_fingerprint(
+    workdir: str | os.PathLike, data, *, record: bool = False, reorder: bool = False
+):
     """Compares ``data`` with ``workdir/fingerprint.json``; ``record`` writes it if absent.
 
+    The content (models, sample ids, task labels, quality, cost, features) must agree;
+    the row order need not. Rows in another order are put back in the first run's order
+    (``row_order.json``) when ``reorder`` is set, so the seeded splits, and so every
+    number, are those of the first run; without ``reorder`` (a caller that would split
+    the data as given) they are refused with one line.
+
+    Returns:
+      ``data``, in the first run's row order.
+
     Raises:
-      DataMismatch: one line naming what changed (models, prompts, quality or cost of
-        which models, features).
+      DataMismatch: one line naming what changed (models, prompts, task labels,
+        quality or cost of which models, features, or the row order).
     """
-    path = pathlib.Path(workdir) / FINGERPRINT_NAME
-    new = data_fingerprint(data)
+    workdir = pathlib.Path(workdir)
+    path = workdir / FINGERPRINT_NAME
     if path.exists():
         try:
             old = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise DataMismatch(f"{path}: unreadable ({e}); delete it to accept the data") from None
+        new = data_fingerprint(data) if "version" in old else _legacy_fingerprint(data)
         changes = fingerprint_changes(old, new)
         if changes:
-            raise DataMismatch(
-                f"{workdir} was trained on different data ({'; '.join(changes)} changed since "
-                f"{path.name} was written); resuming would mix the two. Use a new --workdir "
-                "or delete this one."
-            )
-        return
+            raise _mismatch(workdir, path, changes)
+        if "version" in old and old.get("row_order") != new["row_order"]:
+            if not reorder:
+                raise DataMismatch(
+                    f"{workdir}: the rows are the same but in another order than when "
+                    f"{path.name} was written, and the seeded splits follow the row order; "
+                    "restore the first order or use a new --workdir"
+                )
+            logging.warning("%s: rows in another order; using the first run's order", workdir)
+            data = _recorded_order(workdir, data)
+        return data
     if record:
         if (path.parent / "checkpoints").exists():
             logging.warning(
@@ -284,6 +373,7 @@ def check_fingerprint(workdir: str | os.PathLike, data, *, record: bool = False)
                 workdir,
                 FINGERPRINT_NAME,
             )
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(new, indent=2) + "\n")
-        os.replace(tmp, path)
+        ids = np.asarray(data.sample_ids).astype(str).tolist()
+        atomic_write_json(workdir / ROW_ORDER_NAME, ids, indent=None)
+        atomic_write_json(path, data_fingerprint(data))
+    return data

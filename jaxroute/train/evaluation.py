@@ -103,7 +103,9 @@ def router_outputs(name, rc, fitted: Fitted, cost_preds, part: str = "test", sto
 
 
 def strong_model_index(config, models) -> int | None:
-    """``config.eval.strong_model`` as an index (None: the dearest model, chosen later)."""
+    """``config.eval.strong_model`` as an index; None when unset: each seed's sweep then
+    tracks the rule's model, the best-quality model among those that share the highest
+    mean cost (:data:`jaxroute.routing.STRONG_MODEL_RULE`, docs/method.md §2)."""
     if not config.eval.strong_model:
         return None
     if config.eval.strong_model not in models:

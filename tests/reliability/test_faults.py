@@ -198,12 +198,51 @@ def test_fingerprint_names_features_ids_and_size():
         "features"
     ]
     ids = a.replace(sample_ids=[f"x{i}" for i in range(30)])
-    assert _guard.fingerprint_changes(fa, _guard.data_fingerprint(ids)) == [
-        "sample ids (or their order)"
-    ]
+    assert _guard.fingerprint_changes(fa, _guard.data_fingerprint(ids)) == ["sample ids"]
     small = _guard.data_fingerprint(a.subset(np.arange(20)))
     assert _guard.fingerprint_changes(fa, small)[0] == "prompts 30 -> 20"
     assert _guard.fingerprint_changes(fa, _guard.data_fingerprint(a)) == []
+
+
+def _task_edited(data, row: int):
+    tasks = np.asarray(data.tasks).astype(object).copy()
+    tasks[row] = tasks[row] + "_edited"
+    return data.replace(tasks=tasks)
+
+
+def test_fingerprint_covers_task_labels_and_not_the_row_order():
+    a = jd.synthetic(n_prompts=30, seed=0, feature_dim=4)
+    fa = _guard.data_fingerprint(a)
+    reversed_ = _guard.data_fingerprint(a.subset(np.arange(30)[::-1]))
+    assert _guard.fingerprint_changes(fa, reversed_) == []
+    assert reversed_["row_order"] != fa["row_order"]
+    edited = _guard.data_fingerprint(_task_edited(a, 7))
+    assert _guard.fingerprint_changes(fa, edited) == ["task labels (eval_name)"]
+
+
+def test_reordered_rows_are_put_back_in_the_first_runs_order(tmp_path):
+    a = jd.synthetic(n_prompts=30, seed=0, feature_dim=4)
+    assert _guard.check_fingerprint(tmp_path, a, record=True) is a
+    rev = a.subset(np.arange(30)[::-1])
+    back = _guard.check_fingerprint(tmp_path, rev, reorder=True)
+    assert back.sample_ids.tolist() == a.sample_ids.tolist()
+    np.testing.assert_array_equal(back.quality, a.quality)
+    np.testing.assert_array_equal(back.features, a.features)
+    assert back.tasks.tolist() == a.tasks.tolist()
+    with pytest.raises(_guard.DataMismatch, match="in another order"):
+        _guard.check_fingerprint(tmp_path, rev)  # a caller that splits the data as given
+    with pytest.raises(_guard.DataMismatch, match=r"task labels \(eval_name\) changed"):
+        _guard.check_fingerprint(tmp_path, _task_edited(rev, 3), reorder=True)
+
+
+def test_a_fingerprint_from_before_version_2_is_still_checked(tmp_path):
+    a = jd.synthetic(n_prompts=30, seed=0, feature_dim=4)
+    (tmp_path / "fingerprint.json").write_text(json.dumps(_guard._legacy_fingerprint(a)))
+    assert _guard.check_fingerprint(tmp_path, a) is a
+    q = a.quality.copy()
+    q[0, 1] = 1.0 - q[0, 1]
+    with pytest.raises(_guard.DataMismatch, match=rf"quality of \['{a.models[1]}'\]"):
+        _guard.check_fingerprint(tmp_path, a.replace(quality=q))
 
 
 # ---------------------------------------------------------------- 4. one writer per workdir

@@ -1,17 +1,23 @@
 """Report tests: JSON schema, metrics recomputed from the stored curve, figures."""
 
+import errno
 import json
+import os
 
 import numpy as np
 import pytest
 
+from jaxroute import _io
 from jaxroute.report import aggregate_seeds, build_report, headline_table, write_report
 from jaxroute.routing import (
-    curve_metrics,
+    STRONG_MODEL_RULE,
     dataset_summary,
     evaluate_router,
+    lambda_grid,
+    lambda_sweep,
     oracle_router,
     reference_results,
+    strong_model,
 )
 
 
@@ -160,11 +166,22 @@ def test_headline_table(built):
         assert f"({key}.png)" in md  # every figure embedded
 
 
-def test_lambda_rule_metrics_recomputed_from_stored_curve(built):
-    """Every λ-rule metric equals the one recomputed from the stored (thinned) curve and
-    the one of the whole breakpoint sweep."""
-    from jaxroute.routing import lambda_grid, lambda_sweep
+def _curve_oracle(cost, quality, bs, bounds):
+    """peak, C*, CR, nAUC and AIQ of a curve with the test's own NumPy (docs/method.md §2)."""
+    reach = [c for c, q in zip(cost, quality, strict=True) if q >= bs["quality"] - 1e-9]
+    nauc, aiq = _nauc_aiq(cost, quality, *bounds)
+    return {
+        "peak": max(quality),
+        "cost_at_best_single": min(reach) if reach else None,
+        "cost_ratio": min(reach) / bs["cost"] if reach else None,
+        "nauc": nauc,
+        "aiq": aiq,
+    }
 
+
+def test_lambda_rule_metrics_recomputed_from_stored_curve(built):
+    """Every λ-rule metric equals the one the test recomputes (its own NumPy) from the
+    stored (thinned) curve and from the whole breakpoint sweep."""
     q, c, _, _, paths = built
     rep = json.loads(open(paths["json"]).read())
     bs = rep["dataset"]["best_single"]
@@ -175,13 +192,7 @@ def test_lambda_rule_metrics_recomputed_from_stored_curve(built):
         for key in keys:
             assert key in lam, (name, key)
         for seed in lam.get("seeds", [lam]):
-            got = curve_metrics(
-                seed["curve"]["cost"],
-                seed["curve"]["quality"],
-                best_single_quality=bs["quality"],
-                best_single_cost=bs["cost"],
-                bounds=bounds,
-            )
+            got = _curve_oracle(seed["curve"]["cost"], seed["curve"]["quality"], bs, bounds)
             for key in keys:
                 if seed[key] is None:
                     assert got[key] is None, (name, key)
@@ -191,13 +202,7 @@ def test_lambda_rule_metrics_recomputed_from_stored_curve(built):
     rng = np.random.default_rng(5)
     s = (q.mean(0)[None, :] + rng.normal(0, 0.05, q.shape)).astype(np.float32)
     full = lambda_sweep(s, c, q, c, lambda_grid(s, c))
-    want = curve_metrics(
-        full.cost,
-        full.quality,
-        best_single_quality=bs["quality"],
-        best_single_cost=bs["cost"],
-        bounds=bounds,
-    )
+    want = _curve_oracle(full.cost.tolist(), full.quality.tolist(), bs, bounds)
     thin = evaluate_router(s, c, q, c, budgets=("log", 20), lambda_points=5)["lambda"]
     assert len(thin["curve"]["lambda"]) < len(full.cost) / 2
     for key in keys:
@@ -205,6 +210,108 @@ def test_lambda_rule_metrics_recomputed_from_stored_curve(built):
     lam = rep["routers"]["oracle_like"]["lambda"]
     # λ = 0 (first stored point) is the "max budget" end: strong@max read off the curve.
     assert lam["strong_call_rate_at_max_budget"] == lam["curve"]["strong_call_rate"][0]
+
+
+# ------------------------------------------------- the strong model (a three-way price tie)
+def tied_problem(n=60):
+    """Models 0-2 share the top price; model 0 is the weakest (quality 0.2), model 1 the
+    best (0.9); model 3 is cheap. Quality is the same on every prompt."""
+    q = np.tile(np.float32([0.2, 0.9, 0.6, 0.5]), (n, 1))
+    c = np.tile(np.float32([2e-3, 2e-3, 2e-3, 1e-4]), (n, 1))
+    return q, c
+
+
+def test_three_way_price_tie_tracks_the_best_quality_model_of_the_tier(tmp_path):
+    q, c = tied_problem()
+    names = ["weak", "best", "mid", "cheap"]
+    assert strong_model(c, q) == 1  # not the lowest index of the tier (0, quality 0.2)
+    ds = dataset_summary(q, c, names)
+    assert ds["strong_model"] == "best"
+    always_best = np.zeros_like(q)
+    always_best[:, 1] = 1.0  # a router that sends every prompt to 'best'
+    res = evaluate_router(always_best, c, q, c, budgets=("log", 10))
+    assert res["strong_model"] == 1
+    assert res["strong_call_rate_at_max_budget"] == 1.0  # 0.0 when 'weak' was tracked
+    assert res["lambda"]["strong_call_rate_at_max_budget"] == 1.0
+    paths = write_report(tmp_path, ds, {"r": [res]}, figures=False)
+    rep = json.loads(open(paths["json"]).read())
+    assert rep["strong_model"] == {
+        "model": "best",
+        "rule": STRONG_MODEL_RULE,
+        "price_tier": ["weak", "best", "mid"],
+        "in_best_single_tier": True,
+    }
+    assert rep["warnings"] == []
+    md = open(paths["markdown"]).read()
+    assert f"strong model: best ({STRONG_MODEL_RULE})" in md
+    # config.eval.strong_model still overrides, and the report says so.
+    over = build_report(ds, {"r": [res]}, strong_model="mid")
+    assert over["strong_model"]["model"] == "mid"
+    assert over["strong_model"]["rule"] == "config.eval.strong_model"
+
+
+def test_warns_when_the_tracked_model_is_outside_the_best_single_tier():
+    q = np.tile(np.float32([0.3, 0.9, 0.5]), (20, 1))
+    c = np.tile(np.float32([3e-3, 1e-3, 1e-4]), (20, 1))
+    ds = dataset_summary(q, c, ["dear", "good", "cheap"])
+    res = evaluate_router(q, c, q, c, budgets=("log", 5))
+    rep = build_report(ds, {"r": [res]})
+    assert rep["strong_model"]["model"] == "dear"
+    assert rep["strong_model"]["in_best_single_tier"] is False
+    assert len(rep["warnings"]) == 1
+    assert "dear is not in the price tier of the best single model good" in rep["warnings"][0]
+
+
+# ------------------------------------------------- zero costs: a defined metric, one line
+@pytest.mark.parametrize("all_free", [False, True])
+def test_free_best_single_model_gives_null_ratio_and_one_warning(tmp_path, all_free):
+    q, c = problem(n=80, m=3)
+    q[:, 2] = 1.0  # model 2 is the best single model ...
+    c[:, 2] = 0.0  # ... and free
+    if all_free:
+        c[:] = 0.0
+    names = ["a", "b", "c"]
+    ds = dataset_summary(q, c, names)
+    res = evaluate_router(*oracle_router(q, c), q, c, budgets=("log", 10))
+    results = reference_results(q, c, budgets=("log", 10), model_names=names)
+    ref = {k: aggregate_seeds([v]) for k, v in results.items()}
+    paths = write_report(tmp_path, ds, {"oracle_like": [res]}, ref)
+    rep = json.loads(open(paths["json"]).read())
+    entry = rep["routers"]["oracle_like"]
+    assert entry["best_single_reached"] is True and entry["cost_at_best_single"] == 0.0
+    assert entry["cost_ratio"] is None and entry["lambda"]["cost_ratio"] is None
+    assert rep["reference"]["best_single"]["cost_ratio"] is None
+    if all_free:
+        assert entry["nauc"] is None and entry["aiq"] is None
+        assert rep["warnings"] == [
+            "every model has zero mean cost: the cost ratio (CR), nAUC and AIQ are "
+            "undefined (null) and the routers can only be compared on quality"
+        ]
+    else:
+        assert entry["nauc"] == pytest.approx(1.0)  # quality 1 from the lowest bound on
+        assert len(rep["warnings"]) == 2  # also: the free model is not the dearest one
+        assert rep["warnings"][1] == (
+            "the best single model c has zero mean cost: the cost ratio CR = C*/C_best is "
+            "undefined (null); compare the routers on C* (USD) instead"
+        )
+    assert f"**Warning:** {rep['warnings'][-1]}." in open(paths["markdown"]).read()
+    for key in ("quality_vs_cost", "strong_call_rate", "model_shares"):
+        assert open(paths[key], "rb").read(4) == b"\x89PNG"
+
+
+def test_disk_full_while_writing_keeps_the_previous_report(built, tmp_path, monkeypatch):
+    _, _, ds, routers, _ = built
+    first = write_report(tmp_path, ds, {"cheap_only": routers["cheap_only"]}, figures=False)
+    before = {p: open(p, "rb").read() for p in first.values()}
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(_io.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_report(tmp_path, ds, routers)
+    assert {p: open(p, "rb").read() for p in first.values()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
 
 
 def test_fitted_choices_are_kept_per_seed_and_tabled(built, tmp_path):

@@ -1,6 +1,6 @@
 """Benchmark: the jitted λ event sweep against a NumPy loop over every breakpoint.
 
-Both sides produce every operating point of the λ rule (:func:`~jaxroute.routing.lambda_grid`
+Both sides produce every operating point of the λ rule (:func:`~jaxroute.routing.grids.lambda_grid`
 gives the breakpoints); the loop evaluates ``argmax_m s − λ·ĉ`` once per breakpoint.
 """
 
@@ -10,6 +10,10 @@ import time
 from typing import Any
 
 import numpy as np
+
+from jaxroute._bench.sweep import synthetic_problem
+from jaxroute.routing.grids import lambda_grid
+from jaxroute.routing.sweep import lambda_sweep
 
 
 def numpy_lambda_loop(scores, pred_costs, quality, cost, lams) -> tuple[np.ndarray, np.ndarray]:
@@ -48,9 +52,6 @@ def bench_lambda_sweep(
       dict: ``ratio`` (baseline_s / jaxroute_s), ``baseline_s``, ``jaxroute_s``
       (grid + sweep), ``compile_s``, ``n_lambdas``, ``max_rel_err`` and ``what``.
     """
-    from jaxroute._bench.sweep import synthetic_problem
-    from jaxroute.routing.sweep import lambda_grid, lambda_sweep
-
     s, pc, y, c = synthetic_problem(n_prompts, n_models, 1, seed)
     s, pc = s[0], pc[0]
     t0 = time.perf_counter()
