@@ -2,14 +2,17 @@
 
 One command with subcommands rather than a script per app: one name on the PATH,
 ``jaxroute --help`` lists the apps, and each subcommand imports only its own app
-module, so absl's global flags hold that app's flags and nothing else (the same as
-``python -m jaxroute.launch.APP``, which keeps working).
+module (and the shared runner, :mod:`jaxroute.launch.app`), so absl's global flags hold
+that app's flags and nothing else (the same as ``python -m jaxroute.launch.APP``, which
+keeps working).
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+
+from jaxroute.launch import app
 
 # App name -> one line (the module is jaxroute.launch.<name>).
 APPS = {
@@ -45,9 +48,7 @@ def main() -> None:
         sys.exit(2)
     sys.argv = [f"jaxroute {name}", *sys.argv[2:]]
     module = importlib.import_module(f"jaxroute.launch.{name}")
-    from jaxroute.launch import common
-
-    common.run(module.main)
+    app.run(module.main)
 
 
 if __name__ == "__main__":

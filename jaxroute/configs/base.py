@@ -8,7 +8,24 @@
 
 from __future__ import annotations
 
+import difflib
+
 import ml_collections
+
+from jaxroute.models.table import router_spec
+
+#: The ``get_config`` args of the configs built on this one.
+ARGS = ("tiny", "routerbench")
+
+
+def check_args(arg: str | None, allowed) -> set[str]:
+    """The comma list ``arg`` as a set; an unknown name is one line with the closest."""
+    args = {a.strip() for a in (arg or "").split(",") if a.strip()}
+    for a in sorted(args - set(allowed)):
+        close = difflib.get_close_matches(a, list(allowed), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"unknown config arg '{a}'{hint} (valid: {', '.join(allowed)})")
+    return args
 
 
 def router(model: str, loss: str = "mse", **fields) -> ml_collections.ConfigDict:
@@ -20,17 +37,17 @@ def router(model: str, loss: str = "mse", **fields) -> ml_collections.ConfigDict
     and ``learning_rate``; every kind gets its own ``fields`` from the table (kNN: ``k``,
     ``cost_source``). The table is read without importing Flax.
     """
-    from jaxroute.models.table import router_spec
-
     spec = router_spec(model)
     rc = ml_collections.ConfigDict()
     rc.model = model  # a key of jaxroute.models.ROUTERS
     if spec.trainable:
         rc.loss = loss  # a key of jaxroute.losses.LOSSES (unless the model has its own)
-        rc.loss_kwargs = ml_collections.ConfigDict(fields.pop("loss_kwargs", {}))
+        kwargs = fields.pop("loss_kwargs", {})
+        rc.loss_kwargs = ml_collections.ConfigDict(kwargs)  # loss keyword -> value
         # Loss hyper-parameters swept in one vmapped state: keyword -> H values (e.g.
         # {"rank_weight": (0.0, 1.0, 10.0, 50.0)}); the report gets NAME[keyword=value].
-        rc.hparams = ml_collections.ConfigDict(fields.pop("hparams", {}))
+        grid = fields.pop("hparams", {})
+        rc.hparams = ml_collections.ConfigDict(grid)  # loss keyword -> values, one copy each
         model_kwargs = dict(spec.model_kwargs)
         model_kwargs.update(fields.pop("model_kwargs", {}))
         rc.model_kwargs = ml_collections.ConfigDict(model_kwargs)
@@ -44,10 +61,7 @@ def router(model: str, loss: str = "mse", **fields) -> ml_collections.ConfigDict
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = {a.strip() for a in (arg or "").split(",") if a.strip()}
-    unknown = args - {"tiny", "routerbench"}
-    if unknown:
-        raise ValueError(f"get_config: unknown args {sorted(unknown)} (tiny, routerbench)")
+    args = check_args(arg, ARGS)
     c = ml_collections.ConfigDict()
     c.data = ml_collections.ConfigDict()
     c.data.path = "synthetic:n_prompts=4000"  # file/folder, or synthetic[:k=v,...]

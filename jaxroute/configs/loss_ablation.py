@@ -11,14 +11,13 @@ loss's name); the MLP regressor with MSE is kept as the collapsing reference, an
 import ml_collections
 
 from jaxroute.configs import base
+from jaxroute.losses import LOSSES
 
 RANK_WEIGHTS = (0.0, 1.0, 10.0, 50.0)
 
 
 def ablation_losses() -> tuple[str, ...]:
-    """Every entry of the loss table (imported here: the table imports JAX)."""
-    from jaxroute.losses import LOSSES
-
+    """Every entry of the loss table."""
     return tuple(LOSSES)
 
 

@@ -15,7 +15,7 @@ from jaxroute.configs import base
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = {a.strip() for a in (arg or "").split(",") if a.strip()}
+    args = base.check_args(arg, ("tiny", "question"))
     tiny = "tiny" in args
     c = base.get_config(",".join(sorted(args & {"tiny"})) or None)
     c.features.source = "data" if tiny else "encoder"

@@ -15,6 +15,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from jaxroute import routing
+from jaxroute.encoders import load_features
 from jaxroute.launch import common
 from jaxroute.routing.diagnostics import task_diagnostics
 
@@ -31,8 +32,6 @@ def main(argv):
     data = common.load_data_or_exit()
     feats = None
     if _FEATURES.value:
-        from jaxroute.encoders import load_features
-
         feats = load_features(_FEATURES.value, sample_ids=data.sample_ids)  # errors: exit 2
     strong = routing.strong_model(data.cost)
     out = {"strong_model": data.models[strong]}

@@ -14,6 +14,7 @@ import os
 from absl import app, flags
 
 from jaxroute.launch import common
+from jaxroute.train import _guard, experiment
 
 _WORKDIR = common.WORKDIR
 _JSON = common.define_json()
@@ -46,8 +47,6 @@ def main(argv):
     path = common.DATA_PATH.value
     if path and not path.startswith("synthetic") and not os.path.exists(path):
         raise FileNotFoundError(f"--data_path: no such file or folder: {path}")
-    from jaxroute.train import _guard, experiment
-
     common.start()
     config = experiment.read_config(_WORKDIR.value)
     if _SPLIT.value:

@@ -12,6 +12,7 @@ Bad input exits 2 with the validation message (file, column, sample id).
 from absl import app
 
 from jaxroute.launch import common
+from jaxroute.routing import dataset_summary
 
 _JSON = common.define_json()
 
@@ -41,8 +42,6 @@ def readable(summary) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from jaxroute.routing import dataset_summary
-
     data = common.load_data_or_exit()
     summary = dataset_summary(data.quality, data.cost, data.models, data.tasks)
     if _JSON.value:

@@ -2,9 +2,14 @@ r"""Trains every configured router over K seeds, sweeps both decision rules, wri
 
     python -m jaxroute.launch.train --flagfile=launch/equirouter_synthetic.flags
     jaxroute train --config=base:tiny --workdir=/tmp/w        # the installed command
+    jaxroute train --config=base:tiny --workdir=/tmp/w \
+        --config.routers.hinge.model=equirouter --config.routers.hinge.loss=pairwise_hinge \
+        --config.routers.hinge.hparams.margin='(0.5,1,2)'     # a new router, a 3-value grid
 
-Flags after ``--flagfile`` win (e.g. ``--config.train.epochs=10``); ``--config_help``
-lists every config field with its default. A restarted run resumes from the checkpoints
+Flags after ``--flagfile`` replace its values, whole (``--config.seeds='(42,43)'``);
+``--config_help`` lists every config field with its default, every loss keyword and
+router kind. The config is checked before anything is written (a typo, an unknown key
+or a bad value is one line, exit code 2). A restarted run resumes from the checkpoints
 in ``--workdir``; a workdir holding a run with another config is refused.
 """
 
@@ -13,10 +18,14 @@ import os
 from absl import app, flags
 
 from jaxroute.launch import common
+from jaxroute.train import experiment
 
 _CONFIG = common.define_config("config")
 _CONFIG_HELP = flags.DEFINE_bool(
-    "config_help", False, "List every config field with its default and exit."
+    "config_help",
+    False,
+    "List every config field with its default, the losses' keyword arguments and the "
+    "router kinds, and exit.",
 )
 _WORKDIR = common.WORKDIR
 
@@ -25,17 +34,15 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _CONFIG_HELP.value:
-        print(common.config_help(_CONFIG.value))
+        print(common.config_help(_CONFIG.unchecked()))
         return
     if not _WORKDIR.value:  # checked here: a global "required" would bind every app
         raise app.UsageError("--workdir is required")
+    # Input checks before anything is loaded, trained or written.
     config = common.apply_data_flags(_CONFIG.value)
-    # Input checks before anything is loaded or trained.
     path = config.data.path
     if not path.startswith("synthetic") and not os.path.exists(path):
         raise FileNotFoundError(f"--data_path / config.data.path: no such file or folder: {path}")
-    from jaxroute.train import experiment
-
     experiment.check_resumable(config, _WORKDIR.value)
     common.start(config)
     report = experiment.train_and_evaluate(config, _WORKDIR.value)  # errors: exit codes

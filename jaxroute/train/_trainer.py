@@ -26,6 +26,43 @@ import optax
 Batch = dict[str, jax.Array]
 
 
+def _cosine(learning_rate: float, warmup_steps: int, total_steps: int):
+    """Linear warm-up from 0 over ``warmup_steps`` (none: start at the peak), then cosine
+    decay to 0 at ``total_steps``."""
+    return optax.warmup_cosine_decay_schedule(
+        0.0 if warmup_steps else learning_rate,
+        learning_rate,
+        warmup_steps,
+        max(total_steps, warmup_steps + 1),
+    )
+
+
+def _constant(learning_rate: float, warmup_steps: int, total_steps: int):
+    """The learning rate itself; with ``warmup_steps``, reached linearly from 0 first."""
+    del total_steps
+    if not warmup_steps:
+        return learning_rate
+    return optax.linear_schedule(0.0, learning_rate, warmup_steps)
+
+
+#: ``train.schedule`` -> ``fn(learning_rate, warmup_steps, total_steps)`` -> a rate or an
+#: optax schedule.
+SCHEDULES: dict[str, Callable[[float, int, int], Any]] = {
+    "constant": _constant,
+    "cosine": _cosine,
+}
+
+#: ``train.optimizer`` -> ``fn(learning_rate, weight_decay)``. Only ``adamw`` decays the
+#: weights: ``train.weight_decay > 0`` with another optimizer is refused
+#: (:mod:`jaxroute.train.config_checks`), not silently turned into AdamW.
+OPTIMIZERS: dict[str, Callable[[Any, float], optax.GradientTransformation]] = {
+    "adam": lambda lr, wd: optax.adam(lr),
+    "adamw": lambda lr, wd: optax.adamw(lr, weight_decay=wd),
+    "sgd": lambda lr, wd: optax.sgd(lr, momentum=0.9),
+}
+DECAYING_OPTIMIZERS = ("adamw",)
+
+
 def make_optimizer(
     learning_rate: float = 1e-4,
     *,
@@ -36,26 +73,19 @@ def make_optimizer(
     total_steps: int = 1,
     grad_clip: float = 0.0,
 ) -> optax.GradientTransformation:
-    """Adam (default), AdamW or SGD with a constant / cosine / warmup-cosine schedule."""
-    if schedule == "constant":
-        lr = learning_rate
-    elif schedule == "cosine":
-        lr = optax.warmup_cosine_decay_schedule(
-            0.0 if warmup_steps else learning_rate,
-            learning_rate,
-            warmup_steps,
-            max(total_steps, warmup_steps + 1),
+    """An optimiser of :data:`OPTIMIZERS` on a schedule of :data:`SCHEDULES`, after a
+    global-norm gradient clip when ``grad_clip > 0``."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule '{schedule}' ({', '.join(SCHEDULES)})")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer '{optimizer}' ({', '.join(OPTIMIZERS)})")
+    if weight_decay and optimizer not in DECAYING_OPTIMIZERS:
+        raise ValueError(
+            f"weight_decay={weight_decay} with optimizer '{optimizer}', which has no weight "
+            f"decay; use {' or '.join(DECAYING_OPTIMIZERS)}"
         )
-    else:
-        raise ValueError(f"unknown schedule '{schedule}' (constant, cosine)")
-    if optimizer == "adam":
-        tx = optax.adam(lr) if not weight_decay else optax.adamw(lr, weight_decay=weight_decay)
-    elif optimizer == "adamw":
-        tx = optax.adamw(lr, weight_decay=weight_decay)
-    elif optimizer == "sgd":
-        tx = optax.sgd(lr, momentum=0.9)
-    else:
-        raise ValueError(f"unknown optimizer '{optimizer}' (adam, adamw, sgd)")
+    lr = SCHEDULES[schedule](learning_rate, warmup_steps, total_steps)
+    tx = OPTIMIZERS[optimizer](lr, weight_decay)
     if grad_clip:
         tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
     return tx

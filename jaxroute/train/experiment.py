@@ -19,9 +19,11 @@ import os
 import pathlib
 
 from jaxroute import data as jdata
+from jaxroute import encoders
 from jaxroute import models as jmodels
 from jaxroute.train import _distributed as dist
 from jaxroute.train import _guard
+from jaxroute.train.config_checks import check_config
 from jaxroute.train.evaluation import evaluate_fitted
 from jaxroute.train.evaluation import predicted_costs as _predicted_costs
 from jaxroute.train.evaluation import router_predictions as _router_predictions
@@ -55,21 +57,26 @@ def _encoder_dtype(config) -> str | None:
     """The encoder mode the run's features were embedded with (None: not embedded)."""
     if config.features.source != "encoder":
         return None
-    from jaxroute import encoders
-
     return encoders.resolve_dtype(config.features.get("encoder_dtype", "auto"))
 
 
 @_guard.holds_workdir_lock  # one writer per workdir (README: Reliability)
 def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = None) -> Fitted:
     """Trains the cost model and every configured router (resuming); returns them."""
+    check_config(config)
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     check_resumable(config, workdir)
     data = data if data is not None else load_experiment_data(config)
     # Everything the config can get wrong is checked before the workdir is written to.
     splits = make_splits(config, data)
-    to_train = list(trainable_groups(config, router_names(config)))
+    tc = config.train
+    n = splits.train[0].num_prompts
+    mesh = data_mesh(config)
+    to_train = [
+        (name, rc, offset, build_task(rc, data.num_models, tc, n))
+        for name, rc, offset in trainable_groups(config, router_names(config))
+    ]
+    workdir.mkdir(parents=True, exist_ok=True)
     _guard.check_fingerprint(workdir, data, record=dist.is_main())  # refuses other data
     dist.barrier("jaxroute:checked_config")  # all read config.json before process 0 writes
     if dist.is_main():
@@ -77,12 +84,8 @@ def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = Non
     writer = MetricWriter(workdir)
     if dist.is_main():
         write_run_info(workdir, data, splits, _encoder_dtype(config))
-    mesh = data_mesh(config)
-    tc = config.train
-    n = splits.train[0].num_prompts
     groups = {}
-    for name, rc, offset in to_train:
-        task = build_task(rc, data.num_models, tc, n)
+    for name, rc, offset, task in to_train:
         params = train_group(
             name,
             task,
@@ -135,6 +138,7 @@ def evaluate(
 @_guard.holds_workdir_lock  # held from loading the data to the report
 def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
     """The whole experiment: fit (resuming from checkpoints), then evaluate and report."""
+    check_config(config)
     data = load_experiment_data(config)
     fitted = fit(config, workdir, data)
     return evaluate_fitted(config, fitted, data, router_names(config), workdir)

@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxroute import data as jdata
+from jaxroute import encoders
+from jaxroute.models.spec import resolve
 
 
 def load_experiment_data(config) -> jdata.RoutingData:
@@ -23,8 +25,6 @@ def load_experiment_data(config) -> jdata.RoutingData:
                 "(embed the prompts) or =file with --config.features.path"
             )
         return data
-    from jaxroute import encoders  # lazy: only runs that embed need tokenizers & weights
-
     view = fc.get("prompt_view", "full")
     try:
         dtype = encoders.resolve_dtype(fc.get("encoder_dtype", "auto"))
@@ -89,8 +89,6 @@ def stack(parts, field: str) -> np.ndarray:
 
 def host_arrays(parts, train=None, batch_fields=None) -> dict[str, np.ndarray]:
     """:func:`device_arrays` on the host (several processes shard batches from these)."""
-    from jaxroute.models.spec import resolve
-
     out = {
         "x": stack(parts, "features"),
         "quality": stack(parts, "quality"),

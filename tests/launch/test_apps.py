@@ -63,11 +63,13 @@ def test_help_exits_0_with_the_apps_own_flags():
 
 
 def test_config_help_lists_every_field_from_any_directory(tmp_path):
-    from jaxroute.configs.base import get_config
-    from jaxroute.launch.common import config_fields
+    from jaxroute.launch.config_flag import resolve, split_overrides
+    from jaxroute.launch.config_help import config_fields
 
+    hinge = ["--config.routers.hinge.model=linear", "--config.routers.hinge.loss=pairwise_hinge"]
     proc = subprocess.run(
-        [sys.executable, "-m", "jaxroute.launch.train", "--config=base:tiny", "--config_help"],
+        [sys.executable, "-m", "jaxroute.launch.train", "--config=base:tiny", "--config_help"]
+        + hinge,
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -75,12 +77,19 @@ def test_config_help_lists_every_field_from_any_directory(tmp_path):
         env=dict(os.environ, JAX_PLATFORMS="cpu"),
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    fields = config_fields(get_config("tiny"))
+    fields = config_fields(resolve("base:tiny", split_overrides(hinge)[1]))
     assert len(fields) > 40
     for key, value, doc in fields:
         assert f"  {key} = {value}" in proc.stdout, key
         assert doc, f"{key} has no description"
     assert "data.path = 'synthetic:n_prompts=400,feature_dim=16'" in proc.stdout
+    # The loss keywords the new router could set (from the loss's signature), the losses
+    # and the router kinds of the tables.
+    assert "  routers.hinge.loss_kwargs.margin = 1.0" in proc.stdout
+    assert "  routers.equirouter.loss_kwargs.rank_weight = 50.0" in proc.stdout
+    assert re.search(r"^  pairwise_hinge \[pairwise\] +.*margin=1.0", proc.stdout, re.M)
+    assert re.search(r"^  knn +k nearest.*fields: k, cost_source", proc.stdout, re.M)
+    assert "hparams.KEY='(v1,v2,v3)'" in proc.stdout
 
 
 def test_packaged_names_resolve_from_any_directory(tmp_path, monkeypatch):
