@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxroute import encoders
 from jaxroute._bench import _common
 
 
@@ -148,8 +149,6 @@ def bench_encoder(
       ``parity_min_cosine``, ``jaxroute_first_call_s``, ...), ``threads``, ``dtype``,
       ``float32_ratio`` (bfloat16 mode only), ``why`` when there is no ratio, ``what``.
     """
-    from jaxroute import encoders
-
     sets = (
         {k: list(v) for k, v in prompts.items()}
         if prompts is not None

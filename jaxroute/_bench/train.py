@@ -11,16 +11,15 @@ import numpy as np
 
 from jaxroute import data as jdata
 from jaxroute._bench import _common
+from jaxroute.configs import base
 from jaxroute.train import _trainer as T
+from jaxroute.train.experiment import build_task
 
 
 def _equirouter_task(
     num_models: int, *, fast: bool = True, small: bool = False, matmul_dtype: str = "float32"
 ) -> T.Task:
     """EquiRouter with its reference objective and schedule, as the trainer builds it."""
-    from jaxroute.configs import base
-    from jaxroute.train.experiment import build_task
-
     kw = dict(trunk_sizes=(64, 32, 32), embed_dim=16, head_size=32) if small else {}
     kw.update(fast=fast, matmul_dtype=matmul_dtype)
     rc = base.router("equirouter", "equirouter", model_kwargs=kw)
@@ -29,9 +28,6 @@ def _equirouter_task(
 
 def _cost_task(num_models: int) -> T.Task:
     """The cost network (raw-USD MSE), as the trainer builds it for the budget rule."""
-    from jaxroute.configs import base
-    from jaxroute.train.experiment import build_task
-
     cfg = base.get_config()
     return build_task(cfg.cost_model, num_models, cfg.train, n_train=1)
 

@@ -16,18 +16,20 @@ import math
 import jax
 from absl import app, flags, logging
 
+from jaxroute._bench.encoder import bench_encoder
+from jaxroute._bench.lambda_sweep import bench_lambda_sweep
+from jaxroute._bench.multiprocess import bench_multiprocess
+from jaxroute._bench.serve import bench_serve
+from jaxroute._bench.sweep import bench_sweep
+from jaxroute._bench.train import bench_equirouter_head, bench_equirouter_train, bench_train_vmap
 from jaxroute.launch import common
 
 
 def _sweep(quick):
-    from jaxroute._bench.sweep import bench_sweep
-
     return bench_sweep(n_budgets=50, n_prompts=2000) if quick else bench_sweep()
 
 
 def _train_vmap(quick):
-    from jaxroute._bench.train import bench_train_vmap
-
     if quick:
         return bench_train_vmap(k=2, n_prompts=256, epochs=1, small=True, rounds=1)
     return bench_train_vmap()
@@ -35,48 +37,34 @@ def _train_vmap(quick):
 
 def _train_vmap_small(quick):
     # A small EquiRouter (trunk 64-32-32): per-step overhead, not FLOPs, dominates.
-    from jaxroute._bench.train import bench_train_vmap
-
     if quick:
         return bench_train_vmap(k=2, n_prompts=256, epochs=1, small=True, rounds=1)
     return bench_train_vmap(k=8, n_prompts=2048, epochs=5, small=True)
 
 
 def _equirouter_head(quick):
-    from jaxroute._bench.train import bench_equirouter_head
-
     return bench_equirouter_head(n_prompts=512 if quick else 7300)
 
 
 def _equirouter_train(quick):
-    from jaxroute._bench.train import bench_equirouter_train
-
     if quick:
         return bench_equirouter_train(n_prompts=256, epochs=1, rounds=1)
     return bench_equirouter_train()
 
 
 def _encoder(quick):
-    from jaxroute._bench.encoder import bench_encoder
-
     return bench_encoder(n_prompts=8, rounds=1, min_seconds=0) if quick else bench_encoder()
 
 
 def _serve(quick):  # not in the default --only: it trains a tiny workdir and starts servers
-    from jaxroute.serving.bench import bench_serve
-
     return bench_serve(quick=quick)
 
 
 def _lambda_sweep(quick):  # the λ rule over every breakpoint vs a NumPy loop
-    from jaxroute._bench.lambda_sweep import bench_lambda_sweep
-
     return bench_lambda_sweep(n_prompts=2000 if quick else 36000)
 
 
 def _multiprocess(quick):  # not in the default --only: the main job on 1 and on 2 processes
-    from jaxroute._bench.multiprocess import bench_multiprocess
-
     return bench_multiprocess(quick)
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxroute.routing.rules import RULES
+
 METRICS = (
     "peak",
     "cost_at_best_single",
@@ -57,8 +59,9 @@ def aggregate_seeds(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     A reference's ``model`` (a name) is kept as is when every seed agrees, else as the
     list of the seeds' names; its ``quality`` / ``cost`` are averaged like the metrics.
     The top-level curve (with model shares) is the first seed's; every seed's curve is
-    under ``seeds``. When the results carry a ``"lambda"`` entry (the λ rule), the entry
-    gains a ``"lambda"`` object aggregated the same way.
+    under ``seeds``. When the results carry another rule's entry (``routers[name]["lambda"]``
+    for the λ rule: each key of :data:`~jaxroute.routing.rules.RULES`), the entry gains
+    it, aggregated the same way.
     """
     if not per_seed:
         raise ValueError("no seeds")
@@ -87,6 +90,7 @@ def aggregate_seeds(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["n_seeds"] = n
     out["curve"] = first["curve"]
     out["seeds"] = seeds
-    if all("lambda" in r for r in per_seed):
-        out["lambda"] = aggregate_seeds([r["lambda"] for r in per_seed])
+    for rule in RULES.values():  # every other rule's entry, aggregated the same way
+        if rule.key is not None and all(rule.key in r for r in per_seed):
+            out[rule.key] = aggregate_seeds([r[rule.key] for r in per_seed])
     return out

@@ -11,6 +11,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxroute.routing.metrics import _upper_hull, cost_bounds, curve_metrics, pareto_staircase
+from jaxroute.routing.rules import RULES
 
 
 def _qc(quality, cost):
@@ -127,7 +128,8 @@ def reference_routers(
 
 def zero_router_result(quality: ArrayLike, cost: ArrayLike) -> dict:
     """The zero router as a per-seed result: the curve metrics of the single-model hull
-    (mixing models needs no per-prompt rule, so the λ rule's entry is the same)."""
+    (mixing models needs no per-prompt rule, so every other rule's entry, the λ
+    rule's under ``"lambda"``, is the same)."""
     q, c = _qc(quality, cost)
     best = best_single_model(q, c)
     hc, hq = zero_router(q, c)
@@ -139,5 +141,8 @@ def zero_router_result(quality: ArrayLike, cost: ArrayLike) -> dict:
         bounds=cost_bounds(np.asarray(cost, np.float32)),
     )
     zr["curve"] = {"cost": hc.tolist(), "quality": hq.tolist()}
-    zr["lambda"] = dict(zr)
+    base = dict(zr)
+    for rule in RULES.values():
+        if rule.key is not None:
+            zr[rule.key] = dict(base)
     return zr

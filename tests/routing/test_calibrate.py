@@ -38,11 +38,13 @@ def _metrics(ch, q, c, m):
     }
 
 
-def _brute_params(s, c, rule, rng):
-    if rule == "budget":
-        u = np.unique(c)
-        mids = (u[:-1] + u[1:]) / 2
-        return np.concatenate([u, mids, [u[0] / 2, u[-1] * 3], rng.uniform(0, 2.5, 500)])
+def _brute_budgets(s, c, rng):
+    u = np.unique(c)
+    mids = (u[:-1] + u[1:]) / 2
+    return np.concatenate([u, mids, [u[0] / 2, u[-1] * 3], rng.uniform(0, 2.5, 500)])
+
+
+def _brute_lambdas(s, c, rng):
     lams = [0.0]
     n, m = s.shape
     for i in range(n):  # every pairwise crossing of every prompt
@@ -55,6 +57,10 @@ def _brute_params(s, c, rule, rng):
     x = np.unique(lams)
     mids = (x[:-1] + x[1:]) / 2
     return np.concatenate([[0.0], mids, [x[-1] * 2 + 1], rng.uniform(0, 5, 500)])
+
+
+# rule -> (the tests' own choice function, brute-force parameters)
+BRUTE = {"budget": (_np_budget, _brute_budgets), "lambda": (_np_lambda, _brute_lambdas)}
 
 
 def _key(kind, met, target):
@@ -70,9 +76,9 @@ def _key(kind, met, target):
 def test_calibration_is_the_exact_best_parameter(rule, seed):
     s, pc, q, c = _data(seed)
     rng = np.random.default_rng(seed)
-    choose = _np_budget if rule == "budget" else _np_lambda
+    choose, params = BRUTE[rule]
     strong = int(np.argmax(c.mean(0)))
-    brute = [_metrics(choose(s, pc, p), q, c, strong) for p in _brute_params(s, pc, rule, rng)]
+    brute = [_metrics(choose(s, pc, p), q, c, strong) for p in params(s, pc, rng)]
     curve = rcal.calibration_curve(s, pc, q, c, rule)
     # The exact curve takes every value the brute force finds (and nothing else).
     seen = {(round(b["cost"], 9), round(b["quality"], 9)) for b in brute}

@@ -9,12 +9,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _apps import jit_cache_env
-from _routing_reference import numpy_loop_sweep, synthetic_problem
+from _oracles import (
+    budget_rule_choices,
+    budget_rule_loop,
+    lambda_every_point,
+    lambda_rule_choices,
+    lambda_rule_loop,
+    random_problem,
+)
 
 from jaxroute.routing import (
     budget_choice,
     budget_sweep,
     lambda_choice,
+    lambda_grid,
     lambda_sweep,
     log_budget_grid,
     orbit_budget_grid,
@@ -23,28 +31,25 @@ from jaxroute.routing import sweep as sweep_mod
 
 
 def loop64(scores, pred_costs, quality, cost, budgets, rule="budget"):
-    """Plain float64 Python loop over budgets (NumPy rule for budgets, jax rule for λ)."""
-    if rule == "budget":
-        return numpy_loop_sweep(scores, pred_costs, quality, cost, np.float32(budgets))
-    q64, c64 = quality.astype(np.float64), cost.astype(np.float64)
-    n, m = quality.shape
-    rows = np.arange(n)
-    out_q, out_c, out_s = [], [], []
-    for lam in np.asarray(budgets, np.float32):
-        ch = np.asarray(lambda_choice(scores, pred_costs, lam))
-        out_q.append(q64[rows, ch].mean())
-        out_c.append(c64[rows, ch].mean())
-        out_s.append(np.bincount(ch, minlength=m) / n)
-    return np.array(out_q), np.array(out_c), np.array(out_s)
+    """The tests' own loop over parameters (tests/routing/_oracles.py)."""
+    loop = {"budget": budget_rule_loop, "lambda": lambda_rule_loop}[rule]
+    return loop(scores, pred_costs, quality, cost, np.asarray(budgets, np.float32))
 
 
 def test_budget_choice_matches_numpy_rule():
     s, pc, _, _ = tied_problem(r=1)
     for b in (1e-5, 1e-4, 3e-4, 2e-3, 1.0):
-        feasible = pc[0] <= np.float32(b)
-        ref = np.argmax(np.where(feasible, s[0], -np.inf), axis=1)
-        ref = np.where(feasible.any(1), ref, np.argmin(pc[0], axis=1))
+        ref = budget_rule_choices(s[0], pc[0], b)
         np.testing.assert_array_equal(np.asarray(budget_choice(s[0], pc[0], b)), ref)
+
+
+def test_lambda_choice_matches_the_oracle_on_ties():
+    """Against the tests' own float32 rule, on the problem's breakpoints (λ = 10, 100)."""
+    s, pc, _, _ = tied_problem(r=1)
+    for lam in (0.0, 10.0, 100.0, 1e3, 1e4):
+        ref = lambda_rule_choices(s[0], pc[0] * 1000, lam)
+        got = np.asarray(lambda_choice(s[0], pc[0] * 1000, lam))
+        np.testing.assert_array_equal(got, ref)
 
 
 def tied_problem(n=300, m=5, r=2, seed=0):
@@ -74,10 +79,10 @@ def test_sweep_equals_float64_loop_with_ties(method):
 
 
 def test_sweep_accuracy_36000_prompts():
-    s, pc, y, c = synthetic_problem(36000, 11, 1, 0)
+    s, pc, y, c = random_problem(36000, 11, 1, 0)
     budgets = np.geomspace(c.min(), c.max(), 5)
     res = budget_sweep(s[0], pc[0], y, c, budgets)
-    lq, lc, ls = numpy_loop_sweep(s[0], pc[0], y, c, budgets.astype(np.float32))
+    lq, lc, ls = budget_rule_loop(s[0], pc[0], y, c, budgets.astype(np.float32))
     assert rel(res.quality, lq) < 1e-9
     assert rel(res.cost, lc) < 1e-9
     np.testing.assert_allclose(res.shares, ls, atol=1e-12)
@@ -133,27 +138,6 @@ def test_lambda_sweep_dense_equals_loop():
         np.testing.assert_allclose(res.shares[r], ls, atol=1e-12)
 
 
-def numpy_lambda_loop(scores, pred_costs, quality, cost):
-    """Every operating point of the λ rule, from a float64 NumPy loop: all pairwise
-    crossings of every prompt's lines as candidate breakpoints, the rule evaluated at
-    the midpoint of each gap (and below the first, above the last)."""
-    s, pc = scores.astype(np.float64), pred_costs.astype(np.float64)
-    n, m = s.shape
-    a, b = np.triu_indices(m, 1)
-    dc = pc[:, a] - pc[:, b]
-    cross = np.where(dc != 0, (s[:, a] - s[:, b]) / np.where(dc != 0, dc, 1), np.nan)
-    t = np.unique(cross[np.isfinite(cross) & (cross > 0)])
-    inner = (t[:-1] + t[1:]) / 2
-    lams = np.concatenate([[0.0, t[0] / 2], inner, [t[-1] * 2 + 1]]) if t.size else [0.0]
-    rows = np.arange(n)
-    points = []
-    for lam in lams:
-        ch = np.argmax(s - lam * pc, axis=1)  # at λ = 0 exactly: ties to the lowest index
-        q64, c64 = quality[rows, ch].astype(np.float64), cost[rows, ch].astype(np.float64)
-        points.append((q64.mean(), c64.mean()))
-    return np.array(points)
-
-
 def _distinct(points):
     """Consecutive duplicates removed (a gap whose choice does not change)."""
     keep = np.concatenate([[True], np.any(np.diff(points, axis=0) != 0, axis=1)])
@@ -164,11 +148,9 @@ def _distinct(points):
 def test_lambda_sweep_exact_at_every_breakpoint(kind):
     """The event sweep over lambda_grid gives exactly the operating points of a float64
     NumPy loop over every breakpoint (same sequence, ~1e-12)."""
-    from jaxroute.routing import lambda_grid
-
     for seed in range(3):
         if kind == "random":
-            s, pc, y, c = synthetic_problem(300, 6, 1, seed)
+            s, pc, y, c = random_problem(300, 6, 1, seed)
             s, pc = s[0], pc[0]
         else:
             s, pc, y, c = tied_problem(n=200, m=5, r=1, seed=seed)
@@ -176,7 +158,7 @@ def test_lambda_sweep_exact_at_every_breakpoint(kind):
         grid = lambda_grid(s, pc)
         res = lambda_sweep(s, pc, y, c, grid)
         got = _distinct(np.stack([res.quality, res.cost], 1))
-        want = _distinct(numpy_lambda_loop(s, pc, y, c))
+        want = _distinct(lambda_every_point(s, pc, y, c))
         assert got.shape == want.shape, (kind, seed, got.shape, want.shape)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(res.shares.sum(1), 1.0, atol=1e-12)
@@ -189,8 +171,6 @@ def test_lambda_sweep_exact_at_every_breakpoint(kind):
 
 
 def test_lambda_grid_small_example():
-    from jaxroute.routing import lambda_grid
-
     # Lines 0.9 - 1.0·λ, 0.5 - 0.1·λ, 0.2 - 0·λ: model 0 until λ = 4/9, model 1 until 3.
     s = np.array([[0.9, 0.5, 0.2]], np.float32)
     pc = np.array([[1.0, 0.1, 0.0]], np.float32)
