@@ -1,4 +1,5 @@
-"""The Flax MiniLM encoder against sentence-transformers on the same prompts and threads."""
+"""A Flax encoder of the table (MiniLM by default) against sentence-transformers on the
+same prompts and threads."""
 
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def bench_encoder(
     reported beside the steady state.
 
     jaxroute runs in its default matmul mode (``dtype="auto"``: bfloat16 operands with
-    float32 accumulation on a CPU with AMX-BF16, else float32; see
+    float32 accumulation on a CPU with AMX-BF16 or AVX512-BF16, else float32; see
     :func:`jaxroute.encoders.resolve_dtype`); sentence-transformers in its default,
     float32. When the mode is bfloat16, the float32 mode is timed in the same rounds
     and reported beside it (``float32_ratio``, ``float32_parity_min_cosine``), so both
@@ -135,7 +136,8 @@ def bench_encoder(
     Args:
       n_prompts: synthetic prompts per set, when ``prompts`` is None.
       prompts: ``{set name: prompts}`` to time instead of the synthetic long and short sets.
-      encoder_dir: encoder folder; None for the installed all-MiniLM-L6-v2.
+      encoder_dir: a name of the encoder table (``jaxroute.encoders.ENCODERS``, e.g.
+        ``"all-mpnet-base-v2"``), an encoder folder, or None for all-MiniLM-L6-v2.
       torch_batch_size: sentence-transformers' batch size (its default, 32).
       rounds: timed rounds per side.
       compare_torch: time sentence-transformers too when it is importable.
@@ -147,7 +149,8 @@ def bench_encoder(
       dict: ``ratio`` (min over sets, or None), ``sets`` (per-set figures:
       ``jaxroute_prompts_per_s``, ``torch_prompts_per_s``, ``ratio``,
       ``parity_min_cosine``, ``jaxroute_first_call_s``, ...), ``threads``, ``dtype``,
-      ``float32_ratio`` (bfloat16 mode only), ``why`` when there is no ratio, ``what``.
+      ``float32_ratio`` (bfloat16 mode only), ``encoder`` (its name), ``why`` when there
+      is no ratio, ``what``.
     """
     sets = (
         {k: list(v) for k, v in prompts.items()}
@@ -180,6 +183,7 @@ def bench_encoder(
         "sets": per,
         "threads": threads,
         "dtype": enc.dtype,
+        "encoder": enc.name,
         "jaxroute_batching": f"sorted by length, cut where padding plus a per-call cost is "
         f"least, <= {enc.max_tokens} tokens per call",
         "torch_batch_size": torch_batch_size,
@@ -187,7 +191,7 @@ def bench_encoder(
         "jaxroute_prompts_per_s": min(r["jaxroute_prompts_per_s"] for r in per.values()),
         "jaxroute_first_call_s": sum(r["jaxroute_first_call_s"] for r in per.values()),
         "peak_mem_mb": _common.maxrss_mb(),
-        "what": f"MiniLM prompts/s ({enc.dtype} matmuls), "
+        "what": f"{enc.name} prompts/s ({enc.dtype} matmuls), "
         + (
             "jaxroute / sentence-transformers: "
             + ", ".join(f"{k} {r['ratio']:.2f}x" for k, r in per.items())

@@ -41,7 +41,6 @@ from jaxroute.encoders._embed import (
     cached_encoder,
     check_prompts,
     encode,
-    encoder_dtype,
     load_encoder,
 )
 from jaxroute.encoders._folder import encoder_fingerprint
@@ -51,13 +50,26 @@ from jaxroute.encoders._table import (
     DEFAULT_ENCODER,
     ENCODERS,
     EncoderSpec,
+    config_encoder,
     default_encoder_dir,
+    encoder_dtype,
+    encoder_record,
     resolve_encoder_dir,
 )
 from jaxroute.encoders._views import PROMPT_VIEWS, apply_view, question_view
+from jaxroute.encoders.question_features import (
+    QUESTION_FEATURES,
+    question_features,
+    with_question_features,
+)
 
 __all__ = [
     "ARCHITECTURES",
+    "QUESTION_FEATURES",
+    "question_features",
+    "with_question_features",
+    "config_encoder",
+    "encoder_record",
     "DEFAULT_ENCODER",
     "ENCODERS",
     "EncoderSpec",

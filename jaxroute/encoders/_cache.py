@@ -193,7 +193,7 @@ def embed_prompts(
       float32 ``[N, D]``, in input order.
     """
     prompts = _embed.check_prompts(prompts, sample_ids)
-    dtype = _embed.encoder_dtype(encoder_dir, dtype)
+    dtype = _table.encoder_dtype(encoder_dir, dtype)
     if cache_dir is None:
         return _embed.encode(
             prompts, _get_encoder(encoder_dir, dtype), batch_size=batch_size, progress=progress

@@ -289,15 +289,6 @@ def load_encoder(
     )
 
 
-def encoder_dtype(encoder: str | os.PathLike | None, dtype: str = "auto") -> str:
-    """The matmul mode ``encoder`` runs in for ``dtype``: ``"auto"`` takes the table
-    entry's default mode, then the CPU rule (see :func:`jaxroute.encoders.resolve_dtype`).
-    """
-    if dtype == "auto":
-        dtype = _table.resolve(encoder).default_dtype
-    return _dtype.resolve_dtype(dtype)
-
-
 _ENCODERS: dict[tuple, Encoder] = {}
 
 

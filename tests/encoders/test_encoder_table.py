@@ -266,3 +266,22 @@ def test_mpnet_config_checked(tiny_mpnet, tmp_path):
     (d / "config.json").write_text(json.dumps(TINY_CONFIG))  # BERT names for MPNet tensors
     with pytest.raises(ValueError, match=r"missing 37 tensor\(s\): embeddings\.word_.*token_type"):
         encoders.load_encoder(d)
+
+
+def test_encoder_record_and_config_choice(tiny_dir):
+    rec = encoders.encoder_record("all-MiniLM-L6-v2", "bfloat16")
+    assert rec == {
+        "encoder": "all-MiniLM-L6-v2",
+        "encoder_fingerprint": encoders.encoder_fingerprint(encoders.default_encoder_dir()),
+        "architecture": "bert",
+        "dim": 384,
+        "max_length": 256,
+        "pooling": "mean",
+        "normalize": True,
+        "encoder_dtype": "bfloat16",
+    }
+    assert encoders.encoder_record(tiny_dir, "float32")["encoder"] == str(tiny_dir)
+    fc = {"encoder": "all-mpnet-base-v2", "encoder_dir": "/x"}
+    assert encoders.config_encoder(fc) == "all-mpnet-base-v2"
+    assert encoders.config_encoder({"encoder": "", "encoder_dir": "/x"}) == "/x"
+    assert encoders.config_encoder({"encoder_dir": ""}) is None
