@@ -43,12 +43,18 @@ _MODELS_FILE = flags.DEFINE_string(
 )
 _WINDOW_MS = flags.DEFINE_float("batch_window_ms", 5.0, "Wait this long to batch requests.")
 _MAX_BATCH = flags.DEFINE_integer("max_batch", 32, "Prompts per encoder call (soft limit).")
+_MAX_BATCH_CHARS = flags.DEFINE_integer(
+    "max_batch_chars", 4096, "Characters per batch (each prompt counted up to 2048)."
+)
 _MAX_PROMPTS = flags.DEFINE_integer("max_prompts", 256, "Prompts per /route request.")
 _MAX_CHARS = flags.DEFINE_integer("max_prompt_chars", 100_000, "Characters per prompt.")
 _TIMEOUT = flags.DEFINE_float("backend_timeout_s", 60.0, "Backend read timeout (seconds).")
 _CONNECT = flags.DEFINE_float("backend_connect_timeout_s", 10.0, "Backend connect timeout.")
 _MAX_CONNECTIONS = flags.DEFINE_integer(
     "max_connections", 512, "Open connections at most (more: 503); lowered to fit ulimit -n."
+)
+_PER_CLIENT = flags.DEFINE_integer(
+    "max_connections_per_client", 128, "Open connections from one address at most (more: 503)."
 )
 _HEADER_TIMEOUT = flags.DEFINE_float(
     "header_timeout_s", 10.0, "Close a connection whose request head is not in by then."
@@ -108,6 +114,14 @@ def main(argv):
     policy = _POLICY.given()
     try:
         token = read_token(_TOKEN_ENV.value, _TOKEN_FILE.value)
+        if token is None and not is_loopback(_HOST.value):
+            print(
+                f"warning: listening on {_HOST.value} without a bearer token: anyone who reaches "
+                "the port can route and spend the backends' keys; set --auth_token_env or "
+                "--auth_token_file (and --rate_limit)",
+                file=sys.stderr,
+                flush=True,
+            )
         lengths = [int(x) for x in _WARM_LENGTHS.value] or None
         if policy:
             serving.policy_fields(policy)
@@ -127,8 +141,10 @@ def main(argv):
             backend_connect_timeout_s=_CONNECT.value,
             batch_window_s=_WINDOW_MS.value / 1000.0,
             max_batch=_MAX_BATCH.value,
+            max_batch_chars=_MAX_BATCH_CHARS.value,
             max_json_depth=_MAX_DEPTH.value,
             max_connections=_MAX_CONNECTIONS.value,
+            max_connections_per_client=_PER_CLIENT.value,
             header_timeout_s=_HEADER_TIMEOUT.value,
             idle_timeout_s=_IDLE_TIMEOUT.value,
             body_timeout_s=_BODY_TIMEOUT.value,
@@ -144,15 +160,6 @@ def main(argv):
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-
-    if token is None and not is_loopback(_HOST.value):
-        print(
-            f"warning: listening on {_HOST.value} without a bearer token: anyone who reaches "
-            "the port can route and spend the backends' keys; set --auth_token_env or "
-            "--auth_token_file (and --rate_limit)",
-            file=sys.stderr,
-            flush=True,
-        )
 
     def ready(url):
         print(f"serving on {url} (router {router.name}, seed {router.seed})", flush=True)

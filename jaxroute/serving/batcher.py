@@ -5,12 +5,13 @@ Handlers :meth:`Batcher.submit` their prompts; one task collects what arrives wi
 networks once in a worker thread (the event loop keeps serving), and hands each request
 its rows.
 
-Fairness (``docs/reliability_server.md``): a request of more than ``max_batch`` prompts
-is cut into pieces of at most ``max_batch``, and each batch is filled first with the
-requests that have not been served at all yet (in arrival order), then with one piece
-of each request already started (round robin). A request that arrives while a large one
-is being served therefore waits for at most the batch in progress, never for the large
-request's remaining pieces.
+Fairness (``docs/reliability_server.md``): a batch holds at most ``max_batch`` prompts
+and ``max_chars`` characters, so a large request (many or long prompts) is cut into
+pieces, and each batch is filled first with the requests that have not been served at
+all yet (in arrival order), then with one piece of each request already started (round
+robin). A request that arrives while a large one is being served therefore waits for
+the batch in progress and then its own, both bounded, never for the large request's
+remaining pieces.
 
 Isolation: if a batch fails, each request in it is retried alone, so only the request
 whose prompts fail gets the error (a 500 naming the exception type).
@@ -30,6 +31,11 @@ from jaxroute.serving.requests import ApiError
 
 log = logging.getLogger("jaxroute.serve")
 
+# A prompt's cost in a batch is its length in characters up to this cap: the encoder
+# truncates prompts to its max_length tokens (about 4 characters a token), so a longer
+# prompt costs no more to embed.
+CHARS_CAP = 2048
+
 
 @dataclasses.dataclass(eq=False)
 class _Job:
@@ -46,10 +52,13 @@ class _Job:
 class Batcher:
     """Collects prompts from concurrent requests into fair, bounded encoder calls."""
 
-    def __init__(self, router, *, window_s: float = 0.005, max_batch: int = 32):
+    def __init__(
+        self, router, *, window_s: float = 0.005, max_batch: int = 32, max_chars: int = 4096
+    ):
         self.router = router
         self.window_s = window_s
         self.max_batch = max_batch
+        self.max_chars = max_chars
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="encoder")
         self.batches = 0
         self.prompts = 0
@@ -88,18 +97,29 @@ class Batcher:
         return sum(j.left for q in (self._new, self._started) for j in q)
 
     def take(self) -> list[tuple[_Job, int, int]]:
-        """The next batch: ``(job, start, stop)`` pieces, at most ``max_batch`` prompts;
-        requests not yet started first, then one piece of each started one in turn."""
-        room, picks, again = self.max_batch, [], []
+        """The next batch: ``(job, start, stop)`` pieces, at most ``max_batch`` prompts
+        and ``max_chars`` characters (each prompt counted up to :data:`CHARS_CAP`; a
+        batch holds at least one prompt); requests not yet started first, then one piece
+        of each started one in turn."""
+        room, chars, picks, again = self.max_batch, self.max_chars, [], []
         for queue in (self._new, self._started):
-            while queue and room > 0:
+            while queue and room > 0 and chars > 0:
                 job = queue.popleft()
                 if job.future.done():  # the client went away
                     continue
-                k = min(room, job.left)
-                picks.append((job, job.next, job.next + k))
-                job.next += k
-                room -= k
+                a = b = job.next
+                while b < len(job.prompts) and b - a < room:
+                    cost = min(len(job.prompts[b]), CHARS_CAP)
+                    if cost > chars and (picks or b > a):
+                        break
+                    chars -= cost
+                    b += 1
+                if b == a:  # its next prompt does not fit: first in line next time
+                    queue.appendleft(job)
+                    break
+                picks.append((job, a, b))
+                job.next = b
+                room -= b - a
                 if job.left:
                     again.append(job)
         self._started.extend(again)

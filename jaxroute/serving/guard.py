@@ -1,9 +1,10 @@
 """What keeps ``serve`` up under hostile traffic (``docs/reliability_server.md``).
 
-- :class:`ConnectionGuard`: at most ``max_connections`` open connections (the next one is
-  answered ``503`` and closed), and a deadline for each request's headers: a connection
-  that has not sent a complete request head within ``header_timeout_s`` of opening (or
-  ``idle_timeout_s`` after its last answer) is closed.
+- :class:`ConnectionGuard`: at most ``max_connections`` open connections, and at most
+  ``max_per_client`` from one address (the next one is answered ``503`` and closed),
+  so one client holding connections does not lock the others out; and a deadline for
+  each request's head: a connection that has not sent a complete one within
+  ``header_timeout_s`` of opening (or ``idle_timeout_s`` after its last answer) is closed.
 - :class:`RateLimiter`: a token bucket per client address (``429`` with ``Retry-After``).
 - :class:`Drain`: on SIGTERM the listener closes, requests in flight get ``grace_s`` to
   finish, then are answered ``503``; requests arriving meanwhile on open connections too.
@@ -25,7 +26,7 @@ log = logging.getLogger("jaxroute.serve")
 
 FD_MARGIN = 64  # descriptors kept free for the backends, the log and the files read
 _REFUSED_BODY = (
-    b'{"error": {"message": "server at its connection limit, retry later", '
+    b'{"error": {"message": "connection limit reached, retry later", '
     b'"type": "server", "code": 503}}'
 )
 REFUSED = (
@@ -57,13 +58,20 @@ class _Guarded(asyncio.Protocol):
         self.guard = guard
         self.inner = None
         self.transport = None
+        self.client = "?"
         self.timer = None
         self.busy = 0
 
     def connection_made(self, transport):
         self.transport = transport
         g = self.guard
-        if g.open >= g.max_connections or g.refusing:
+        peer = transport.get_extra_info("peername")
+        self.client = peer[0] if isinstance(peer, tuple) and peer else "?"
+        if (
+            g.open >= g.max_connections
+            or g.per_client[self.client] >= g.max_per_client
+            or g.refusing
+        ):
             g.refused += 1
             transport.write(REFUSED)
             if transport.can_write_eof():
@@ -71,6 +79,7 @@ class _Guarded(asyncio.Protocol):
             self.timer = asyncio.get_running_loop().call_later(1.0, transport.close)
             return
         g.open += 1
+        g.per_client[self.client] += 1
         g.connections[transport] = self
         self.inner = g.factory()
         self.inner.connection_made(transport)
@@ -107,7 +116,11 @@ class _Guarded(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         if self.inner is not None:
-            self.guard.open -= 1
+            g = self.guard
+            g.open -= 1
+            g.per_client[self.client] -= 1
+            if not g.per_client[self.client]:
+                del g.per_client[self.client]
             self.guard.connections.pop(self.transport, None)
             self.inner.connection_lost(exc)
         self.transport = None
@@ -116,9 +129,13 @@ class _Guarded(asyncio.Protocol):
 class ConnectionGuard:
     """A protocol factory around aiohttp's (``factory``): connection cap, header deadline."""
 
-    def __init__(self, factory, *, max_connections, header_timeout_s, idle_timeout_s):
+    def __init__(
+        self, factory, *, max_connections, max_per_client, header_timeout_s, idle_timeout_s
+    ):
         self.factory = factory
         self.max_connections = max_connections
+        self.max_per_client = max_per_client
+        self.per_client: collections.Counter[str] = collections.Counter()
         self.header_timeout_s = header_timeout_s
         self.idle_timeout_s = idle_timeout_s
         self.connections: dict = {}

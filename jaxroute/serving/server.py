@@ -61,9 +61,11 @@ class ServeConfig:
     backend_connect_timeout_s: float = 10.0
     batch_window_s: float = 0.005
     max_batch: int = 32
+    max_batch_chars: int = 4096
     max_body_bytes: int = 8 << 20
     max_json_depth: int = 32
     max_connections: int = 512
+    max_connections_per_client: int = 128
     header_timeout_s: float = 10.0
     idle_timeout_s: float = 30.0
     body_timeout_s: float = 30.0
@@ -79,7 +81,12 @@ class RouterService:
     def __init__(self, router: TrainedRouter, cfg: ServeConfig):
         self.router = router
         self.cfg = cfg
-        self.batcher = Batcher(router, window_s=cfg.batch_window_s, max_batch=cfg.max_batch)
+        self.batcher = Batcher(
+            router,
+            window_s=cfg.batch_window_s,
+            max_batch=cfg.max_batch,
+            max_chars=cfg.max_batch_chars,
+        )
         self.limiter = G.RateLimiter(cfg.rate_per_s, cfg.rate_burst or int(2 * cfg.rate_per_s))
         self.drain = G.Drain(cfg.drain_grace_s)
         self.guard: G.ConnectionGuard | None = None
@@ -307,6 +314,7 @@ async def start_server(service: RouterService, host: str, port: int):
     service.guard = G.ConnectionGuard(
         runner.server,
         max_connections=G.connection_cap(cfg.max_connections),
+        max_per_client=cfg.max_connections_per_client,
         header_timeout_s=cfg.header_timeout_s,
         idle_timeout_s=cfg.idle_timeout_s,
     )

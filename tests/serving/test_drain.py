@@ -11,6 +11,7 @@ import socket
 
 import aiohttp
 import pytest
+from _apps import run_app
 
 pytestmark = pytest.mark.xdist_group("serving")
 
@@ -78,3 +79,23 @@ def test_sigterm_drains_requests_in_flight(workdir, serve_process, tmp_path):
     assert held and int(held.group(1)) >= 1, err  # SIGTERM came with requests in flight
     assert "(0 answered 503)" in err
     assert TOKEN not in " ".join(proc.proc.args)  # never on the command line
+
+
+def test_exposed_host_without_token_warns_and_token_errors_are_one_line(tmp_path):
+    missing = tmp_path / "no_workdir"
+    proc = run_app("serve", f"--workdir={missing}", "--host=0.0.0.0", "--budget=0.003")
+    assert proc.returncode == 2  # the workdir is refused before anything listens
+    warning = next(ln for ln in proc.stderr.splitlines() if ln.startswith("warning:"))
+    assert "listening on 0.0.0.0 without a bearer token" in warning
+    proc = run_app("serve", f"--workdir={missing}", "--auth_token_env=JAXROUTE_NO_SUCH_VAR")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: --auth_token_env: $JAXROUTE_NO_SUCH_VAR is not set or empty"
+    )
+    assert "warning:" not in proc.stderr  # loopback: no warning
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    proc = run_app("serve", f"--workdir={missing}", f"--auth_token_file={empty}")
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: --auth_token_file: {empty}: must hold the token on one line"
+    )

@@ -105,6 +105,27 @@ def test_batches_serve_new_requests_first_then_round_robin(FakeRouter):
     assert [(j.prompts[0], a, z) for j, a, z in fourth] == [("big 0", 9, 10)]
 
 
+def test_batches_are_bounded_in_characters(FakeRouter):
+    async def go():
+        b = Batcher(FakeRouter(), max_batch=8, max_chars=100)
+        jobs = [
+            asyncio.ensure_future(b.submit(["x" * 60, "y" * 60, "z" * 10, "w" * 5000])),
+            asyncio.ensure_future(b.submit(["s" * 30])),
+        ]
+        await asyncio.sleep(0)
+        out = [[(j.prompts[0][0], a, z) for j, a, z in b.take()] for _ in range(4)]
+        for t in jobs:
+            t.cancel()
+        return out
+
+    assert asyncio.run(go()) == [
+        [("x", 0, 1), ("s", 0, 1)],  # 60 + 30; the next 60 would pass 100
+        [("x", 1, 3)],  # 60 + 10
+        [("x", 3, 4)],  # alone: over the limit, but a batch holds at least one prompt
+        [],
+    ]
+
+
 def test_a_short_request_waits_for_at_most_the_batch_in_progress(inproc, FakeRouter):
     router = FakeRouter(delay_s=0.02)  # 8 prompts: 0.16 s a batch, 64 prompts: 1.3 s
     srv = inproc(router, max_batch=8, max_prompts=64, batch_window_s=0.0)
@@ -154,7 +175,7 @@ def test_connection_cap_answers_503(inproc):
         time.sleep(0.2)
         reply = raw_exchange(srv.host, srv.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert reply.startswith(b"HTTP/1.1 503 ")
-        assert b"connection limit" in reply
+        assert b"connection limit reached" in reply
         assert srv.service.guard.refused == 1
     finally:
         for sk in held:
@@ -162,6 +183,24 @@ def test_connection_cap_answers_503(inproc):
     time.sleep(0.2)
     status, _, _ = post(f"{srv.url}/route", {"prompts": ["a"]})
     assert status == 200
+
+
+def test_one_client_cannot_hold_every_connection(inproc):
+    """Connections from 127.0.0.2 beyond the per-client cap are refused; 127.0.0.1 is
+    still served."""
+    srv = inproc(max_connections_per_client=3, header_timeout_s=30)
+    src = ("127.0.0.2", 0)
+    held = [socket.create_connection((srv.host, srv.port), source_address=src) for _ in range(3)]
+    try:
+        time.sleep(0.2)
+        with socket.create_connection((srv.host, srv.port), source_address=src) as sk:
+            sk.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sk.recv(65536).startswith(b"HTTP/1.1 503 ")
+        assert post(f"{srv.url}/route", {"prompts": ["a"]})[0] == 200
+        assert srv.service.guard.per_client["127.0.0.2"] == 3
+    finally:
+        for sk in held:
+            sk.close()
 
 
 def test_slow_headers_are_cut_off_and_others_served(inproc):
