@@ -31,7 +31,7 @@ of the development protocols (the RouterBench subset at 80/20, llmrouter9 at 20/
 dataset's name, size or model list.
 
 Both routers use their own cost estimates, so no cost model is trained. MiniLM features
-of the prompt as stored (METHOD.md §6), in-domain 20/80 split, seeds 42-46; the report
+of the prompt as stored (docs/method.md §6), in-domain 20/80 split, seeds 42-46; the report
 carries the budget rule and the λ rule side by side.
 
 ``get_config`` arg: ``tiny`` (synthetic CPU smoke size).
@@ -41,29 +41,14 @@ import ml_collections
 
 from jaxroute.configs import base
 
-#: The chosen configuration of ``best`` (router fields of the ``taskprior`` kind).
+#: The chosen configuration of ``best``: the fields of the ``taskprior`` kind that differ
+#: from their defaults (jaxroute/models/taskprior_config.py); ``--config_help`` lists all.
 BEST = {
-    "steps": 300,
-    "head_learning_rate": 3e-3,
-    "head_weight_decay": 1e-4,
-    "prior_strength": 1.0,
-    "temperature": 1.0,
-    "knn_k": 0,
-    "knn_strength": 1.0,
-    "residual_loss": "",
-    "residual_steps": 400,
-    "residual_learning_rate": 1e-2,
-    "residual_l2": 0.1,
     "blend_k": 30,
     "blend_weights": (0.0, 0.25, 0.5, 0.75, 1.0),
-    "cost_margin": 0.0,
     "cost_margin_z": 3.0,
     "calibrate_temperature": True,
-    "cv_folds": 5,
     "mlp_hidden": 256,
-    "mlp_steps": 400,
-    "mlp_learning_rate": 1e-3,
-    "mlp_weight_decay": 1e-2,
     "mlp_weights": (0.0, 0.25, 0.5),
 }
 
@@ -78,7 +63,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.cost_model.enabled = False  # both routers bring their own cost estimate
     r = ml_collections.ConfigDict()
     r.knn = base.router("knn", k=10 if tiny else 100, cost_source="own")
-    best = dict(BEST)
-    r.best = base.router("taskprior", **best)
+    r.best = base.router("taskprior", **BEST)
     c.routers = r
     return c

@@ -1,4 +1,4 @@
-"""The cost regressor (METHOD.md §3, "Cost network"): predicted USD cost per model."""
+"""The cost regressor (docs/method.md §3, "Cost network"): predicted USD cost per model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EquiRouter's score network (METHOD.md §3), with an exact fast path for the head.
+"""EquiRouter's score network (docs/method.md §3), with an exact fast path for the head.
 
 Shapes: features ``x`` ``[B, D]``; trunk output ``z`` ``[B, Z]`` (``Z = 512``); model
 embedding ``e`` ``[M, E]`` (``E = 128``); FiLM ``γ, β`` ``[M, Z]``; ``ẽ`` ``[M, Z]``; head

@@ -1,4 +1,4 @@
-"""kNN router as a pure, jit-compiled function (METHOD.md §4)."""
+"""kNN router as a pure, jit-compiled function (docs/method.md §4)."""
 
 from __future__ import annotations
 

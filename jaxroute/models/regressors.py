@@ -9,6 +9,7 @@ Dense layers use a xavier-uniform kernel and a zero bias.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -18,6 +19,8 @@ _ACTIVATIONS = {
     "relu": nn.relu,
     # Exact (erf) GELU, as torch's default and EquiRouter's trunk.
     "gelu": lambda x: nn.gelu(x, approximate=False),
+    # tanh-approximate GELU (jax.nn.gelu's default), the taskprior MLP's.
+    "gelu_tanh": lambda x: nn.gelu(x, approximate=True),
 }
 
 xavier_uniform = nn.initializers.xavier_uniform()
@@ -48,8 +51,11 @@ class MLPRegressor(nn.Module):
     Attributes:
         num_models: number of candidate models ``M``.
         hidden_sizes: widths of the hidden layers.
-        activation: ``"relu"`` or ``"gelu"`` (exact).
+        activation: ``"relu"``, ``"gelu"`` (exact) or ``"gelu_tanh"``.
         dropout: dropout rate after every hidden activation (0 disables it).
+        layer_name: the hidden layers' names, ``layer_name.format(i=i)`` (a class
+          attribute, not a field: the names seed Flax's initialisers, so a subclass that
+          renames them keeps another module's initial values).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -63,6 +69,7 @@ class MLPRegressor(nn.Module):
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
     dropout: float = 0.0
+    layer_name: ClassVar[str] = "hidden_{i}"
 
     def __post_init__(self) -> None:
         if self.activation not in _ACTIVATIONS:
@@ -78,7 +85,7 @@ class MLPRegressor(nn.Module):
         act = _ACTIVATIONS[self.activation]
         h = x
         for i, width in enumerate(self.hidden_sizes):
-            h = act(dense(width, name=f"hidden_{i}")(h))
+            h = act(dense(width, name=self.layer_name.format(i=i))(h))
             if self.dropout > 0.0:
                 h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
         return dense(self.num_models, name="out")(h)

@@ -23,6 +23,30 @@ def resolve(ref: Any) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+def dataclass_fields(cls) -> dict[str, Any]:
+    """Field -> default of a dataclass of router settings (a table entry's ``fields``)."""
+    return {f.name: f.default for f in dataclasses.fields(cls)}
+
+
+def dataclass_docs(cls) -> dict[str, str]:
+    """Field -> its ``metadata["doc"]`` line (a table entry's ``field_docs``)."""
+    return {f.name: f.metadata["doc"] for f in dataclasses.fields(cls) if "doc" in f.metadata}
+
+
+def read_fields(cls, rc: Mapping[str, Any]):
+    """``cls`` from a config entry: each field cast to its default's type (a tuple's
+    items to float), its default where the entry lacks it; other keys are not read."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        value = rc[f.name] if f.name in rc else f.default
+        if isinstance(f.default, tuple):
+            value = tuple(float(v) for v in value)
+        else:
+            value = type(f.default)(value)
+        values[f.name] = value
+    return cls(**values)
+
+
 @dataclasses.dataclass(frozen=True)
 class RouterSpec:
     """One router kind. Trainable routers give ``module``; kNN-like ones ``fit``/``predict``.

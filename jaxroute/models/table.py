@@ -4,12 +4,14 @@ The experiment (``fit``, ``evaluate``), the ``route`` app and the config files i
 over this table; nothing outside a router's own module asks which router it is. This
 file imports no Flax: modules are named as ``"package.module:Class"`` and imported when
 built, and their config defaults are stated here (``tests/models`` checks them against
-the modules' own field defaults).
+the modules' own field defaults) or, for a router with many settings, derived from one
+Flax-free dataclass of them (``taskprior``: :class:`TaskPriorConfig`).
 """
 
 from __future__ import annotations
 
-from jaxroute.models.spec import RouterSpec
+from jaxroute.models.spec import RouterSpec, dataclass_docs, dataclass_fields
+from jaxroute.models.taskprior_config import TaskPriorConfig
 
 _R = "jaxroute.models.regressors:"
 
@@ -39,7 +41,7 @@ ROUTERS: dict[str, RouterSpec] = {
         field_docs={
             "matmul_dtype": "float32 | bfloat16 (opt-in: bf16 GEMM operands, f32 accumulation)",
         },
-        description="EquiRouter ranker (METHOD.md §4)",
+        description="EquiRouter ranker (docs/method.md §3)",
     ),
     "cost": RouterSpec(
         module="jaxroute.models.cost:CostRegressor",
@@ -61,55 +63,9 @@ ROUTERS: dict[str, RouterSpec] = {
         fit="jaxroute.models.taskprior:taskprior_fit",
         predict="jaxroute.models.taskprior:taskprior_predict",
         choices="jaxroute.models.taskprior:taskprior_choices",
-        state_type="jaxroute.models.taskprior:TaskPriorState",
-        fields={
-            "steps": 300,
-            "head_learning_rate": 3e-3,
-            "head_weight_decay": 1e-4,
-            "prior_strength": 1.0,
-            "temperature": 1.0,
-            "knn_k": 0,
-            "knn_strength": 1.0,
-            "residual_loss": "",
-            "residual_steps": 400,
-            "residual_learning_rate": 1e-2,
-            "residual_l2": 0.1,
-            "blend_k": 0,
-            "blend_weights": (1.0,),
-            "cost_margin": 0.0,
-            "cost_margin_z": 0.0,
-            "calibrate_temperature": False,
-            "cv_folds": 5,
-            "mlp_hidden": 0,
-            "mlp_steps": 400,
-            "mlp_learning_rate": 1e-3,
-            "mlp_weight_decay": 1e-2,
-            "mlp_weights": (0.0,),
-        },
-        field_docs={
-            "steps": "full-batch Adam steps of the task head",
-            "head_learning_rate": "task head learning rate",
-            "head_weight_decay": "task head weight decay",
-            "prior_strength": "pseudo-prompts shrinking a task's means to the overall ones",
-            "temperature": "softmax temperature of the task posterior",
-            "knn_k": "neighbours blended in (0: none)",
-            "knn_strength": "weight of the task prior against the neighbours",
-            "residual_loss": "a LOSSES key: linear per-prompt residual on the prior's logit",
-            "residual_steps": "full-batch Adam steps of the residual",
-            "residual_learning_rate": "residual learning rate",
-            "residual_l2": "L2 penalty on the residual's kernel",
-            "blend_k": "neighbours mixed into score and cost with weight 1 - w (0: none)",
-            "blend_weights": "candidate prior weights w; several: chosen by cross-fitting",
-            "cost_margin": "quality per relative cost subtracted from scores (tie-break)",
-            "cost_margin_z": "> 0: choose cost_margin by cross-fitting, z standard errors",
-            "calibrate_temperature": "choose the temperature by cross-fitted task NLL",
-            "cv_folds": "folds of the cross-fitting on the training prompts",
-            "mlp_hidden": "width of a per-prompt BCE MLP in the blend (0: none)",
-            "mlp_steps": "full-batch AdamW steps of the MLP",
-            "mlp_learning_rate": "MLP learning rate",
-            "mlp_weight_decay": "MLP weight decay",
-            "mlp_weights": "candidate MLP weights v (with w: chosen by cross-fitting)",
-        },
+        state_type="jaxroute.models.taskprior_model:TaskPriorState",
+        fields=dataclass_fields(TaskPriorConfig),
+        field_docs=dataclass_docs(TaskPriorConfig),
         description="task posterior x per-task model statistics (fitted, no epochs)",
     ),
 }

@@ -59,6 +59,64 @@ def test_forward_shape_and_jit_matches_eager(small_models, name):
     assert count_params(shapes) == count_params(params)
 
 
+def _np_forward(name, p, x):
+    """The module's forward pass in float64 NumPy, written from its docstring."""
+    relu = lambda h: np.maximum(h, 0.0)  # noqa: E731
+
+    def lin(layer, h):
+        return h @ layer["kernel"] + (layer["bias"] if "bias" in layer else 0.0)
+
+    if name == "linear":
+        return lin(p["out"], x)
+    if name == "mlp":  # deterministic: no dropout
+        return lin(p["out"], relu(lin(p["hidden_1"], relu(lin(p["hidden_0"], x)))))
+    if name == "mf":
+        return (x @ p["prompt_proj"]["kernel"]) @ p["model_embedding"].T + p["model_bias"]
+    assert name == "cost"
+    h = lin(p["bottleneck_up"], lin(p["bottleneck_down"], x))
+    return lin(p["out"], relu(lin(p["hidden_1"], relu(lin(p["hidden_0"], h)))))
+
+
+@pytest.mark.parametrize("name", ["cost", "linear", "mf", "mlp"])
+def test_forward_is_the_documented_network(small_models, name):
+    model, params = small_models[name]
+    # Biases start at zero: give every parameter random values so each term is exercised.
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    rng = np.random.default_rng(3)
+    leaves = [rng.normal(0.0, 0.5, leaf.shape).astype(np.float32) for leaf in leaves]
+    params = jax.tree_util.tree_unflatten(tree, leaves)
+    x = rng.normal(size=(7, D_SMALL)).astype(np.float32)
+    p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params["params"])
+    want = _np_forward(name, p64, x.astype(np.float64))
+    np.testing.assert_allclose(np.asarray(model.apply(params, x)), want, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    ("activation", "fn"),
+    [
+        ("gelu", lambda h: 0.5 * h * (1.0 + np.vectorize(math.erf)(h / math.sqrt(2.0)))),
+        (
+            "gelu_tanh",
+            lambda h: 0.5 * h * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * h**3))),
+        ),
+    ],
+)
+def test_mlp_activations_are_the_formulas(activation, fn):
+    model = MLPRegressor(2, hidden_sizes=(3,), activation=activation)
+    w0 = np.array([[1.0, -2.0, 0.5]], np.float32)
+    params = {
+        "params": {
+            "hidden_0": {"kernel": w0, "bias": np.array([0.1, 0.0, -0.3], np.float32)},
+            "out": {"kernel": np.eye(3, 2, dtype=np.float32), "bias": np.zeros(2, np.float32)},
+        }
+    }
+    x = np.array([[-1.5], [0.0], [0.7], [2.0]], np.float32)
+    h = x.astype(np.float64) @ w0 + [0.1, 0.0, -0.3]
+    np.testing.assert_allclose(
+        np.asarray(model.apply(params, x)), fn(h)[:, :2], rtol=1e-6, atol=1e-6
+    )  # float32: at h = -4, 1 + tanh(...) cancels to ~1e-4, an absolute error ~1e-7
+
+
 def test_make_model_unknown_name():
     with pytest.raises(ValueError, match="unknown model"):
         make_model("gpt", 3)

@@ -1,11 +1,16 @@
-"""The task-posterior router: task head, per-task statistics, kNN blend."""
+"""The task-posterior router: task head, per-task statistics, blend, margin, its fields."""
 
 import numpy as np
 import pytest
 
 from jaxroute import data as jdata
-from jaxroute.models import knn_predict
+from jaxroute.configs import base, best
+from jaxroute.models import ROUTERS, fitted, knn_predict, router_spec
 from jaxroute.models import taskprior as tp
+from jaxroute.models.regressors import MLPRegressor
+from jaxroute.models.table import field_doc
+from jaxroute.models.taskprior_config import TaskPriorConfig
+from jaxroute.models.taskprior_model import PromptMLP
 
 
 def _two_tasks(n=40, seed=0):
@@ -23,7 +28,9 @@ def _two_tasks(n=40, seed=0):
 
 def test_posterior_recovers_tasks_and_scores_are_task_means():
     x, q, c, tasks = _two_tasks()
-    state = tp.fit_task_prior(x, q, c, tasks, prior_strength=0.0, steps=3000, learning_rate=3e-2)
+    state = tp.fit_task_prior(
+        x, q, c, tasks, prior_strength=0.0, steps=3000, head_learning_rate=3e-2
+    )
     assert state.task_names == ("a", "b")
     np.testing.assert_allclose(state.quality, [[1.0, 0.0], [0.0, 1.0]])
     np.testing.assert_allclose(state.cost, [[1.0, 2.0], [3.0, 6.0]])
@@ -37,16 +44,13 @@ def test_posterior_recovers_tasks_and_scores_are_task_means():
     np.testing.assert_array_equal(scores.argmax(1), (tasks == "b").astype(int))
 
 
-def test_shrinkage_and_knn_blend():
+def test_shrinkage():
     x, q, c, tasks = _two_tasks()
     # One pseudo-prompt of the overall mean (0.5, 0.5) per task of 20 prompts.
     mu, _ = tp.task_statistics(q, c, (tasks == "b").astype(int), 2, 1.0)
     np.testing.assert_allclose(mu[0], [(20 + 0.5) / 21, 0.5 / 21], rtol=1e-6)
-    state = tp.fit_task_prior(x, q, c, tasks, knn_k=5, knn_strength=2.0)
-    prior = tp.task_posterior(state, x[:6]) @ state.quality
-    near, _ = knn_predict(x, q, c, x[:6], k=5)
-    scores, _ = tp.predict_task_prior(state, x[:6])
-    np.testing.assert_allclose(scores, (np.asarray(near) + 2.0 * prior) / 3.0, rtol=1e-5)
+    state = tp.fit_task_prior(x, q, c, tasks)
+    np.testing.assert_allclose(state.quality, mu, rtol=1e-6)
 
 
 def test_fits_the_synthetic_benchmark_above_chance():
@@ -58,28 +62,6 @@ def test_fits_the_synthetic_benchmark_above_chance():
     truth = np.array([names.index(t) for t in test.tasks])
     # Seven tasks: chance is about 1/7; the features make them learnable.
     assert float(np.mean(post.argmax(1) == truth)) > 0.6
-
-
-def test_residual_learns_a_per_prompt_signal_inside_a_task():
-    # One task; model 0 is right when feature 2 is positive, model 1 otherwise. The task
-    # prior alone cannot tell the prompts apart; the residual can.
-    rng = np.random.default_rng(1)
-    n = 200
-    x = rng.normal(0.0, 1.0, (n, 4)).astype(np.float32)
-    x[:, 0] += 3.0
-    right0 = x[:, 2] > 0
-    q = np.stack([right0, ~right0], axis=1).astype(np.float32)
-    c = np.tile(np.array([[1.0, 1.0]], np.float32), (n, 1))
-    tasks = np.array(["t"] * n)
-    plain = tp.fit_task_prior(x, q, c, tasks)
-    flat, _ = tp.predict_task_prior(plain, x)
-    np.testing.assert_allclose(flat, np.tile(q.mean(0, keepdims=True), (n, 1)), atol=1e-6)
-    for loss in ("bce", "wtp_regret"):
-        state = tp.fit_task_prior(x, q, c, tasks, residual_loss=loss, residual_l2=1e-3)
-        scores, _ = tp.predict_task_prior(state, x)
-        assert float(np.mean((scores[:, 0] > scores[:, 1]) == right0)) > 0.9, loss
-    with pytest.raises(ValueError, match="residual_loss"):
-        tp.fit_task_prior(x, q, c, tasks, residual_loss="no_such_loss")
 
 
 def _one_task_per_prompt_signal(n=200, seed=1):
@@ -109,8 +91,6 @@ def test_cross_fitting_chooses_the_neighbours_when_the_task_says_nothing():
 
 
 def test_choices_record_what_fit_chose_and_only_when_it_chose():
-    from jaxroute.models import router_spec
-
     x, q, c, tasks = _two_tasks()
     spec = router_spec("taskprior")
     assert spec.fitted_choices(tp.fit_task_prior(x, q, c, tasks)) is None  # nothing chosen
@@ -146,7 +126,7 @@ def test_cost_margin_sends_ties_to_the_cheap_model_without_losing_quality():
     x, _, _, tasks = _two_tasks()
     q = np.where(tasks[:, None] == "a", [1.0, 1.0], [0.0, 1.0]).astype(np.float32)
     c = np.tile(np.array([[1.0, 4.0]], np.float32), (len(q), 1))
-    head = dict(steps=3000, learning_rate=3e-2)  # a confident task posterior
+    head = dict(steps=3000, head_learning_rate=3e-2)  # a confident task posterior
     plain = tp.fit_task_prior(x, q, c, tasks, **head)
     np.testing.assert_array_equal(tp.predict_task_prior(plain, x)[0].argmax(1), 1)
     state = tp.fit_task_prior(x, q, c, tasks, cost_margin_z=2.0, **head)
@@ -203,7 +183,7 @@ def test_cross_fitting_chooses_the_mlp_when_only_a_feature_direction_tells():
         x, q, hidden=16, steps=300, learning_rate=1e-2, weight_decay=1e-2, seed=0
     )
     scores, costs = tp.predict_task_prior(state, x[:8])
-    np.testing.assert_allclose(scores, 0.5 * prior_s + 0.5 * tp._mlp_predict(mlp, x[:8]), rtol=1e-5)
+    np.testing.assert_allclose(scores, 0.5 * prior_s + 0.5 * tp.mlp_predict(mlp, x[:8]), rtol=1e-5)
     np.testing.assert_allclose(costs, prior_c, rtol=1e-6)
     # The MLP alone tells the two kinds of prompt apart.
     right0 = x[:8, 2] > 0.5
@@ -219,3 +199,98 @@ def test_mlp_weights_are_checked():
         tp.fit_task_prior(
             x, q, c, tasks, blend_k=4, blend_weights=(0.75,), mlp_hidden=4, mlp_weights=(0.5,)
         )
+
+
+# ---------------------------------------------------------------- one source of fields
+FIELDS = {  # the taskprior kind's fields and defaults, as docs/method.md §4 describes them
+    "steps": 300,
+    "head_learning_rate": 3e-3,
+    "head_weight_decay": 1e-4,
+    "prior_strength": 1.0,
+    "temperature": 1.0,
+    "blend_k": 0,
+    "blend_weights": (1.0,),
+    "cost_margin": 0.0,
+    "cost_margin_z": 0.0,
+    "calibrate_temperature": False,
+    "cv_folds": 5,
+    "mlp_hidden": 0,
+    "mlp_steps": 400,
+    "mlp_learning_rate": 1e-3,
+    "mlp_weight_decay": 1e-2,
+    "mlp_weights": (0.0,),
+}
+
+
+def test_the_table_and_configs_take_the_fields_from_one_structure():
+    spec = ROUTERS["taskprior"]
+    assert dict(spec.fields) == FIELDS
+    assert set(spec.field_docs) == set(FIELDS)
+    assert field_doc("blend_k") == spec.field_docs["blend_k"] != ""
+    rc = base.router("taskprior")
+    assert {k: rc[k] for k in FIELDS} == FIELDS and set(rc) == {"model", *FIELDS}
+    # best.py states only what differs from the defaults; the rest comes from the table.
+    assert all(best.BEST[k] != FIELDS[k] for k in best.BEST)
+    assert len(best.BEST) == 6
+    rc = best.get_config().routers.best
+    assert {k: rc[k] for k in FIELDS} == {**FIELDS, **best.BEST}
+
+
+def test_fit_reads_the_config_through_the_fields():
+    cfg = TaskPriorConfig.from_config({"model": "taskprior", "steps": 5.0, "blend_weights": [0, 1]})
+    assert cfg.steps == 5 and type(cfg.steps) is int  # cast to the default's type
+    assert cfg.blend_weights == (0.0, 1.0) and cfg.cv_folds == 5  # missing: the default
+    # Configs written before the kNN-in-prior and residual fields were removed still load
+    # at the values that switched them off, and are refused at any other.
+    old = {"knn_k": 0, "knn_strength": 1.0, "residual_loss": "", "residual_steps": 400}
+    assert TaskPriorConfig.from_config(old) == TaskPriorConfig()
+    with pytest.raises(ValueError, match="field 'residual_loss' = 'bce': removed"):
+        TaskPriorConfig.from_config({"residual_loss": "bce"})
+    with pytest.raises(ValueError, match="field 'knn_k' = 5: removed"):
+        TaskPriorConfig.from_config({"knn_k": 5})
+    with pytest.raises(ValueError, match="unknown fields"):
+        base.router("taskprior", residual_loss="bce")
+
+
+def test_the_prompt_mlp_is_the_projects_mlp():
+    assert issubclass(PromptMLP, MLPRegressor)
+    x, q, _, _ = _two_tasks()
+    params = tp.fit_prompt_mlp(
+        x, q, hidden=8, steps=0, learning_rate=1e-3, weight_decay=0.0, seed=0
+    )["params"]
+    assert sorted(params) == ["hidden", "out"]
+    # Forward pass: normalised rows -> Dense -> tanh-GELU -> Dense -> sigmoid.
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    h = xn @ np.asarray(params["hidden"]["kernel"]) + np.asarray(params["hidden"]["bias"])
+    h = 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h**3)))
+    z = h @ np.asarray(params["out"]["kernel"]) + np.asarray(params["out"]["bias"])
+    got = tp.mlp_predict({"params": params}, x)
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-z)), rtol=1e-5, atol=1e-6)
+
+
+def test_the_fitted_state_round_trips_through_inert_arrays(tmp_path):
+    x, q, c, tasks = _one_task_per_prompt_signal()
+    rc = base.router(
+        "taskprior", blend_k=5, blend_weights=(0.0, 0.5), mlp_hidden=8, mlp_weights=(0.0, 0.5)
+    )
+    train = jdata.RoutingData(
+        quality=q,
+        cost=c,
+        models=("m0", "m1"),
+        tasks=tasks,
+        sample_ids=np.array([str(i) for i in range(len(x))]),
+        features=x,
+    )
+    spec = router_spec("taskprior")
+    state = spec.fit_state(train, rc)
+    assert state.train_features is not None and state.mlp is not None  # every part stored
+    fitted.save_state(tmp_path, "best", 3, spec, state, rc, n_train=len(x))
+    with np.load(tmp_path / "fitted" / "best" / "seed_3.npz", allow_pickle=False) as f:
+        assert "train_features" in f.files and "params/params/out/kernel" in f.files
+    restored, record = fitted.load_state(tmp_path, "best", 3, spec, rc)
+    assert record["n_train"] == len(x) and restored.task_names == state.task_names
+    assert spec.fitted_choices(restored) == spec.fitted_choices(state)
+    for a, b in zip(
+        spec.predict_with(state, x, rc), spec.predict_with(restored, x, rc), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxroute.configs import best
+from jaxroute.models import fitted, router_spec
 from jaxroute.models import taskprior as tp
 from jaxroute.train import experiment as E
 
@@ -30,14 +31,27 @@ def run(tmp_path_factory):
 
 
 def test_best_config_trains_and_reports_both_routers_under_both_rules(run):
-    _, tmp, report, _ = run
+    c, tmp, report, _ = run
     saved = json.loads((tmp / "report.json").read_text())
     assert sorted(saved["routers"]) == ["best", "knn"]
+    splits = E.make_splits(c, E.load_experiment_data(c))
     for name in ("best", "knn"):
         entry = saved["routers"][name]
+        rc = c.routers[name]
+        spec = router_spec(rc.model)
         assert entry["n_seeds"] == 2 and entry["lambda"]["n_seeds"] == 2
+        for k, (seed, test) in enumerate(zip(splits.seeds, splits.test, strict=True)):
+            # At the largest budget (λ = 0) both rules send each prompt to the top score
+            # of the router the run stored: the report's quality there is that routing's.
+            state, _ = fitted.load_state(tmp, name, seed, spec, rc)
+            scores = np.asarray(spec.predict_with(state, test.features, rc)[0])
+            top = test.quality[np.arange(len(scores)), scores.argmax(1)].astype(np.float64)
+            for rule in (entry, entry["lambda"]):
+                got = rule["seeds"][k]
+                assert got["quality_at_max_budget"] == pytest.approx(top.mean(), rel=1e-12)
+                assert got["peak"] >= got["quality_at_max_budget"]
         for rule in (entry, entry["lambda"]):
-            assert 0.0 <= rule["peak"] <= 1.0
+            assert rule["peak"] == pytest.approx(np.mean([s["peak"] for s in rule["seeds"]]))
     assert report["routers"]["best"]["peak"] == saved["routers"]["best"]["peak"]
 
 
