@@ -40,10 +40,20 @@ class Architecture:
     defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+_ROBERTA = Architecture(
+    "after_padding",
+    token_types=True,
+    relative_attention=False,
+    prefix="roberta.",
+    defaults={"pad_token_id": 1, "type_vocab_size": 1, "layer_norm_eps": 1e-5},
+)
 # model_type -> architecture; a new BERT-family architecture is one entry here and one
 # tensor-name entry in jaxroute/encoders/_weights.py.
 ARCHITECTURES = {
     "bert": Architecture("absolute", token_types=True, relative_attention=False, prefix="bert."),
+    # RoBERTa and XLM-R: BERT's layers and tensor names, positions after the padding id.
+    "roberta": _ROBERTA,
+    "xlm-roberta": _ROBERTA,
     "mpnet": Architecture(
         "after_padding",
         token_types=False,
@@ -56,8 +66,8 @@ ARCHITECTURES = {
 
 @dataclasses.dataclass(frozen=True)
 class BertConfig:
-    """The fields of a BERT-family config.json (``model_type`` bert or mpnet) the
-    encoder uses.
+    """The fields of a BERT-family config.json (``model_type`` a key of
+    :data:`ARCHITECTURES`: bert, roberta, xlm-roberta, mpnet) the encoder uses.
 
     Attributes:
       vocab_size: rows of the word embedding table.

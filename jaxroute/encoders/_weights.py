@@ -35,15 +35,18 @@ class TensorNames:
 
 _FEED_FORWARD = {"intermediate": "intermediate.dense", "output": "output.dense"}
 # model_type -> tensor names (one entry per entry of _config.ARCHITECTURES).
+_BERT = TensorNames(
+    qkv=("attention.self.query", "attention.self.key", "attention.self.value"),
+    dense={"attention_output": "attention.output.dense", **_FEED_FORWARD},
+    norms={
+        "attention_layer_norm": "attention.output.LayerNorm",
+        "output_layer_norm": "output.LayerNorm",
+    },
+)
 TENSOR_NAMES = {
-    "bert": TensorNames(
-        qkv=("attention.self.query", "attention.self.key", "attention.self.value"),
-        dense={"attention_output": "attention.output.dense", **_FEED_FORWARD},
-        norms={
-            "attention_layer_norm": "attention.output.LayerNorm",
-            "output_layer_norm": "output.LayerNorm",
-        },
-    ),
+    "bert": _BERT,
+    "roberta": _BERT,
+    "xlm-roberta": _BERT,
     "mpnet": TensorNames(
         qkv=("attention.attn.q", "attention.attn.k", "attention.attn.v"),
         dense={"attention_output": "attention.attn.o", **_FEED_FORWARD},

@@ -151,10 +151,19 @@ def _hidden_states(enc, ids, mask):
     return np.asarray(captured["x"])
 
 
-def _numpy_mpnet(t: dict, cfg: dict, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Hugging Face MPNetModel + mean pooling + L2 normalisation, float64 NumPy."""
+def _numpy_encoder(t: dict, cfg: dict, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Hugging Face MPNetModel or RobertaModel + mean pooling + L2 normalisation, float64
+    NumPy (RoBERTa: BERT's names, a token-type row 0, no relative bias)."""
     g = {k: np.asarray(v, np.float64) for k, v in t.items()}
     eps, h = cfg["layer_norm_eps"], cfg["num_attention_heads"]
+    mpnet = cfg["model_type"] == "mpnet"
+    attn = (
+        {"q": "attention.attn.q", "k": "attention.attn.k", "v": "attention.attn.v"}
+        if mpnet
+        else {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value"}
+    )
+    attn_out = "attention.attn.o" if mpnet else "attention.output.dense"
+    attn_ln = "attention.LayerNorm" if mpnet else "attention.output.LayerNorm"
 
     def ln(x, p):
         mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
@@ -167,27 +176,28 @@ def _numpy_mpnet(t: dict, cfg: dict, ids: np.ndarray, mask: np.ndarray) -> np.nd
     pad = cfg["pad_token_id"]
     real = ids != pad
     pos = np.cumsum(real, axis=1) * real + pad  # create_position_ids_from_input_ids
-    x = (
-        g["embeddings.word_embeddings.weight"][ids]
-        + g["embeddings.position_embeddings.weight"][pos]
-    )
+    x = g["embeddings.word_embeddings.weight"][ids]
+    x = x + g["embeddings.position_embeddings.weight"][pos]
+    if not mpnet:
+        x = x + g["embeddings.token_type_embeddings.weight"][0]
     x = ln(x, "embeddings.LayerNorm")
     b, t_len, d = x.shape
     rel = np.arange(t_len)[None, :] - np.arange(t_len)[:, None]  # key - query
-    bucket = np.array(TORCH_BUCKETS)[rel + 64]
-    pos_bias = g["encoder.relative_attention_bias.weight"][bucket].transpose(2, 0, 1)[None]
+    pos_bias = 0.0
+    if mpnet:
+        bucket = np.array(TORCH_BUCKETS)[rel + 64]
+        pos_bias = g["encoder.relative_attention_bias.weight"][bucket].transpose(2, 0, 1)[None]
     key_mask = (1.0 - mask[:, None, None, :]) * np.finfo(np.float32).min
     for i in range(cfg["num_hidden_layers"]):
         p = f"encoder.layer.{i}."
         q, k, v = (
-            lin(x, p + f"attention.attn.{n}").reshape(b, t_len, h, -1).transpose(0, 2, 1, 3)
-            for n in "qkv"
+            lin(x, p + attn[n]).reshape(b, t_len, h, -1).transpose(0, 2, 1, 3) for n in "qkv"
         )
         s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(d // h) + pos_bias + key_mask
         w = np.exp(s - s.max(-1, keepdims=True))
         w /= w.sum(-1, keepdims=True)
         c = (w @ v).transpose(0, 2, 1, 3).reshape(b, t_len, d)
-        x = ln(lin(c, p + "attention.attn.o") + x, p + "attention.LayerNorm")
+        x = ln(lin(c, p + attn_out) + x, p + attn_ln)
         f = lin(x, p + "intermediate.dense")
         f = 0.5 * f * (1 + erf(f / np.sqrt(2)))
         x = ln(lin(f, p + "output.dense") + x, p + "output.LayerNorm")
@@ -245,7 +255,7 @@ def test_mpnet_port_equals_numpy_forward(tiny_mpnet):
     got = enc(prompts, progress=False)
     for p, g in zip(prompts, got, strict=True):
         ids = np.array([enc.tokenize([p])[0]])
-        ref = _numpy_mpnet(tensors, MPNET_TINY, ids, np.ones_like(ids))[0]
+        ref = _numpy_encoder(tensors, MPNET_TINY, ids, np.ones_like(ids))[0]
         np.testing.assert_allclose(g, ref, atol=2e-5)
     # Padding (positions past the padding id, relative buckets of the padded length)
     # changes nothing: one prompt alone equals it in a padded batch.
@@ -285,3 +295,25 @@ def test_encoder_record_and_config_choice(tiny_dir):
     assert encoders.config_encoder(fc) == "all-mpnet-base-v2"
     assert encoders.config_encoder({"encoder": "", "encoder_dir": "/x"}) == "/x"
     assert encoders.config_encoder({"encoder_dir": ""}) is None
+
+
+def test_roberta_port_equals_numpy_forward(tmp_path):
+    from .conftest import random_tensors
+
+    cfg = {**TINY_CONFIG, "model_type": "roberta", "pad_token_id": 0, "type_vocab_size": 1}
+    cfg["layer_norm_eps"] = 1e-5
+    d = make_tiny_folder(tmp_path / "roberta")
+    (d / "config.json").write_text(json.dumps(cfg))
+    tensors = random_tensors({**cfg, "model_type": "bert"}, seed=3)
+    rng = np.random.default_rng(4)
+    for k in [k for k in tensors if "LayerNorm" in k]:  # not the identity
+        tensors[k] = tensors[k] + (0.1 * rng.standard_normal(tensors[k].shape)).astype(np.float32)
+    save_file({"roberta." + k: v for k, v in tensors.items()}, str(d / "model.safetensors"))
+    enc = encoders.load_encoder(d, buckets=(8, 16, 32), dtype="float32")
+    assert enc.max_length == 63  # positions 1..63 of 64 (position 0 is the padding id)
+    prompts = ["hi there", "a longer prompt with several words in it"]
+    got = enc(prompts, progress=False)
+    for p, g in zip(prompts, got, strict=True):
+        ids = np.array([enc.tokenize([p])[0]])
+        ref = _numpy_encoder(tensors, cfg, ids, np.ones_like(ids))[0]
+        np.testing.assert_allclose(g, ref, atol=2e-5)
