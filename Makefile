@@ -20,6 +20,14 @@ install: $(VENV)/.installed
 run: install
 	$(PY) -m jaxroute.launch.train --flagfile=launch/equirouter_synthetic.flags --workdir=$(WORKDIR)
 
+# The notebooks as scripts: tables printed as text, figures written to each one's workdir
+# (printed). Parameters from the environment, e.g.
+#   make notebooks JAXROUTE_TINY=1 JAXROUTE_SWEEP_KEY=rank_weight JAXROUTE_SWEEP_VALUES=0,5,20
+# (notebooks/loss_ablation.py lists them); in Jupyter, open the .ipynb beside each .py.
+notebooks: install
+	$(PY) notebooks/loss_ablation.py
+	$(PY) notebooks/colab_tpu_quickstart.py
+
 lint: install
 	$(VENV)/bin/ruff check jaxroute tests notebooks
 	$(VENV)/bin/ruff format --check jaxroute tests notebooks
@@ -29,4 +37,4 @@ lint: install
 test: lint
 	$(PY) -m pytest -q -n auto --dist loadgroup
 
-.PHONY: install run lint test
+.PHONY: install run notebooks lint test

