@@ -85,11 +85,12 @@ def _rule_curves(entry: Mapping[str, Any], rule: Rule, key: str, c_best: float):
     return out
 
 
-def _draw_mean_band(ax, curves, style, label, offset=0.0):
+def _draw_mean_band(ax, curves, style, label, offset=0.0, log=True):
     """One seed: its points; several: the mean over the seeds that reach each x of a
-    shared log-x grid (each seed's points linearly interpolated in log x) with a ±1 std
-    band. Markers sit at even distances along the drawn line (``offset`` staggers them
-    between routers, so overlapping curves stay apart)."""
+    shared x grid (log-spaced, each seed's points linearly interpolated in log x; or
+    linear with ``log=False``) with a ±1 std band. Markers sit at even distances along
+    the drawn line (``offset`` staggers them between routers, so overlapping curves stay
+    apart). Curves of one cost only (every model free) are one point per seed."""
     if not curves:
         return
     every = (0.02 + 0.06 * offset, 0.09)  # (start, spacing) in axes-diagonal fractions
@@ -97,15 +98,19 @@ def _draw_mean_band(ax, curves, style, label, offset=0.0):
         x, y = curves[0]
         ax.plot(x, y, "-", lw=1.4, markevery=every, ms=5, label=label, **style)
         return
-    lo = max(min(c[0][0] for c in curves), 1e-12)
-    hi = max(max(c[0][-1] for c in curves), lo * (1 + 1e-9))
-    grid = np.geomspace(lo, hi, 120)
-    ys = np.stack(
-        [
-            np.interp(np.log(grid), np.log(np.maximum(x, 1e-300)), y, left=np.nan, right=np.nan)
-            for x, y in curves
-        ]
-    )
+    if not log:
+        lo, hi = min(c[0][0] for c in curves), max(c[0][-1] for c in curves)
+        if not hi > lo:
+            ys = [float(np.max(y)) for _, y in curves]
+            ax.errorbar([lo], [np.mean(ys)], yerr=[np.std(ys)], ls="none", ms=6, label=label,
+                        capsize=3, **style)  # fmt: skip
+            return
+        grid, fx = np.linspace(lo, hi, 120), (lambda v: v)
+    else:
+        lo = max(min(c[0][0] for c in curves), 1e-12)
+        hi = max(max(c[0][-1] for c in curves), lo * (1 + 1e-9))
+        grid, fx = np.geomspace(lo, hi, 120), (lambda v: np.log(np.maximum(v, 1e-300)))
+    ys = np.stack([np.interp(fx(grid), fx(x), y, left=np.nan, right=np.nan) for x, y in curves])
     seen = np.isfinite(ys).any(axis=0)
     grid, ys = grid[seen], ys[:, seen]
     with np.errstate(invalid="ignore"):
@@ -130,12 +135,16 @@ def _cost_panels(report, rules, key, styles, c_best, figsize, log=True):
     for ax, rule in zip(axes[0], rules, strict=True):
         for k, (name, e) in enumerate(routers.items()):
             curves = _rule_curves(e, rule, key, c_best)
-            _draw_mean_band(ax, curves, styles[name], name, offset=k / max(1, len(routers)))
+            offset = k / max(1, len(routers))
+            _draw_mean_band(ax, curves, styles[name], name, offset=offset, log=log)
         if "oracle" in ref:
             for x, y in _rule_curves(ref["oracle"], rule, key, c_best)[:1]:
                 ax.plot(x, y, "k--", lw=1, label="oracle")
         if log:
             _log_x(ax)
+        else:  # USD: a few ticks, in scientific notation
+            ax.xaxis.set_major_locator(ticker.MaxNLocator(5))
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
         ax.set_title(rule.title)
         ax.grid(alpha=0.3, which="both", lw=0.4)
     return fig, axes
@@ -162,6 +171,7 @@ def write_figures(
         xlabel = f"mean cost per prompt ÷ the best single model's ({best_name}: {c_best:.3g} USD)"
     else:  # a free best single model: plain USD (docs/method.md §2, cost ratio undefined)
         c_best, xlabel = 1.0, "mean cost per prompt (USD)"
+    x_best = 1.0 if log else 0.0  # the best single model's mean cost on the x axis
     seeds_txt = seed_label(report)
     rules = evaluated(routers.values())
     styles = {name: _router_style(k) for k, name in enumerate(routers)}
@@ -175,7 +185,7 @@ def write_figures(
             ax.plot(np.asarray(z["cost"]) / c_best, z["quality"], ":", color="0.4", lw=1.2,
                     label="zero router (single-model hull)")  # fmt: skip
         if q_best is not None:
-            ax.plot([1.0], [q_best], "*", color="crimson", ms=14, ls="none",
+            ax.plot([x_best], [q_best], "*", color="crimson", ms=14, ls="none",
                     label=f"best single: {best_name}")  # fmt: skip
             ax.axhline(q_best, color="crimson", lw=0.6, alpha=0.6)
     axes[0, 0].set_ylabel("mean quality")
@@ -187,7 +197,7 @@ def write_figures(
     # 2. Strong-model call rate against cost, one panel per rule.
     fig, axes = _cost_panels(report, rules, "strong_call_rate", styles, c_best, (width, 4.4), log)
     for ax in axes[0]:
-        ax.axvline(1.0, color="crimson", lw=0.8, alpha=0.7, label=f"best single: {best_name}")
+        ax.axvline(x_best, color="crimson", lw=0.8, alpha=0.7, label=f"best single: {best_name}")
         ax.set_ylim(-0.03, 1.03)
     axes[0, 0].set_ylabel(f"share of prompts sent to\n{strong_name}")
     fig.supxlabel(xlabel, fontsize=10)

@@ -400,3 +400,39 @@ def test_compare_prints_each_workdir_with_the_report_table(built, tmp_path, caps
     assert f"{nauc:.3f}" in row
     assert compare.main(["compare", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_figure_labels_fit_with_long_model_names(tmp_path, monkeypatch):
+    """Every tick label and axis label of every figure lies inside the figure, and no
+    two panels' labels overlap (the two-panel figures once cut and crossed them)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from jaxroute.report import figures
+
+    drawn = {}
+    monkeypatch.setattr(
+        figures, "atomic_savefig", lambda path, fig, **kw: drawn.setdefault(path, fig)
+    )
+    q, c = problem(n=80, m=3)
+    names = ["llama-3.1-nemotron-51b-instruct-long-name", "meta/code-llama-34b", "x" * 40]
+    ds = dataset_summary(q, c, names)
+    routers = {
+        f"a_router_with_a_long_name_{k}": [
+            evaluate_router(q + np.float32(0.1 * k), c, q, c, budgets=("log", 12)) for _ in range(2)
+        ]
+        for k in range(3)
+    }
+    write_report(tmp_path, ds, routers, model_names=names)
+    assert len(drawn) == 3
+    for path, fig in drawn.items():
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)
+        width, height = fig.bbox.width, fig.bbox.height
+        # Each panel with the labels it draws (ticks, axis labels, title).
+        boxes = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]
+        for box in boxes:
+            assert box.x0 >= -1 and box.x1 <= width + 1, (path, box)
+            assert box.y0 >= -1 and box.y1 <= height + 1, (path, box)
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                assert not a.overlaps(b), (path, a, b)
