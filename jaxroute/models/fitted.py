@@ -15,8 +15,8 @@ an array is ``{"__array__": key}`` and a tuple ``{"__tuple__": [...]}``;
 :func:`unflatten` inverts it exactly (arrays come back as NumPy arrays, NumPy scalars as
 NumPy scalars, floats through ``repr``). The ``.npz`` is read with
 ``allow_pickle=False``. The ``.json`` is written last, so a state without it was never
-completely written. It records the router's config entry: a state fitted under another
-config is refused (``StaleState``).
+completely written. It records what ``fit`` read of the router's config entry (its kind
+and fields): a state fitted under other values is refused (``StaleState``).
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ def flatten(tree: Any) -> tuple[dict[str, np.ndarray], Any]:
         if _is_array(node):
             key = "/".join(path) or "root"
             arrays[key] = np.asarray(node)
+            if arrays[key].dtype.hasobject:  # np.savez would pickle it
+                raise TypeError(f"state entry {key}: an array of Python objects")
             return {_ARRAY: key, _SCALAR: True} if isinstance(node, np.generic) else {_ARRAY: key}
         if isinstance(node, Mapping):
             out = {}
@@ -103,10 +105,11 @@ def state_paths(workdir, router: str, seed: int) -> tuple[pathlib.Path, pathlib.
     return base.with_suffix(".npz"), base.with_suffix(".json")
 
 
-def _config_record(rc) -> Any:
-    """The router's config entry as JSON reads it back (tuples become lists)."""
-    plain = rc.to_dict() if hasattr(rc, "to_dict") else dict(rc)
-    return json.loads(json.dumps(plain))
+def _config_record(rc, spec) -> Any:
+    """What ``fit`` reads of the router's config entry (its kind and the spec's fields),
+    as JSON reads it back (tuples become lists)."""
+    keys = ("model", *spec.fields)
+    return json.loads(json.dumps({k: rc[k] for k in keys if k in rc}))
 
 
 def save_state(workdir, router: str, seed: int, spec, state, rc, **record: Any) -> int:
@@ -125,9 +128,9 @@ def save_state(workdir, router: str, seed: int, spec, state, rc, **record: Any) 
         {
             "format": FORMAT,
             "router": router,
-            "model": str(rc.model),
+            "model": str(rc["model"]),
             "seed": int(seed),
-            "config": _config_record(rc),
+            "config": _config_record(rc, spec),
             "array_bytes": size,
             "arrays": {k: [list(a.shape), a.dtype.str] for k, a in arrays.items()},
             **record,
@@ -160,10 +163,10 @@ def load_state(workdir, router: str, seed: int, spec, rc) -> tuple[Any, dict]:
     """
     npz, js = state_paths(workdir, router, seed)
     record = read_record(workdir, router, seed)
-    if record.get("config") != _config_record(rc):
+    if record.get("config") != _config_record(rc, spec):
         raise StaleState(
-            f"{js}: field 'config' is not router '{router}''s config entry in the run's "
-            "config.json (fitted under another config)"
+            f"{js}: field 'config' does not match router '{router}' in the run's "
+            "config.json (the state was fitted under other settings)"
         )
     try:
         with np.load(npz, allow_pickle=False) as f:
