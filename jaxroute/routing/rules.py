@@ -49,6 +49,11 @@ class Rule:
       infeasible: ``(pred_costs [N, M], parameter) -> [N] bool``: prompts for which no
         model satisfies the parameter (the rule then falls back, e.g. to the cheapest).
       describe: one sentence for report.md.
+      flag: the policy field that sets the parameter directly (``--budget``, ``--wtp``,
+        a request's ``"budget"`` / ``"wtp"``).
+      flag_label: the field's name in messages.
+      valid: whether a value of the field is allowed; requirement: what ``valid`` asks,
+        in words.
     """
 
     name: str
@@ -64,6 +69,10 @@ class Rule:
     curves: Callable[..., list[SweepResult]]
     infeasible: Callable[[np.ndarray, float], np.ndarray]
     describe: str
+    flag: str
+    flag_label: str
+    valid: Callable[[float], bool]
+    requirement: str
 
     def entry(self, router_entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """This rule's fields in a router's report entry (``None``: not evaluated)."""
@@ -125,6 +134,10 @@ RULES: dict[str, Rule] = {
         infeasible=_no_model_fits,
         describe="B = budget rule (per-prompt cap on the predicted cost, swept over the "
         "budget grid)",
+        flag="budget",
+        flag_label="budget",
+        valid=lambda v: v > 0,
+        requirement="> 0 USD per prompt",
     ),
     "lambda": Rule(
         name="lambda",
@@ -140,6 +153,10 @@ RULES: dict[str, Rule] = {
         curves=_lambda_curves,
         infeasible=_always_feasible,
         describe="λ = willingness-to-pay rule (argmax of s − λ·ĉ, swept over every breakpoint)",
+        flag="wtp",
+        flag_label="wtp (λ)",
+        valid=lambda v: v >= 0,
+        requirement=">= 0",
     ),
 }
 PRIMARY = next(iter(RULES))
@@ -155,6 +172,19 @@ def get_rule(name: str) -> Rule:
 def choose(rule: str, scores: ArrayLike, pred_costs: ArrayLike, parameter: float) -> np.ndarray:
     """``[N]`` choices of rule ``rule`` at ``parameter`` (serving, calibration)."""
     return get_rule(rule).choose(scores, pred_costs, parameter)
+
+
+def rule_of_flag(field: str) -> Rule | None:
+    """The rule whose parameter the policy field ``field`` sets (None: not such a field,
+    e.g. a calibration target)."""
+    return next((r for r in RULES.values() if r.flag == field), None)
+
+
+def check_flag(field: str, value: float) -> None:
+    """One line when ``value`` is not allowed for the rule parameter field ``field``."""
+    rule = rule_of_flag(field)
+    if rule is not None and not rule.valid(value):
+        raise ValueError(f"{rule.flag_label} must be {rule.requirement}, got {value!r}")
 
 
 def evaluated(entries: Sequence[Mapping[str, Any]]) -> list[Rule]:

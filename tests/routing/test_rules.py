@@ -65,3 +65,15 @@ def test_infeasible_prompts_per_rule():
     # The most-spending parameter: the largest budget, λ = 0.
     assert rules.get_rule("budget").top([0.1, 3.0, 2.0]) == 1
     assert rules.get_rule("lambda").top([0.5, 0.0, 2.0]) == 1
+
+
+def test_policy_fields_map_to_rules_and_are_checked():
+    assert rules.rule_of_flag("budget").name == "budget"
+    assert rules.rule_of_flag("wtp").name == "lambda"
+    assert rules.rule_of_flag("target_cost") is None
+    rules.check_flag("wtp", 0.0)
+    rules.check_flag("target_cost", -1.0)  # not a rule parameter: checked elsewhere
+    with pytest.raises(ValueError, match=r"^budget must be > 0 USD per prompt, got 0$"):
+        rules.check_flag("budget", 0)
+    with pytest.raises(ValueError, match=r"^wtp \(λ\) must be >= 0, got -0.5$"):
+        rules.check_flag("wtp", -0.5)
