@@ -25,6 +25,7 @@ import time
 log = logging.getLogger("jaxroute.serve")
 
 FD_MARGIN = 64  # descriptors kept free for the backends, the log and the files read
+REFUSED_LINGERING = FD_MARGIN // 2  # refused connections left open to read their request
 _REFUSED_BODY = (
     b'{"error": {"message": "connection limit reached, retry later", '
     b'"type": "server", "code": 503}}'
@@ -61,6 +62,7 @@ class _Guarded(asyncio.Protocol):
         self.client = "?"
         self.timer = None
         self.busy = 0
+        self.lingering = False
 
     def connection_made(self, transport):
         self.transport = transport
@@ -74,8 +76,15 @@ class _Guarded(asyncio.Protocol):
         ):
             g.refused += 1
             transport.write(REFUSED)
+            if g.lingering >= REFUSED_LINGERING:  # a flood: free the descriptor now
+                transport.close()
+                return
+            # Closing with the client's request unread would reset the connection and
+            # could lose the 503: wait (at most a second) for the request, then close.
             if transport.can_write_eof():
                 transport.write_eof()
+            g.lingering += 1
+            self.lingering = True
             self.timer = asyncio.get_running_loop().call_later(1.0, transport.close)
             return
         g.open += 1
@@ -99,6 +108,8 @@ class _Guarded(asyncio.Protocol):
     def data_received(self, data):
         if self.inner is not None:
             self.inner.data_received(data)
+        elif self.transport is not None:  # a refused client's request: read, now close
+            self.transport.close()
 
     def eof_received(self):
         return self.inner.eof_received() if self.inner is not None else None
@@ -115,6 +126,9 @@ class _Guarded(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.lingering:
+            self.guard.lingering -= 1
+            self.lingering = False
         if self.inner is not None:
             g = self.guard
             g.open -= 1
@@ -143,6 +157,7 @@ class ConnectionGuard:
         self.refused = 0
         self.timed_out = 0
         self.refusing = False
+        self.lingering = 0  # refused connections waiting for their request before closing
 
     def protocol(self) -> asyncio.Protocol:
         return _Guarded(self)
@@ -266,16 +281,24 @@ class EveryInterval(logging.Filter):
         return True
 
 
-_ACCEPT_FILTER = []
+# asyncio's logs of a listener out of descriptors: each failed accept, and (CPython
+# 3.11) each accept retry it had scheduled when the listener has closed since.
+FLOODS = (
+    "socket.accept() out of system resource",
+    "Exception in callback BaseSelectorEventLoop._start_serving",
+)
+_FILTERS: list[EveryInterval] = []
 
 
-def rate_limit_log(interval_s: float = 10.0) -> logging.Filter:
-    """The accept-error filter on asyncio's logger (installed once per process)."""
-    if not _ACCEPT_FILTER:
-        flt = EveryInterval("socket.accept() out of system resource", interval_s)
-        logging.getLogger("asyncio").addFilter(flt)
-        _ACCEPT_FILTER.append(flt)
-    return _ACCEPT_FILTER[0]
+def rate_limit_log(interval_s: float = 10.0) -> EveryInterval:
+    """The accept-error filters on asyncio's logger (installed once per process); the
+    first, for ``socket.accept() out of system resource``, is returned."""
+    if not _FILTERS:
+        for prefix in FLOODS:
+            flt = EveryInterval(prefix, interval_s)
+            logging.getLogger("asyncio").addFilter(flt)
+            _FILTERS.append(flt)
+    return _FILTERS[0]
 
 
 __all__ = [
