@@ -26,12 +26,12 @@ DEFAULT_BATCH_SIZE = 64
 # Measured on a 2-core CPU: in float32 a [512, 1536] feed-forward activation stays in
 # cache (2 rows of 256 tokens ran 1.5x faster per prompt than 32 rows); in bfloat16 the
 # AMX products want bigger calls (short prompts: 2048 tokens per call 1.4x faster than
-# 512, long prompts even). See README, speed.
+# 512, long prompts even). See docs/speed.md.
 DEFAULT_MAX_TOKENS = 512
 MAX_TOKENS_BY_DTYPE = {"float32": DEFAULT_MAX_TOKENS, "bfloat16": 2048}
 # A forward call's fixed cost, in padded tokens, when batches() chooses where to cut.
 # A 16-token bfloat16 call takes about 7 ms here, ~120 tokens of a big call's time; 64 is
-# the value the README's timings used (it cuts a little more often, into fewer rows).
+# the value docs/speed.md's timings used (it cuts a little more often, into fewer rows).
 CALL_OVERHEAD_TOKENS = 64
 
 

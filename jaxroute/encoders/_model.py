@@ -1,5 +1,5 @@
 """The Flax sentence encoder: BERT-family embeddings, the transformer layers, pooling
-and L2 normalisation, as sentence-transformers computes them (docs/method.md, features).
+and L2 normalisation, as sentence-transformers computes them.
 
 Which embeddings and attention bias a model has comes from its architecture
 (:data:`jaxroute.encoders._config.ARCHITECTURES`); the pooling from :data:`POOLINGS`.
