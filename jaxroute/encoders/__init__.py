@@ -46,6 +46,11 @@ from jaxroute.encoders._embed import (
 from jaxroute.encoders._folder import encoder_fingerprint
 from jaxroute.encoders._jit_cache import DEFAULT_JAX_CACHE_DIR, enable_compilation_cache
 from jaxroute.encoders._model import POOLINGS, SentenceEncoder
+from jaxroute.encoders._question_features import (
+    QUESTION_FEATURES,
+    question_features,
+    with_question_features,
+)
 from jaxroute.encoders._table import (
     DEFAULT_ENCODER,
     ENCODERS,
@@ -57,11 +62,6 @@ from jaxroute.encoders._table import (
     resolve_encoder_dir,
 )
 from jaxroute.encoders._views import PROMPT_VIEWS, apply_view, question_view
-from jaxroute.encoders.question_features import (
-    QUESTION_FEATURES,
-    question_features,
-    with_question_features,
-)
 
 __all__ = [
     "ARCHITECTURES",

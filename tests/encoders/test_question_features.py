@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from jaxroute.encoders import question_features as qf
+from jaxroute.encoders import _question_features as qf
 
 MCQ = (
     "['A plot of land is sold for $75 a front foot. Compute the price.\\nA. $3,225.00"
