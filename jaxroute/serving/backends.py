@@ -84,10 +84,10 @@ def read_models_file(path, known_models) -> dict[str, Endpoint]:
 def redact(text: str, secrets=()) -> str:
     """``text`` on one line, at most :data:`MESSAGE_CHARS` characters, with the given
     secrets and anything shaped like a URL, a key or a bearer token replaced."""
+    text = _SECRETS.sub("[redacted]", " ".join(text.split()))
     for s in secrets:
         if s:
             text = text.replace(s, "[redacted]")
-    text = _SECRETS.sub("[redacted]", " ".join(text.split()))
     return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
 
 

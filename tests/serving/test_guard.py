@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from jaxroute.serving import guard as G
+from jaxroute.serving.backends import backend_message, redact
 from jaxroute.serving.batcher import Batcher
 from jaxroute.serving.requests import json_depth
 
@@ -329,3 +330,16 @@ def test_drain_finishes_or_503s_what_is_in_flight(inproc, FakeRouter, grace, wan
         assert statuses.count(503) == cut >= 8  # at most the batch in progress finished
         body = json.loads(out[statuses.index(503)][2])
         assert body["error"]["message"] == "server shut down before this request finished"
+
+
+def test_backend_messages_are_redacted():
+    body = json.dumps(
+        {"error": {"message": "bad key: Bearer hunter2 at https://10.1.2.3:8443/v1 (key=abc)"}}
+    )
+    assert redact(backend_message(body), ("hunter2",)) == (
+        "bad [redacted] [redacted] at [redacted] ([redacted]"
+    )
+    assert redact("no plan sk-proj-aaaa; hunter2", ("hunter2",)) == "no plan [redacted] [redacted]"
+    assert redact("quota exceeded, retry in 20s") == "quota exceeded, retry in 20s"
+    assert len(redact("word " * 200)) == 160 and redact("word " * 200).endswith("...")
+    assert backend_message("<html>oops</html>") == "<html>oops</html>"
