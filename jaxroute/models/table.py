@@ -68,6 +68,37 @@ ROUTERS: dict[str, RouterSpec] = {
         field_docs=dataclass_docs(TaskPriorConfig),
         description="task posterior x per-task model statistics (fitted, no epochs)",
     ),
+    "irt": RouterSpec(
+        fit="jaxroute.models.irt:irt_fit",
+        predict="jaxroute.models.irt:irt_predict",
+        choices="jaxroute.models.irt:irt_choices",
+        state_type="jaxroute.models.irt:IRTState",
+        fields={
+            "hidden": 256,
+            "skills": 8,
+            "irt_loss": "bce",
+            "irt_steps": 400,
+            "irt_check_every": 25,
+            "irt_learning_rate": 1e-3,
+            "irt_weight_decay": 1e-2,
+            "task_weight": 1.0,
+            "irt_val_fraction": 0.2,
+            "cost_k": 100,
+        },
+        field_docs={
+            "hidden": "width of the shared trunk Dense(hidden) -> GELU",
+            "skills": "latent skills of a question (matrix factorisation; 0: none)",
+            "irt_loss": "a LOSSES key on the logits (bce, bce_wtp, ...)",
+            "irt_steps": "most full-batch AdamW steps (early stopping picks fewer)",
+            "irt_check_every": "steps between two reads of the held-out loss",
+            "irt_learning_rate": "AdamW learning rate",
+            "irt_weight_decay": "AdamW weight decay",
+            "task_weight": "weight of the task head's cross-entropy",
+            "irt_val_fraction": "training prompts held out to choose the step count",
+            "cost_k": "neighbours whose mean cost is the predicted cost",
+        },
+        description="item response: question difficulty, discrimination, skills, task ability",
+    ),
 }
 
 
