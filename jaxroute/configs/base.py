@@ -92,7 +92,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.schedule = "constant"  # constant | cosine
     c.train.warmup_steps = 0
     c.train.grad_clip = 0.0  # global-norm clip (0 = off)
-    c.train.val_fraction = 0.0  # part of train held out for validation / best checkpoint
+    c.train.val_fraction = 0.0  # part of train held out (validation loss, eval.checkpoint)
     c.train.keep_checkpoints = 2  # latest N kept (plus the best by validation loss)
 
     c.cost_model = router("cost", "mse")  # the predicted cost of the budget rule
@@ -109,6 +109,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.n_budgets = 100
     c.eval.strong_model = ""  # '' = the model of highest mean cost
     c.eval.split = "test"  # test | val (tuning: train.val_fraction > 0) | train (collapse)
+    c.eval.checkpoint = "last"  # last epoch | best (lowest validation loss; val_fraction > 0)
 
     c.devices = ml_collections.ConfigDict()
     c.devices.data_parallel = True  # shard the batch axis over all devices

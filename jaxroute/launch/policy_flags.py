@@ -18,15 +18,24 @@ import dataclasses
 
 from absl import flags
 
-from jaxroute.routing.calibrate import RULES
+from jaxroute.routing.rules import RULES as RULE_TABLE
 
-#: The ways to state a policy, in the order errors list them.
+#: The decision rules (``--rule``), from the rule table; the first is the default.
+RULES = tuple(RULE_TABLE)
+#: The ways to state a policy, in the order errors list them: each rule's own flag
+#: (``--budget``, ``--wtp``), then the calibrated targets.
 TARGETS = ("target_cost", "target_share", "target_quality")
-POLICY_FIELDS = ("budget", "wtp", *TARGETS)
+RULE_FLAGS = tuple(r.flag for r in RULE_TABLE.values())
+POLICY_FIELDS = (*RULE_FLAGS, *TARGETS)
 
 _HELP = {
-    "budget": "Budget rule: the most predicted USD per prompt.",
-    "wtp": "Willingness-to-pay rule: λ in score - λ·predicted cost.",
+    "budget": "Budget rule: the most predicted USD per prompt (> 0).",
+    "wtp": "Willingness-to-pay rule: λ in score - λ·predicted cost (>= 0).",
+    **{
+        r.flag: f"The {r.title}'s parameter ({r.requirement})."
+        for r in RULE_TABLE.values()
+        if r.flag not in ("budget", "wtp")
+    },
     "target_cost": "Calibrated target: mean USD per prompt.",
     "target_share": "Calibrated target: share of prompts sent to --model (at most).",
     "target_quality": "Calibrated target: mean quality, at the lowest cost.",
@@ -71,8 +80,9 @@ class PolicyFlags:
 
 
 def define_policy_flags(targets_only: bool = False) -> PolicyFlags:
-    """``--budget --wtp --target_cost --target_share --target_quality --rule --model``
-    (``targets_only``: the targets, ``--rule`` and ``--model`` only)."""
+    """Each rule's flag (``--budget``, ``--wtp``), ``--target_cost --target_share
+    --target_quality --rule --model`` (``targets_only``: the targets, ``--rule`` and
+    ``--model`` only)."""
     names = TARGETS if targets_only else POLICY_FIELDS
     holders = {name: _flag(name, flags.DEFINE_float, None) for name in names}
     holders["rule"] = _flag("rule", flags.DEFINE_enum, None, list(RULES))

@@ -81,6 +81,7 @@ FIELD_CHECKS: dict[str, Callable[[object], str]] = {
     "eval.grid": _one_of(("orbit", "log")),
     "eval.n_budgets": _int_at_least(2),
     "eval.split": _one_of(("test", "val", "train")),
+    "eval.checkpoint": _one_of(("last", "best")),
 }
 
 #: Fields of every trainable router entry.
@@ -107,7 +108,12 @@ def _check_fields(config) -> None:
         value = _get(config, field)
         if value is not _MISSING and (why := check(value)):
             raise ConfigError(f"config.{field}={value!r}: {why}")
-    tc = config.get("train")
+    ec, tc = config.get("eval"), config.get("train")
+    if ec is not None and ec.get("checkpoint") == "best" and not (tc or {}).get("val_fraction"):
+        raise ConfigError(
+            "config.eval.checkpoint='best' picks the epoch of lowest validation loss: set "
+            "--config.train.val_fraction > 0 (a part of train held out)"
+        )
     if tc is not None and tc.get("weight_decay") and tc.get("optimizer") not in DECAYING_OPTIMIZERS:
         raise ConfigError(
             f"config.train.weight_decay={tc.weight_decay} with train.optimizer="

@@ -34,8 +34,10 @@ from jaxroute.train.groups import (
     build_task,
     data_mesh,
     epochs_of,
+    evaluated_epoch,
     hparam_variants,
     restore_fitted,
+    restore_params,
     steps_per_epoch,
     train_group,
     trainable_groups,
@@ -100,6 +102,18 @@ def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = Non
             batch_fields=jmodels.router_spec(rc.model).batch_fields,
             hparams=hparam_variants(rc)[1],
         )
+        step = evaluated_epoch(name, rc, config, workdir)
+        if step != epochs_of(rc, tc):  # eval.checkpoint='best': that epoch's parameters
+            shape = (splits.seeds, splits.train[0].features.shape[1])
+            params = restore_params(
+                name,
+                task,
+                *shape,
+                workdir,
+                epochs=step,
+                offset=offset,
+                hparams=hparam_variants(rc)[1],
+            )
         groups[name] = (task, params)
     return Fitted(splits, groups)
 

@@ -26,7 +26,7 @@ from jaxroute.train import _distributed as dist
 from jaxroute.train import _trainer as T
 from jaxroute.train.checkpoint import Checkpointer
 from jaxroute.train.inputs import Splits, device_arrays, host_arrays
-from jaxroute.train.workdir import MetricWriter
+from jaxroute.train.workdir import MetricWriter, best_epoch
 
 COST_GROUP = "cost_model"
 COST_SEED_OFFSET = 1000  # the cost model's init seed differs from the routers' ones
@@ -40,6 +40,16 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 def epochs_of(rc, tc) -> int:
     """The router's own ``epochs``, else ``train.epochs``."""
     return int(rc.get("epochs", 0) or tc.epochs)
+
+
+def evaluated_epoch(name: str, rc, config, workdir) -> int:
+    """The epoch whose parameters are evaluated and routed with: the last, or with
+    ``eval.checkpoint='best'`` the one of lowest mean validation loss (over the seeds and
+    hparams copies of the group; that checkpoint is kept beside the latest ones)."""
+    epochs = epochs_of(rc, config.train)
+    if config.eval.get("checkpoint", "last") != "best":
+        return epochs
+    return best_epoch(workdir, name, epochs)
 
 
 def build_task(rc, num_models: int, tc, n_train: int) -> T.Task:
@@ -102,6 +112,7 @@ def hparam_variants(rc) -> tuple[list[str], dict[str, list[float]]]:
 
 def _copies(seeds, hparams, offset=0):
     """Init seeds and per-copy hparams of H variants x K seeds (variant-major)."""
+    hparams = hparams or {}
     h = len(next(iter(hparams.values()))) if hparams else 1
     copy_seeds = [s + offset for _ in range(h) for s in seeds]
     hp = {k: [x for x in v for _ in seeds] for k, v in hparams.items()}
@@ -255,7 +266,7 @@ def trained_group(
         seeds,
         feature_dim,
         workdir,
-        epochs=epochs_of(rc, config.train),
+        epochs=evaluated_epoch(name, rc, config, workdir),
         offset=offset,
         hparams=hparam_variants(rc)[1],
     )

@@ -13,11 +13,13 @@ import ml_collections
 import numpy as np
 
 from jaxroute import data as jdata
+from jaxroute._io import atomic_write_json, atomic_write_text
 from jaxroute.train import _distributed as dist
 
 
 class MetricWriter:
-    """Appends one JSON object per line to ``workdir/metrics.jsonl``."""
+    """Appends one JSON object per line to ``workdir/metrics.jsonl`` (an append, not a
+    rename: a line cut by a kill is dropped when the resumed run rewinds the file)."""
 
     def __init__(self, workdir: str | os.PathLike):
         self.path = pathlib.Path(workdir) / "metrics.jsonl"
@@ -49,9 +51,7 @@ class MetricWriter:
                 continue
             kept.append(line if line.endswith("\n") else line + "\n")
         if kept != lines:
-            tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(kept))
-            os.replace(tmp, self.path)
+            atomic_write_text(self.path, "".join(kept))
 
 
 def _jsonable(v):
@@ -70,8 +70,7 @@ def _config_json(config) -> dict:
 def write_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pathlib.Path:
     """The resolved config as ``workdir/config.json``."""
     path = pathlib.Path(workdir) / "config.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_config_json(config), indent=2, sort_keys=True) + "\n")
+    atomic_write_json(path, _config_json(config), sort_keys=True)
     return path
 
 
@@ -147,7 +146,24 @@ def write_run_info(
     }
     if encoder_dtype is not None:
         info["encoder_dtype"] = encoder_dtype
-    (pathlib.Path(workdir) / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write_json(pathlib.Path(workdir) / "run_info.json", info)
+
+
+def best_epoch(workdir, router: str, epochs: int) -> int:
+    """The epoch (1..``epochs``) of ``router``'s lowest mean validation loss in
+    ``metrics.jsonl`` (the earliest on a tie): the checkpoint kept as the best."""
+    path = pathlib.Path(workdir) / "metrics.jsonl"
+    losses = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        rec = json.loads(line)
+        if rec.get("router") == router and "val_loss" in rec and rec["epoch"] <= epochs:
+            losses[int(rec["epoch"])] = float(np.mean(rec["val_loss"]))
+    if not losses:
+        raise ValueError(
+            f"{path}: no validation loss of '{router}' (eval.checkpoint='best' needs a run "
+            "with train.val_fraction > 0)"
+        )
+    return min(sorted(losses), key=losses.__getitem__)
 
 
 def router_names(config) -> list[str]:
