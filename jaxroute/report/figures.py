@@ -190,7 +190,7 @@ def write_figures(
             ax.axhline(q_best, color="crimson", lw=0.6, alpha=0.6)
     axes[0, 0].set_ylabel("mean quality")
     fig.supxlabel(xlabel, fontsize=10)
-    fig.legend(*axes[0, -1].get_legend_handles_labels(), loc="outside right upper", fontsize=8)
+    axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(f"Quality against cost — {seeds_txt}")
     atomic_savefig(paths["quality_vs_cost"], fig, dpi=DPI)
 
@@ -201,7 +201,7 @@ def write_figures(
         ax.set_ylim(-0.03, 1.03)
     axes[0, 0].set_ylabel(f"share of prompts sent to\n{strong_name}")
     fig.supxlabel(xlabel, fontsize=10)
-    fig.legend(*axes[0, -1].get_legend_handles_labels(), loc="outside right upper", fontsize=8)
+    axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(
         f"Routing collapse: calls to {strong_name} — {seeds_txt}\n"
         "(the strong model: the best-quality model of the top price tier)",
@@ -259,6 +259,7 @@ def _model_shares(report, rules, model_names, path) -> bool:
         Patch(color=model_colour(m), label=model_names[m] if m < len(model_names) else m)
         for m in sorted(used)
     ]
+    # A figure legend: as tall as the models need, without stretching the first row.
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, title="model")
     seed_txt = f"seed {first_seed}" if first_seed is not None else "first seed"
     fig.suptitle(f"Model shares along each router's curve — {seed_txt}")

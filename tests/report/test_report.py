@@ -430,6 +430,8 @@ def test_figure_labels_fit_with_long_model_names(tmp_path, monkeypatch):
         width, height = fig.bbox.width, fig.bbox.height
         # Each panel with the labels it draws (ticks, axis labels, title).
         boxes = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]
+        boxes += [t.get_window_extent(renderer) for t in (fig._suptitle, fig._supxlabel) if t]
+        boxes += [leg.get_window_extent(renderer) for leg in fig.legends]
         for box in boxes:
             assert box.x0 >= -1 and box.x1 <= width + 1, (path, box)
             assert box.y0 >= -1 and box.y1 <= height + 1, (path, box)
