@@ -233,3 +233,16 @@ def test_flagfile_expansion_is_in_place_and_refuses_a_cycle(tmp_path):
     with pytest.raises(ValueError, match="includes itself"):
         expand_flagfiles([f"--flagfile={a}"])
     assert (ROOT / "launch/loss_ablation.flags").exists()
+
+
+def test_every_packaged_flagfile_resolves_and_passes_the_checks():
+    from jaxroute.launch.packaged import packaged_flagfiles
+
+    for name in packaged_flagfiles():
+        argv = expand_flagfiles([f"--flagfile={name}"])
+        rest, overrides = split_overrides(argv)
+        spec = next(a.split("=", 1)[1] for a in reversed(rest) if a.startswith("--config="))
+        config = resolve(spec, overrides)  # raises ConfigError naming the field
+        for path, text in overrides:
+            if path == "seeds":  # what the flagfile says is what the run uses
+                assert config.seeds == tuple(int(s) for s in text.strip("()").split(",") if s)
