@@ -29,6 +29,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from absl import logging
+
 from jaxroute._io import atomic_write_json, atomic_write_text
 from jaxroute.report.figures import CAPTIONS, model_colour, write_figures  # noqa: F401
 from jaxroute.report.tables import (  # noqa: F401 (re-exported)
@@ -197,6 +199,8 @@ def write_report(
         "markdown": os.path.join(workdir, "report.md"),
     }
     md = markdown(report, figures)
+    for line in report["warnings"]:  # one line each on the console too
+        logging.warning("report: %s", line)
     atomic_write_json(paths["json"], report, allow_nan=False, indent=1)
     if figures:
         name = report["strong_model"]["model"] or "strong model"

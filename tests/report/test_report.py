@@ -264,7 +264,7 @@ def test_warns_when_the_tracked_model_is_outside_the_best_single_tier():
 
 # ------------------------------------------------- zero costs: a defined metric, one line
 @pytest.mark.parametrize("all_free", [False, True])
-def test_free_best_single_model_gives_null_ratio_and_one_warning(tmp_path, all_free):
+def test_free_best_single_model_gives_null_ratio_and_one_warning(tmp_path, all_free, caplog):
     q, c = problem(n=80, m=3)
     q[:, 2] = 1.0  # model 2 is the best single model ...
     c[:, 2] = 0.0  # ... and free
@@ -295,6 +295,7 @@ def test_free_best_single_model_gives_null_ratio_and_one_warning(tmp_path, all_f
             "undefined (null); compare the routers on C* (USD) instead"
         )
     assert f"**Warning:** {rep['warnings'][-1]}." in open(paths["markdown"]).read()
+    assert f"report: {rep['warnings'][-1]}" in caplog.text  # and on the console
     for key in ("quality_vs_cost", "strong_call_rate", "model_shares"):
         assert open(paths[key], "rb").read(4) == b"\x89PNG"
 
