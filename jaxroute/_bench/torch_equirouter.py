@@ -1,4 +1,4 @@
-"""A PyTorch EquiRouter of METHOD.md §3, written for the benchmark only (needs torch).
+"""A PyTorch EquiRouter of docs/method.md §3, written for the benchmark only (needs torch).
 
 Score network (trunk, FiLM, the literal ``[z_m, ẽ_m, z_m ⊙ ẽ_m, |z_m − ẽ_m|]`` head),
 the MSE + 50 · pairwise-logistic loss over all valid pairs of a batch, and the cost

@@ -1,11 +1,11 @@
-"""Metrics on sweep operating points, exactly as METHOD.md §2 (host NumPy, float64).
+"""Metrics on sweep operating points, exactly as docs/method.md §2 (host NumPy, float64).
 
 All curve metrics take the operating points ``cost[B]``, ``quality[B]`` of one router
 (any order). Cost comparisons that decide "affordable" use a relative tolerance
 ``AFFORD_RTOL`` so that a router whose mean cost equals a bound up to rounding counts as
 affording it; reachability of the best single model uses ``quality ≥ target − 1e-9``.
 
-Flag (METHOD.md leaves it open): when no point is affordable at a bound, the "best
+Flag (docs/method.md §2, an option): when no point is affordable at a bound, the "best
 quality affordable" there is ``empty_quality`` (default 0.0: nothing affordable, no
 quality). Pass ``empty_quality=None`` to use the cheapest point's quality instead.
 """

@@ -121,7 +121,7 @@ def _nauc_aiq(cost, quality, low, high):
 
 def test_metrics_recomputed_from_curve(built):
     """Every seed's metrics from its stored curve, recomputed with the test's own NumPy
-    (METHOD.md §2), not with the library's metric functions."""
+    (docs/method.md §2), not with the library's metric functions."""
     _, _, ds, _, paths = built
     rep = json.loads(open(paths["json"]).read())
     bs = rep["dataset"]["best_single"]

@@ -1,4 +1,4 @@
-"""Hand-computed metric values (METHOD.md §2), reference routers, diagnostics, summary."""
+"""Hand-computed metric values (docs/method.md §2), reference routers, diagnostics, summary."""
 
 import json
 
