@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +21,10 @@ import pytest
 from jaxroute import data as jd
 from jaxroute import train as jtrain
 from jaxroute.data._pickle import read_pickle_frame
+from jaxroute.encoders import load_features
+from jaxroute.launch import common
 from jaxroute.train import _guard
+from jaxroute.train import _trainer as T
 from jaxroute.train.checkpoint import Checkpointer, CheckpointError
 
 from .conftest import error_lines, evil_pickle, run_app, snapshot, tiny_config
@@ -109,8 +113,6 @@ def test_corrupt_newest_step_is_moved_aside_and_training_completes(tmp_path, cap
 
 
 def _restore(c, workdir, **kw):
-    from jaxroute.train import _trainer as T
-
     data = jtrain.load_experiment_data(c)
     splits = jtrain.make_splits(c, data)
     task = jtrain.build_task(c.routers.mlp, data.num_models, c.train, splits.train[0].num_prompts)
@@ -135,7 +137,6 @@ def test_read_only_restore_of_corrupt_or_missing_step_is_one_line(tmp_path):
 
 
 def test_disk_full_during_save_is_one_line_and_keeps_the_last_step(tmp_path, monkeypatch):
-    import jax.numpy as jnp
     from etils import epath
 
     ck = Checkpointer(tmp_path / "ck")
@@ -163,8 +164,6 @@ def test_disk_full_during_save_is_one_line_and_keeps_the_last_step(tmp_path, mon
 
 def test_orbax_log_lines_are_dropped_below_verbosity_1():
     from absl import logging as absl_logging
-
-    from jaxroute.launch import common
 
     rec = logging.LogRecord("absl", logging.ERROR, "/x/orbax/checkpoint/a.py", 1, "m", (), None)
     ours = logging.LogRecord("absl", logging.WARNING, "/x/jaxroute/a.py", 1, "m", (), None)
@@ -312,8 +311,6 @@ def test_constant_model_columns_warn_but_load(tmp_path, good_csv, caplog):
 
 
 def test_features_without_ids_warn(tmp_path, caplog):
-    from jaxroute.encoders import load_features
-
     d = jd.synthetic(n_prompts=10, seed=0, feature_dim=4)
     np.save(tmp_path / "f.npy", d.features)
     caplog.set_level(logging.WARNING)
@@ -346,8 +343,6 @@ def test_diagnose_with_an_all_zero_feature_row_prints_valid_json(tmp_path):
 
 
 def test_json_output_replaces_nan_with_null_and_warns(capsys, caplog):
-    from jaxroute.launch import common
-
     caplog.set_level(logging.WARNING)
     common.print_json({"a": [1.0, float("nan")], "b": {"c": float("inf")}})
     assert json.loads(capsys.readouterr().out) == {"a": [1.0, None], "b": {"c": None}}
@@ -379,8 +374,6 @@ def test_non_utf8_and_nan_cells_name_the_row(tmp_path, good_csv):
 
 
 def test_exit_codes_one_table():
-    from jaxroute.launch import common
-
     assert common.exit_code(jd.DataError("x")) == 2
     assert common.exit_code(_guard.WorkdirBusy("x")) == 2
     assert common.exit_code(_guard.DataMismatch("x")) == 2

@@ -3,12 +3,24 @@
 import errno
 import json
 import os
+import pathlib
+import shutil
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
 
 from jaxroute import _io
-from jaxroute.report import aggregate_seeds, build_report, headline_table, write_report
+from jaxroute.report import (
+    aggregate_seeds,
+    build_report,
+    compare,
+    figures,
+    headline_table,
+    model_colour,
+    write_report,
+)
 from jaxroute.routing import (
     STRONG_MODEL_RULE,
     dataset_summary,
@@ -350,10 +362,6 @@ def test_aggregate_single_seed_has_no_std():
 
 
 def test_thirty_distinct_model_colours():
-    from matplotlib.colors import to_rgb
-
-    from jaxroute.report import model_colour
-
     rgb = np.array([to_rgb(model_colour(j)) for j in range(30)])
     gaps = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1) + np.eye(30) * 9
     assert gaps.min() > 0.1  # no two of the first 30 models share (nearly) a colour
@@ -383,10 +391,6 @@ def test_references_aggregate_like_routers_and_keep_model_names():
 
 
 def test_compare_prints_each_workdir_with_the_report_table(built, tmp_path, capsys):
-    import pathlib
-    import shutil
-
-    from jaxroute.report import compare
 
     src = pathlib.Path(built[4]["json"])
     for name in ("a", "b"):
@@ -406,10 +410,6 @@ def test_compare_prints_each_workdir_with_the_report_table(built, tmp_path, caps
 def test_figure_labels_fit_with_long_model_names(tmp_path, monkeypatch):
     """Every tick label and axis label of every figure lies inside the figure, and no
     two panels' labels overlap (the two-panel figures once cut and crossed them)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    from jaxroute.report import figures
-
     drawn = {}
     monkeypatch.setattr(
         figures, "atomic_savefig", lambda path, fig, **kw: drawn.setdefault(path, fig)
