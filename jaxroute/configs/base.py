@@ -3,7 +3,7 @@
     python -m jaxroute.launch.train --config=jaxroute/configs/base.py:tiny --workdir=/tmp/w
 
 ``get_config(arg)``: ``arg`` is a comma list of ``tiny`` (CPU smoke size) and/or
-``routerbench`` (the METHOD.md §6 protocol: MiniLM features of the prompts).
+``routerbench`` (the protocol of docs/method.md §6: MiniLM features of the prompts).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.features.cache_dir = ""  # feature cache ('' = ~/.cache/jaxroute/features)
     c.features.batch_size = 32  # prompts per encoder batch
     c.features.encoder_dtype = "auto"  # auto | float32 | bfloat16 (encoders.resolve_dtype)
-    c.features.prompt_view = "full"  # full (as stored, METHOD.md §6) | question (see encoders)
+    c.features.prompt_view = "full"  # full (as stored, docs/method.md §6) | question
 
     c.seeds = (42, 43, 44, 45, 46)  # one split + init + batch order per seed
     c.run_routers = ""  # comma list of router names to run ('' = all below)

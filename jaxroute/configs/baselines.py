@@ -1,4 +1,4 @@
-"""The prior routers of METHOD.md §4: MLP / linear / matrix-factorisation regressors, kNN.
+"""The prior routers of docs/method.md §4: MLP / linear / matrix-factorisation regressors, kNN.
 
     python -m jaxroute.launch.train --flagfile=launch/baselines_routerbench.flags \
         --data_path=../shared/data/routerbench_5shot_subset

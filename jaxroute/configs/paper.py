@@ -3,7 +3,7 @@
     python -m jaxroute.launch.train --flagfile=launch/paper_routerbench_20_80.flags \
         --data_path=../shared/data/routerbench_5shot_subset
 
-Every router of METHOD.md §4 plus EquiRouter as the reference code has it and with cost
+Every router of docs/method.md §4 plus EquiRouter as the reference code has it and with cost
 tie-break, over seeds 42-46, with the reference routers in the report. ``get_config``
 args (comma list): ``tiny``; ``question`` embeds the question a few-shot prompt ends with
 instead of its first 256 tokens (see ``jaxroute.encoders.question_view``).
@@ -27,7 +27,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     hidden = (32,) if tiny else (256, 256)
     eq_kwargs = {"trunk_sizes": (32, 16, 16), "embed_dim": 8, "head_size": 16} if tiny else {}
     r = ml_collections.ConfigDict()
-    # METHOD.md fixes EquiRouter's schedule only; the score regressors train until their
+    # docs/method.md §3 fixes EquiRouter's schedule only; the score regressors train until their
     # training loss flattens (20 epochs at 1e-3), as a converged regressor is what collapses.
     fit = {} if tiny else {"epochs": 20, "learning_rate": 1e-3}
     r.mlp = R("mlp", "mse", model_kwargs={"hidden_sizes": hidden}, **fit)

@@ -5,7 +5,7 @@ raw key data so that it checkpoints). K states with the same shapes (seeds, loss
 weights, ...) are stacked on a leading axis and trained by one compiled program, either
 vmapped or in CPU lanes (:func:`compiled_epoch`). One epoch is one ``lax.scan`` over its
 batches, so an epoch costs one dispatch. Batches are padded to the batch size with
-masked rows (the losses exclude them), which keeps the last partial batch (METHOD.md §3)
+masked rows (the losses exclude them), which keeps the last partial batch (docs/method.md §3)
 without a second compilation.
 """
 
