@@ -29,7 +29,7 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
-from jaxroute.routing import budget_choice, lambda_choice
+from jaxroute.routing import get_rule
 from jaxroute.serving import guard as G
 from jaxroute.serving.backends import Endpoint, forward, read_models_file
 from jaxroute.serving.batcher import Batcher
@@ -45,7 +45,6 @@ from jaxroute.serving.router import POLICY_FIELDS, Policy, TrainedRouter
 log = logging.getLogger("jaxroute.serve")
 
 ROUTED_NAMES = (None, "auto", "jaxroute", "router")  # chat "model" values that mean: route
-CHOICE = {"budget": budget_choice, "lambda": lambda_choice}  # a Policy's rule -> choice
 OPEN_PATHS = frozenset({"/health"})  # not rate limited
 
 
@@ -212,9 +211,8 @@ class RouterService:
     def _choose_available(self, scores, costs, policy: Policy) -> int:
         """The rule's choice among the models that have an endpoint."""
         idx = np.asarray(self.available)
-        s, c = scores[None, idx], costs[None, idx]
-        fn = CHOICE[policy.rule]
-        return int(idx[int(np.asarray(fn(s, c, np.float32(policy.parameter)))[0])])
+        choice = get_rule(policy.rule).choose(scores[None, idx], costs[None, idx], policy.parameter)
+        return int(idx[int(choice[0])])
 
     # ------------------------------------------------------------------ the gate
     def _admit(self, request: web.Request) -> None:
@@ -251,6 +249,9 @@ class RouterService:
             expired = asyncio.ensure_future(self.drain.expired.wait())
             try:
                 await asyncio.wait({task, expired}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:  # the client left: so does its handler
+                task.cancel()
+                raise
             finally:
                 expired.cancel()
             if not task.done():
