@@ -6,6 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxroute.losses import mse_loss
+
 
 class CostRegressor(nn.Module):
     """Predicts each model's cost ``ĉ(x, m)`` in USD from prompt features.
@@ -86,8 +88,6 @@ class CostRegressor(nn.Module):
 
 def cost_objective(module: CostRegressor, rc=None):
     """The cost model's objective: MSE to ``module.cost_to_target(cost)`` on valid rows."""
-    from jaxroute.losses import mse_loss  # models do not depend on losses at import
-
     del rc
 
     def objective(out, batch, **hparams):

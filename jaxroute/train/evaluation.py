@@ -18,6 +18,7 @@ from absl import logging
 
 from jaxroute import data as jdata
 from jaxroute import models as jmodels
+from jaxroute import report as jreport
 from jaxroute import routing as jrouting
 from jaxroute.models import fitted as jfitted
 from jaxroute.train import _distributed as dist
@@ -122,8 +123,6 @@ def evaluate_fitted(
     dataset summary describes (the evaluated data). Fit/predict routers' states are
     restored from, or stored in, ``workdir`` (default: ``output_dir``).
     """
-    from jaxroute import report as jreport
-
     splits = fitted.splits
     models = list(data.models)
     strong = strong_model_index(config, models)
