@@ -62,13 +62,15 @@ def _encoder_dtype(config) -> str | None:
     return encoders.resolve_dtype(config.features.get("encoder_dtype", "auto"))
 
 
-@_guard.holds_workdir_lock  # one writer per workdir (README: Reliability)
+@_guard.holds_workdir_lock  # one writer per workdir (docs/reliability.md)
 def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = None) -> Fitted:
     """Trains the cost model and every configured router (resuming); returns them."""
     check_config(config)
     workdir = pathlib.Path(workdir)
     check_resumable(config, workdir)
     data = data if data is not None else load_experiment_data(config)
+    # Rows in another order than the first run's are put back in its order (same splits).
+    data = _guard.check_fingerprint(workdir, data, reorder=True)
     # Everything the config can get wrong is checked before the workdir is written to.
     splits = make_splits(config, data)
     tc = config.train
@@ -133,7 +135,8 @@ def evaluate(
     workdir = pathlib.Path(workdir)
     _guard.ensure_not_training(workdir)
     data = data if data is not None else load_experiment_data(config)
-    _guard.check_fingerprint(workdir, data)  # checkpoints trained on other data: refuse
+    # checkpoints trained on other data: refuse; rows reordered: the first run's order
+    data = _guard.check_fingerprint(workdir, data, reorder=True)
     splits = make_splits(config, data)
     if test_data is not None:
         if tuple(test_data.models) != tuple(data.models):

@@ -64,3 +64,24 @@ def test_second_run_exits_at_once_naming_the_holder(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_rows_reversed_rerun_gives_the_same_report_and_an_edited_task_is_refused(tmp_path):
+    src = jd.synthetic(n_prompts=120, seed=0, feature_dim=8)
+    folder = tmp_path / "data"
+    jd.write_generic(src, folder)
+    c = tiny_config(data_path=folder, epochs=1)
+    wd = tmp_path / "w"
+    first = jtrain.train_and_evaluate(c, wd)
+    report_before = (wd / "report.json").read_text()
+    jd.write_generic(src.subset(np.arange(120)[::-1]), folder)  # same rows, reversed
+    again = jtrain.train_and_evaluate(c, wd)  # accepted: the first run's order and splits
+    assert (wd / "report.json").read_text() == report_before
+    assert again["routers"]["mlp"]["peak"] == first["routers"]["mlp"]["peak"]
+    tasks = np.asarray(src.tasks).astype(object).copy()
+    tasks[5] = tasks[5] + "_edited"
+    jd.write_generic(src.replace(tasks=tasks), folder)  # one task label edited in place
+    before = snapshot(wd)
+    with pytest.raises(_guard.DataMismatch, match=r"task labels \(eval_name\) changed"):
+        jtrain.train_and_evaluate(c, wd)
+    assert snapshot(wd) == before
