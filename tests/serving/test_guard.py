@@ -15,7 +15,7 @@ import pytest
 from jaxroute.serving import guard as G
 from jaxroute.serving.backends import backend_message, redact
 from jaxroute.serving.batcher import Batcher
-from jaxroute.serving.requests import json_depth
+from jaxroute.serving.requests import ApiError, json_depth
 
 TIMEOUT = aiohttp.ClientTimeout(total=30)
 
@@ -57,26 +57,53 @@ def test_lone_surrogate_is_refused_before_batching(inproc, FakeRouter):
     assert router.calls == []  # never reached the encoder
 
 
-def test_a_failing_request_fails_alone_in_its_batch(inproc, FakeRouter):
-    """One poisoned request among 12 batched together: the batch fails, each request is
+def test_a_failing_request_fails_alone_in_its_batch(FakeRouter):
+    """One poisoned request among 12 queued together: the batch fails, each request is
     retried alone, only the poisoned one gets the error."""
     router = FakeRouter()
-    srv = inproc(router, batch_window_s=0.2, max_batch=64)
+
+    async def go():
+        b = Batcher(router, window_s=0.0, max_batch=64)
+        prompts = [[f"honest {i}"] for i in range(11)]
+        prompts.insert(5, ["POISON pill", "and a good one"])
+        jobs = [asyncio.ensure_future(b.submit(p)) for p in prompts]  # queued in one tick
+        await asyncio.sleep(0)
+        b.start()
+        try:
+            return await asyncio.gather(*jobs, return_exceptions=True), b.retried_batches
+        finally:
+            await b.stop()
+
+    out, retried = asyncio.run(go())
+    assert isinstance(out[5], ApiError) and (out[5].status, out[5].message) == (
+        500,
+        "routing failed: RuntimeError",
+    )
+    honest = [r for i, r in enumerate(out) if i != 5]
+    assert [float(scores[0][0]) for scores, _, _ in honest] == [0.4] * 11
+    assert router.calls[0] == [p for c in [[f"honest {i}"] for i in range(5)] for p in c] + [
+        "POISON pill",
+        "and a good one",
+        *[f"honest {i}" for i in range(5, 11)],
+    ]  # one batch, then each request alone
+    assert len(router.calls) == 13 and retried == 1
+
+
+def test_a_failing_request_is_a_500_to_its_client_only(inproc, FakeRouter):
+    srv = inproc(FakeRouter(), batch_window_s=0.05)
 
     async def go():
         async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
-            bodies = [{"prompts": [f"honest {i}"]} for i in range(11)]
-            bodies.insert(5, {"prompts": ["POISON pill", "and a good one"]})
+            bodies = [{"prompts": [f"honest {i}"]} for i in range(5)]
+            bodies.insert(2, {"prompts": ["POISON pill"]})
             return await asyncio.gather(*(_post(s, f"{srv.url}/route", b) for b in bodies))
 
     out = asyncio.run(go())
-    assert [st for st, _, _ in out] == [200] * 5 + [500] + [200] * 6
-    assert json.loads(out[5][2])["error"]["message"] == "routing failed: RuntimeError"
-    assert [json.loads(raw)[0]["prompt"] for _, _, raw in out[6:]] == [
-        f"honest {i}" for i in range(5, 11)
+    assert [st for st, _, _ in out] == [200, 200, 500, 200, 200, 200]
+    assert json.loads(out[2][2])["error"]["message"] == "routing failed: RuntimeError"
+    assert [json.loads(raw)[0]["prompt"] for _, _, raw in out[3:]] == [
+        f"honest {i}" for i in range(2, 5)
     ]
-    assert len(router.calls[0]) == 13  # they were one batch, then retried one by one
-    assert srv.service.batcher.retried_batches == 1
 
 
 # --------------------------------------------------------------------------- 2. fairness
@@ -137,7 +164,8 @@ def test_a_short_request_waits_for_at_most_the_batch_in_progress(inproc, FakeRou
             big = asyncio.ensure_future(
                 _post(s, f"{srv.url}/route", {"prompts": [f"long {i}" for i in range(64)]})
             )
-            await asyncio.sleep(0.3)
+            while not router.calls:  # the long request is being routed
+                await asyncio.sleep(0.01)
             t1 = time.monotonic()
             small = await _post(s, f"{srv.url}/route", {"prompts": ["short"]})
             t_small = time.monotonic() - t1
@@ -222,7 +250,7 @@ def test_slow_headers_are_cut_off_and_others_served(inproc):
                     pass
             except ConnectionResetError:
                 pass
-        assert time.monotonic() - t0 < 3.0
+        assert time.monotonic() - t0 < 10.0  # the idle timeout (30 s) did not do it
         assert srv.service.guard.timed_out == 20
     finally:
         for sk in slow:
@@ -309,7 +337,8 @@ def test_drain_finishes_or_503s_what_is_in_flight(inproc, FakeRouter, grace, wan
                 )
                 for i in range(12)
             ]
-            await asyncio.sleep(0.3)
+            while srv.service.drain.in_flight < 12:  # all 12 held by the server
+                await asyncio.sleep(0.01)
             stopping = asyncio.get_running_loop().run_in_executor(None, srv.stop)
             await asyncio.sleep(0.1)
             try:
