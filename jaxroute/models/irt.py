@@ -189,6 +189,7 @@ class IRTState:
     steps: int  # the early-stopped step count
     task_names: tuple[str, ...]
     cost_k: int
+    knn_weight: float
     train_features: np.ndarray
     train_quality: np.ndarray
     train_cost: np.ndarray
@@ -216,6 +217,7 @@ def fit_irt(
     task_weight: float = 1.0,
     val_fraction: float = 0.2,
     cost_k: int = 100,
+    knn_weight: float = 0.0,
     seed: int = 0,
 ) -> IRTState:
     """Fits :class:`IRTRouter` on training prompts (see the module docstring).
@@ -233,6 +235,8 @@ def fit_irt(
       task_weight: weight of the task cross-entropy (0: the task head learns only
         through the loss).
       cost_k: neighbours whose mean cost is the predicted cost.
+      knn_weight: weight ``w`` of those neighbours' mean quality in the score,
+        ``(1 − w) · σ(z) + w · kNN`` (0: the item-response model alone).
       seed: the initialisation.
     """
     features = np.asarray(features, np.float32)
@@ -248,6 +252,8 @@ def fit_irt(
     names, ids = task_index(tasks)
     shape = {"num_models": quality.shape[1], "num_tasks": len(names)}
     shape.update(hidden=int(hidden), skills=int(skills))
+    if not 0.0 <= knn_weight <= 1.0:
+        raise ValueError(f"fit_irt: knn_weight must be in [0, 1], got {knn_weight}")
     if not 0.0 <= val_fraction < 1.0 or check < 1 or steps < check:
         raise ValueError(
             f"fit_irt: need 0 <= val_fraction < 1 and 1 <= check <= steps, got "
@@ -274,6 +280,7 @@ def fit_irt(
         steps=int(chosen),
         task_names=names,
         cost_k=int(min(cost_k, len(features))),
+        knn_weight=float(knn_weight),
         train_features=features,
         train_quality=quality,
         train_cost=cost,
@@ -286,9 +293,11 @@ def predict_irt(state: IRTState, x) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x, np.float32)
     shape = {k: getattr(state, k) for k in ("num_models", "num_tasks", "hidden", "skills")}
     scores = _probabilities(state.params, jnp.asarray(x), **shape)
-    _, costs = knn_predict(
+    near, costs = knn_predict(
         state.train_features, state.train_quality, state.train_cost, x, k=state.cost_k
     )
+    w = state.knn_weight
+    scores = (1.0 - w) * np.asarray(scores) + w * np.asarray(near) if w > 0 else scores
     return np.asarray(scores, np.float32), np.asarray(costs, np.float32)
 
 
@@ -313,6 +322,7 @@ def irt_fit(train, rc) -> IRTState:
         task_weight=float(f["task_weight"]),
         val_fraction=float(f["irt_val_fraction"]),
         cost_k=int(f["cost_k"]),
+        knn_weight=float(f["knn_weight"]),
     )
 
 

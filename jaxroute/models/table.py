@@ -84,6 +84,7 @@ ROUTERS: dict[str, RouterSpec] = {
             "task_weight": 1.0,
             "irt_val_fraction": 0.2,
             "cost_k": 100,
+            "knn_weight": 0.0,
         },
         field_docs={
             "hidden": "width of the shared trunk Dense(hidden) -> GELU",
@@ -96,6 +97,7 @@ ROUTERS: dict[str, RouterSpec] = {
             "task_weight": "weight of the task head's cross-entropy",
             "irt_val_fraction": "training prompts held out to choose the step count",
             "cost_k": "neighbours whose mean cost is the predicted cost",
+            "knn_weight": "weight of those neighbours' mean quality in the score",
         },
         description="item response: question difficulty, discrimination, skills, task ability",
     ),

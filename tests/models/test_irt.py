@@ -163,3 +163,16 @@ def test_bad_fields_are_refused():
         irt.fit_irt(x, q, c, tasks, val_fraction=1.0)
     with pytest.raises(ValueError, match="check=50, steps=40"):
         irt.fit_irt(x, q, c, tasks, steps=40, check=50)
+
+
+def test_knn_weight_mixes_in_the_neighbours_mean_quality():
+    x, q, c, tasks, _ = _planted(120, 5)
+    kw = dict(hidden=8, skills=1, steps=20, check=10, cost_k=9)
+    alone = irt.fit_irt(x, q, c, tasks, **kw)
+    mixed = irt.fit_irt(x, q, c, tasks, knn_weight=0.25, **kw)
+    s_alone, _ = irt.predict_irt(alone, x[:5])
+    s_mixed, _ = irt.predict_irt(mixed, x[:5])
+    near, _ = knn_predict(x, q, c, x[:5], k=9)
+    np.testing.assert_allclose(s_mixed, 0.75 * s_alone + 0.25 * np.asarray(near), rtol=1e-5)
+    with pytest.raises(ValueError, match="knn_weight must be in"):
+        irt.fit_irt(x, q, c, tasks, knn_weight=1.5)
