@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from jaxroute import data as jdata
-from jaxroute._bench import _common
+from jaxroute._bench import _common, torch_equirouter
 from jaxroute.configs import base
 from jaxroute.train import _trainer as T
 from jaxroute.train.experiment import build_task
@@ -225,7 +225,6 @@ def bench_equirouter_train(
         fns["jaxroute_bf16"] = run_jax_bf16
     torch, why = _common.import_torch(threads) if compare_torch else (None, "compare_torch=False")
     if torch is not None:
-        from jaxroute._bench import torch_equirouter
 
         def run_torch():
             losses["torch"] = torch_equirouter.train(

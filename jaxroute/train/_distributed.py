@@ -46,6 +46,8 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxroute.train import _trainer as T
+
 ENV_ADDRESS = "JAX_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAX_PROCESS_ID"
@@ -214,7 +216,6 @@ def compiled_epoch_batches(task):
     ``lax.scan`` of ``_trainer.batch_step``, vmapped over the K replicated states, jitted,
     state donated. Returns ``(state, losses [K, S])``. With K = 1 the un-vmapped epoch runs,
     as in ``_trainer.compiled_epoch``."""
-    from jaxroute.train import _trainer as T
 
     def epoch(state, batches):
         return jax.lax.scan(functools.partial(T.batch_step, task), state, batches)
