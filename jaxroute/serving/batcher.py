@@ -11,7 +11,9 @@ pieces, and each batch is filled first with the requests that have not been serv
 all yet (in arrival order), then with one piece of each request already started (round
 robin). A request that arrives while a large one is being served therefore waits for
 the batch in progress and then its own, both bounded, never for the large request's
-remaining pieces.
+remaining pieces. While the server drains (SIGTERM) the order changes: one request at
+a time is served to its end, so as many requests as possible finish within the grace
+period instead of all finishing together at its end.
 
 Isolation: if a batch fails, each request in it is retried alone, so only the request
 whose prompts fail gets the error (a 500 naming the exception type).
@@ -63,6 +65,7 @@ class Batcher:
         self.batches = 0
         self.prompts = 0
         self.retried_batches = 0
+        self.finish_first = False  # set while draining (see take)
         self._new: collections.deque[_Job] = collections.deque()
         self._started: collections.deque[_Job] = collections.deque()
         self._wake = asyncio.Event()
@@ -101,6 +104,9 @@ class Batcher:
         and ``max_chars`` characters (each prompt counted up to :data:`CHARS_CAP`; a
         batch holds at least one prompt); requests not yet started first, then one piece
         of each started one in turn."""
+        if self.finish_first:  # draining: one request at a time, to its end
+            self._started.extend(self._new)
+            self._new.clear()
         room, chars, picks, again = self.max_batch, self.max_chars, [], []
         for queue in (self._new, self._started):
             while queue and room > 0 and chars > 0:
@@ -122,7 +128,10 @@ class Batcher:
                 room -= b - a
                 if job.left:
                     again.append(job)
-        self._started.extend(again)
+        if self.finish_first:
+            self._started.extendleft(reversed(again))
+        else:
+            self._started.extend(again)
         return picks
 
     async def _gather(self, loop) -> None:

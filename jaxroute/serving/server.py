@@ -337,6 +337,7 @@ async def shutdown(service: RouterService, runner, listener) -> int:
     answered 503 because the grace period ran out."""
     listener.close()  # no new connections; requests on open ones are answered 503
     service.guard.refusing = True
+    service.batcher.finish_first = True
     t0 = time.monotonic()
     log.info("draining %d requests in flight", service.drain.in_flight)
     try:

@@ -133,6 +133,28 @@ def test_batches_serve_new_requests_first_then_round_robin(FakeRouter):
     assert [(j.prompts[0], a, z) for j, a, z in fourth] == [("big 0", 9, 10)]
 
 
+def test_while_draining_one_request_is_finished_at_a_time(FakeRouter):
+    async def go():
+        b = Batcher(FakeRouter(), max_batch=4)
+        jobs = [asyncio.ensure_future(b.submit([f"{n}{i}" for i in range(10)])) for n in "AB"]
+        await asyncio.sleep(0)
+        out = [b.take() for _ in range(3)]
+        b.finish_first = True  # SIGTERM
+        out += [b.take() for _ in range(3)]
+        for t in jobs:
+            t.cancel()
+        return [[(j.prompts[0][0], a, z) for j, a, z in picks] for picks in out]
+
+    assert asyncio.run(go()) == [
+        [("A", 0, 4)],
+        [("B", 0, 4)],  # a new request first
+        [("A", 4, 8)],  # then round robin
+        [("B", 4, 8)],  # draining: B, the head of the rotation, to its end
+        [("B", 8, 10), ("A", 8, 10)],
+        [],
+    ]
+
+
 def test_batches_are_bounded_in_characters(FakeRouter):
     async def go():
         b = Batcher(FakeRouter(), max_batch=8, max_chars=100)
