@@ -2,12 +2,14 @@
 
 Cache layout (one folder per encoder identity, per-prompt keys)::
 
-    cache_dir/<fingerprint>[-bf16]-L<max_length>/
+    cache_dir/<fingerprint>[-<pooling>][-raw][-bf16]-L<max_length>/
         manifest.json        {"fingerprint", "max_length", "dim", "entries": {key: [shard, row]}}
         shard-<hash>.npy     float32 [n, D], the vectors one run computed
 
 ``key = sha256(fingerprint, max_length, prompt)``, so a changed prompt or a changed
-encoder (weights, config or tokenizer bytes, see :func:`encoder_fingerprint`), a
+encoder (weights, config or tokenizer bytes, see :func:`encoder_fingerprint`: another
+name of the encoder table is another folder, hence another fingerprint), a pooling
+other than the normalised mean (``-cls``, ``-raw``, see :func:`encoder_identity`), a
 changed ``max_length`` or a changed matmul mode (the ``-bf16`` suffix of the
 fingerprint, see :func:`jaxroute.encoders.resolve_dtype`) never matches a stored vector.
 Shards are written first, the manifest last, each through a temporary file and
