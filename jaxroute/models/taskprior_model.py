@@ -118,7 +118,14 @@ def fit_prompt_mlp(features, quality, *, hidden, steps, learning_rate, weight_de
 @dataclasses.dataclass(frozen=True)
 class TaskPriorState:
     """A fitted task-posterior router (arrays and scalars; ``params`` and ``mlp`` are
-    Flax variables). Stored in the workdir as such (:mod:`jaxroute.models.fitted`)."""
+    Flax variables). Stored in the workdir as such (:mod:`jaxroute.models.fitted`).
+
+    Its size is bounded by the training part: float32 arrays of the head (``D·T + T``),
+    the per-task statistics (``2·T·M``), the MLP when its weight is > 0 (``D·H + H +
+    H·M + M``) and the training prompts when neighbours are blended (``N·(D + 2M)``, as
+    kNN keeps). With every part, 384-d features, 12 tasks and H = 256: 10.2 MB for
+    6,108 prompts × 9 models, 21.5 MB for 12,000 × 27; the task prior alone, about 20 KB.
+    """
 
     params: Any
     num_tasks: int
