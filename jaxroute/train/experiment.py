@@ -149,7 +149,7 @@ def evaluate(
     splits.part(config.eval.get("split", "test"))  # a bad part fails before any restore
     names = router_names(config)
     fitted = restore_fitted(config, splits, workdir, names)
-    return evaluate_fitted(config, fitted, data, names, output_dir or workdir)
+    return evaluate_fitted(config, fitted, data, names, output_dir or workdir, workdir=workdir)
 
 
 @_guard.holds_workdir_lock  # held from loading the data to the report
