@@ -6,8 +6,8 @@
 latent skill loadings and a task posterior from the MiniLM features, and per model an
 ability on each task and skill; it is trained full batch through the BCE of
 ``jaxroute.losses.LOSSES`` plus the task cross-entropy, and prices a model by the mean
-cost of the 100 nearest training prompts (as kNN does); its score is ``0.75 · σ(z) +
-0.25 ·`` those neighbours' mean quality (alone it never reached the best single model's
+cost of the 100 nearest training prompts (as kNN does); its score is ``0.25 · σ(z) +
+0.75 ·`` those neighbours' mean quality (alone it never reached the best single model's
 quality on the validation folds). Its fixed values were chosen on
 cross-fitted validation folds of the training parts of the development protocols, never
 on a test split, and are the same for every dataset (docs/question_routing.md lists the
@@ -36,7 +36,7 @@ QUESTION = {
     "task_weight": 1.0,
     "irt_val_fraction": 0.2,
     "cost_k": 100,
-    "knn_weight": 0.25,
+    "knn_weight": 0.75,
 }
 
 
