@@ -63,6 +63,8 @@ def main(argv):
         f"{report['realised']:.6g} [{report['ci_low']:.6g}, {report['ci_high']:.6g}] on test "
         f"(n={report['n_test']}), drift {report['drift']:+.3g}"
     )
+    for line in report["warnings"]:
+        print(f"warning: {line}", file=sys.stderr)
     print(json.dumps(report))
 
 

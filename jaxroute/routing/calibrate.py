@@ -284,3 +284,44 @@ __all__ = [
     "rule_pieces",
     "select",
 ]
+
+
+#: A calibration warns when the realised value's 95% interval is wider than this share of
+#: the target (or of the realised value when the target is 0).
+WIDE_INTERVAL_SHARE = 0.25
+#: A calibration on fewer prompts than this warns that its parameter is noisy.
+MIN_CALIBRATION_PROMPTS = 100
+
+
+def calibration_warnings(
+    curve: SweepResult, *, kind: str, target: float, model: int, n_calibration: int, ci
+) -> list[str]:
+    """One line per reason not to trust a calibration (empty: none).
+
+    - the router cannot move: every parameter of the curve gives the same value of the
+      target quantity (e.g. a share of 0 at every λ), so any target reads the same;
+    - the 95% interval ``ci = (low, high)`` on test is wider than
+      :data:`WIDE_INTERVAL_SHARE` of the target;
+    - fewer than :data:`MIN_CALIBRATION_PROMPTS` calibration prompts.
+    """
+    out = []
+    value = np.asarray(TARGETS[kind].curve(curve, model), np.float64)
+    if value.size == 0 or np.ptp(value) <= 1e-12 * max(1.0, float(np.abs(value).max())):
+        v = float(value[0]) if value.size else float("nan")
+        out.append(
+            f"the router cannot move: every parameter gives {kind} {v:.6g} on the "
+            "calibration split, so every target reads the same"
+        )
+    low, high = (float(x) for x in ci)
+    scale = abs(float(target)) or max(abs(low), abs(high))
+    if scale > 0 and high - low > WIDE_INTERVAL_SHARE * scale:
+        out.append(
+            f"the 95% interval on test [{low:.6g}, {high:.6g}] is wider than "
+            f"{WIDE_INTERVAL_SHARE:.0%} of the target {float(target):.6g}"
+        )
+    if n_calibration < MIN_CALIBRATION_PROMPTS:
+        out.append(
+            f"only {n_calibration} calibration prompts (< {MIN_CALIBRATION_PROMPTS}): the "
+            "chosen parameter is noisy; hold back more (train.val_fraction)"
+        )
+    return out

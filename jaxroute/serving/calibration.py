@@ -73,6 +73,7 @@ def calibration_scores(workdir, *, router: str | None = None, seed_index: int = 
     if not 0 <= seed_index < len(seeds):
         raise ValueError(f"seed_index={seed_index} out of range for seeds {seeds}")
     data = jtrain.load_experiment_data(config)
+    data = _guard.check_fingerprint(workdir, data, reorder=True)  # the run's data, its order
     splits = jtrain.make_splits(config, data)
     rc = config.routers[name]
     parts = {}
@@ -97,7 +98,7 @@ def calibration_scores(workdir, *, router: str | None = None, seed_index: int = 
         if strong not in models:
             raise ValueError(f"config.eval.strong_model '{strong}' not in {models}")
     else:
-        strong = models[jrouting.strong_model(cal_cost)]
+        strong = models[jrouting.strong_model(cal_cost, parts[split][2])]  # the report's rule
     info = {
         "router": name,
         "seed": seeds[seed_index],
@@ -177,8 +178,9 @@ def calibrate_workdir(
       target: the target value.
       rule: ``"budget"`` or ``"lambda"``.
       router: router name (default: the workdir's first, the report's first row).
-      model: the model whose share is targeted (default: the strongest, i.e.
-        ``config.eval.strong_model`` or the highest mean cost on the calibration split).
+      model: the model whose share is targeted (default: the strong model, i.e.
+        ``config.eval.strong_model`` or the best-quality model of the top price tier on
+        the calibration split, as in the report).
       seed_index: which of the workdir's seeds (each has its own split and router).
       split: ``"val"`` (the held-back part) or ``"train"`` (explicit opt-in).
       n_resamples: bootstrap resamples for the test interval.
@@ -229,6 +231,14 @@ def calibrate_workdir(
             "test_quality": on_test["quality"],
             "test_cost": on_test["cost"],
             "bootstrap": {"resamples": n_resamples, "seed": bootstrap_seed, "level": 0.95},
+            "warnings": rcal.calibration_warnings(
+                curve,
+                kind=kind,
+                target=target,
+                model=m,
+                n_calibration=info["n_calibration"],
+                ci=(on_test["ci_low"], on_test["ci_high"]),
+            ),
         }
         obj = existing or {"format": FORMAT, "curves": {}}
         obj["curves"][curve_key(info["router"], info["seed"], rule)] = _curve_json(

@@ -32,11 +32,15 @@ from jaxroute import encoders
 from jaxroute import routing as jrouting
 from jaxroute.models import fitted as jfitted
 from jaxroute.models import router_spec
+from jaxroute.routing import calibrate as rcal
 from jaxroute.serving import calibration as scal
 from jaxroute.train import _guard
 from jaxroute.train import experiment as E
 
-POLICY_FIELDS = ("budget", "wtp", "target_cost", "target_share", "target_quality")
+POLICY_FIELDS = (
+    *(r.flag for r in jrouting.RULES.values()),
+    *(f"target_{kind}" for kind in rcal.TARGETS),
+)
 
 
 def read_prompts_file(path) -> list[str]:
@@ -112,22 +116,24 @@ def policy_fields(spec: dict) -> dict:
     ((field, value),) = given.items()
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{field} must be a finite number, got {value!r}")
-    if field == "budget" and value <= 0:
-        raise ValueError(f"budget must be > 0 USD per prompt, got {value!r}")
-    if field == "wtp" and value < 0:
-        raise ValueError(f"wtp (λ) must be >= 0, got {value!r}")
+    jrouting.rules.check_flag(field, value)
     if field.startswith("target_"):
         scal.check_target(field.removeprefix("target_"), value)
     rule, model = spec.get("rule"), spec.get("model")
     if rule is not None and not field.startswith("target_"):
         raise ValueError(f"rule only applies to a target, not to {field}")
-    if rule is not None and rule not in ("budget", "lambda"):
-        raise ValueError(f"rule must be 'budget' or 'lambda', got {rule!r}")
+    if rule is not None:
+        jrouting.get_rule(rule)  # one line naming the known rules
     if model is not None and field != "target_share":
         raise ValueError(f"model only applies to target_share, not to {field}")
     if model is not None and not isinstance(model, str):
         raise ValueError(f"model must be a model name, got {model!r}")
-    return {"field": field, "value": float(value), "rule": rule or "budget", "model": model}
+    return {
+        "field": field,
+        "value": float(value),
+        "rule": rule or jrouting.rules.PRIMARY,
+        "model": model,
+    }
 
 
 @dataclasses.dataclass
@@ -202,10 +208,9 @@ class TrainedRouter:
         return self._policies[key]
 
     def _policy(self, f: dict) -> Policy:
-        if f["field"] == "budget":
-            return Policy("budget", f["value"])
-        if f["field"] == "wtp":
-            return Policy("lambda", f["value"])
+        r = jrouting.rules.rule_of_flag(f["field"])
+        if r is not None:
+            return Policy(r.name, f["value"])
         kind = f["field"].removeprefix("target_")
         cal = scal.resolve_target(
             self.calibration,
@@ -231,12 +236,9 @@ class TrainedRouter:
         scores = np.asarray(scores, np.float32)
         costs = np.asarray(costs, np.float32)
         p = np.float32(policy.parameter)
-        if policy.rule == "budget":
-            choice = np.asarray(jrouting.budget_choice(scores, costs, p))
-            over = ~(costs <= p).any(axis=1)
-        else:
-            choice = np.asarray(jrouting.lambda_choice(scores, costs, p))
-            over = np.zeros(len(choice), bool)
+        rule = jrouting.get_rule(policy.rule)
+        choice = rule.choose(scores, costs, p)
+        over = np.asarray(rule.infeasible(costs, p))
         if truncated is None:
             truncated = np.zeros(len(choice), bool)
         out = []
