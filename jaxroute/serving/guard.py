@@ -207,7 +207,7 @@ class RateLimiter:
 
 class Drain:
     """Graceful shutdown: counts requests in flight; after :meth:`begin`, new requests
-    are refused and :meth:`expired` is set ``grace_s`` later."""
+    are refused and the event ``expired`` is set ``grace_s`` later."""
 
     def __init__(self, grace_s: float):
         self.grace_s = grace_s
@@ -230,7 +230,6 @@ class Drain:
         """Waits for the requests in flight (at most ``grace_s``); the number answered
         503 because the grace period ran out."""
         self.draining = True
-        left = self.in_flight
         try:
             await asyncio.wait_for(self._idle.wait(), self.grace_s)
             return 0

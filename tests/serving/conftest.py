@@ -19,16 +19,21 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 from _apps import app_env, run_app
+from aiohttp import web
+
+from jaxroute import serving, train
+from jaxroute.configs import base
+from jaxroute.serving import server as S
+from jaxroute.serving.router import Policy, policy_fields
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BACKEND_TIMEOUT_S = 1.0
 
 
 def tiny_config(val_fraction=0.3):
-    from jaxroute.configs import base
-
     c = base.get_config("tiny")
     c.data.path = "synthetic:n_prompts=300,feature_dim=8"
     c.features.source = "encoder"
@@ -42,8 +47,6 @@ def tiny_config(val_fraction=0.3):
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory):
     """Trained once; calibrated (budget rule, share) so targets resolve."""
-    from jaxroute import serving, train
-
     wd = tmp_path_factory.mktemp("serve") / "w"
     train.fit(tiny_config(), wd)
     serving.calibrate_workdir(wd, kind="share", target=0.3, rule="budget", n_resamples=200)
@@ -68,8 +71,6 @@ class StubBackend:
         self._thread = threading.Thread(target=self._main, daemon=True)
 
     def _main(self):
-        from aiohttp import web
-
         async def chat(request):
             body = await request.json()
             self.requests.append({"body": body, "auth": request.headers.get("Authorization")})
@@ -270,14 +271,10 @@ class FakeRouter:
         self.calls: list[list[str]] = []
 
     def policy(self, spec):
-        from jaxroute.serving.router import Policy, policy_fields
-
         f = policy_fields(spec)
         return Policy("budget" if f["field"] == "budget" else "lambda", f["value"])
 
     def embed(self, prompts, *, batch_size=32):
-        import numpy as np
-
         self.calls.append(list(prompts))
         time.sleep(self.delay_s * len(prompts))
         if any("POISON" in p for p in prompts):
@@ -285,8 +282,6 @@ class FakeRouter:
         return np.array([[len(p)] for p in prompts], np.float32), np.zeros(len(prompts), bool)
 
     def scores_and_costs(self, x):
-        import numpy as np
-
         n = len(x)
         return np.tile([[0.4, 0.6]], (n, 1)), np.tile([[0.001, 0.01]], (n, 1))
 
@@ -299,9 +294,6 @@ class InProcessServer:
     around a :class:`FakeRouter`; ``stop()`` drains as SIGTERM would."""
 
     def __init__(self, router, **cfg):
-        from jaxroute.serving import server as S
-
-        self.S = S
         cfg = S.ServeConfig(default_policy={"budget": 0.005}, **cfg)
         self.service = S.RouterService(router, cfg)
         self.loop = asyncio.new_event_loop()
@@ -318,9 +310,7 @@ class InProcessServer:
 
     def stop(self, timeout=60):
         if self.stopped is None:
-            self.stopped = self.run(
-                self.S.shutdown(self.service, self.runner, self.listener), timeout
-            )
+            self.stopped = self.run(S.shutdown(self.service, self.runner, self.listener), timeout)
         return self.stopped
 
     def close(self):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import resource
 import socket
 import time
 
@@ -299,8 +300,6 @@ def test_accept_errors_are_logged_once_per_interval(caplog):
 
 
 def test_connection_cap_fits_the_descriptor_limit():
-    import resource
-
     cap = G.connection_cap(10**9)
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert cap == soft - 2 * G.FD_MARGIN

@@ -10,6 +10,8 @@ import aiohttp
 import numpy as np
 import pytest
 
+from jaxroute import serving
+
 CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=60)
 
 # One worker runs them all under xdist (--dist loadgroup): one workdir, one server.
@@ -45,8 +47,6 @@ def rule_choice(row):
 
 
 def test_route_and_health(server, workdir):
-    from jaxroute import serving
-
     status, _, rows = call(
         "POST", f"{server}/route", json_body={"prompts": ["What is 2+2?", "Sort a list."]}
     )
