@@ -37,4 +37,10 @@ lint: install
 test: lint
 	$(PY) -m pytest -q -n auto --dist loadgroup
 
-.PHONY: install run notebooks lint test
+# The inner loop (docs/testing.md): every test not marked slow, i.e. none that starts a
+# subprocess or a server or trains a router; under a minute on 2 cores. `make test` is
+# still the check before a commit.
+test-fast: install
+	$(PY) -m pytest -q -n auto --dist loadgroup -m "not slow"
+
+.PHONY: install run notebooks lint test test-fast

@@ -1,10 +1,14 @@
 """Strict JAX for every test (STYLE.md); the suite's compilation cache; xdist groups."""
 
 import os
+import pathlib
+import resource
+import time
 
 os.environ.setdefault("JAXROUTE_TINY", "1")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 from _apps import JIT_CACHE_DIR, JIT_CACHE_MIN_COMPILE_S  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -40,3 +44,61 @@ def pytest_collection_modifyitems(config, items):
         if names and isinstance(getattr(item, "_id", None), NodeId):
             if not item.nodeid.endswith(suffix):
                 item._id = NodeId.parse(item.nodeid + suffix)
+
+
+# --- opt-in CPU profile: JAXROUTE_TEST_CPU_PROFILE=<path> (docs/testing.md) --------------
+# Per test: CPU seconds (user+sys) of the test process plus those of the child processes
+# it waited for (apps started by tests/_apps.py), setup and teardown included; so a session
+# fixture's cost lands on the first test that uses it. Each xdist worker writes
+# <path>.<worker>; the controlling process merges them into one table sorted by CPU.
+_PROFILE = os.environ.get("JAXROUTE_TEST_CPU_PROFILE")
+
+
+def _cpu_now() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+_cpu_rows: list[tuple[float, float, str]] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not _PROFILE:
+        yield
+        return
+    cpu0, wall0 = _cpu_now(), time.perf_counter()
+    yield
+    _cpu_rows.append((_cpu_now() - cpu0, time.perf_counter() - wall0, item.nodeid))
+
+
+def _profile_table(rows: list[tuple[float, float, str]], outside: float) -> str:
+    rows = sorted(rows, reverse=True)
+    total = sum(r[0] for r in rows)
+    lines = [
+        f"# {len(rows)} tests: {total:.1f} s CPU in tests, {outside:.1f} s CPU outside tests "
+        "(start-up, imports, collection)",
+        f"{'cpu_s':>8} {'wall_s':>8}  test",
+    ]
+    lines += [f"{c:8.2f} {w:8.2f}  {n}" for c, w, n in rows]
+    return "\n".join(lines) + "\n"
+
+
+def pytest_sessionfinish(session):
+    if not _PROFILE:
+        return
+    worker = getattr(session.config, "workerinput", {}).get("workerid")
+    outside = _cpu_now() - sum(r[0] for r in _cpu_rows)
+    if worker:  # a worker: its rows, merged by the controller below
+        rows = "".join(f"{c!r}\t{w!r}\t{n}\n" for c, w, n in _cpu_rows)
+        pathlib.Path(f"{_PROFILE}.{worker}").write_text(f"#outside\t{outside!r}\n{rows}")
+        return
+    parts = sorted(pathlib.Path(_PROFILE).parent.glob(pathlib.Path(_PROFILE).name + ".gw*"))
+    rows = list(_cpu_rows)
+    for part in parts:
+        head, *body = part.read_text().splitlines()
+        outside += float(head.split("\t")[1])
+        rows += [(float(c), float(w), n) for c, w, n in (ln.split("\t", 2) for ln in body)]
+        part.unlink()
+    pathlib.Path(_PROFILE).write_text(_profile_table(rows, outside))
