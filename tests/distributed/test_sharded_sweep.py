@@ -11,6 +11,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # docs/testing.md
 
 
 def _problem(n=203, m=5, r=3, seed=0):

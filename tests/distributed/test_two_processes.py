@@ -45,6 +45,8 @@ from _apps import JIT_CACHE_MIN_COMPILE_S
 from jaxroute.configs.base import get_config
 from jaxroute.train import experiment as E
 
+pytestmark = pytest.mark.slow  # docs/testing.md
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RTOL, ATOL = 1e-5, 1e-6
 PHASE_TIMEOUT_S = 300  # hang guard; the whole test takes well under 2 minutes on 2 idle cores

@@ -13,6 +13,8 @@ from _apps import run_app
 
 from jaxroute import data as jd
 
+pytestmark = pytest.mark.slow  # docs/testing.md
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY = ["--config=jaxroute/configs/base.py:tiny", "--config.seeds=(0,)"]
 

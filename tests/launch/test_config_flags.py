@@ -180,6 +180,7 @@ def test_check_config_refuses_what_python_callers_build():
         check_config(config)
 
 
+@pytest.mark.slow
 def test_cli_errors_exit_2_with_one_line_and_write_nothing(tmp_path):
     wd = tmp_path / "w"
     for arg in ("--config.train.optimizer=adamx", "--config.routers.foo.model=bar"):
@@ -189,6 +190,7 @@ def test_cli_errors_exit_2_with_one_line_and_write_nothing(tmp_path):
         assert not wd.exists()  # the corrected command finds a fresh workdir
 
 
+@pytest.mark.slow
 def test_issue_command_seeds_after_flagfile_end_to_end(tmp_path):
     """``--flagfile=launch/loss_ablation.flags --config.seeds='(42,43)'`` (tiny sizes, one
     router): config.json and report.json hold exactly (42, 43)."""

@@ -17,6 +17,8 @@ import venv
 import pytest
 from _apps import jit_cache_env
 
+pytestmark = pytest.mark.slow  # docs/testing.md
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 

@@ -15,7 +15,10 @@ import shlex
 import subprocess
 import sys
 
+import pytest
 from _apps import jit_cache_env
+
+pytestmark = pytest.mark.slow  # docs/testing.md
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY_TRAIN = [

@@ -27,6 +27,7 @@ def test_table_defaults_are_the_modules_own(name):
     assert dict(ROUTERS[name].model_kwargs) == own
 
 
+@pytest.mark.slow
 def test_configs_do_not_import_flax():
     code = "import sys; from jaxroute.configs import paper; paper.get_config(); "
     code += "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flax', 'jax')))"
@@ -65,6 +66,7 @@ def mean_predict(state, x, rc):
     return np.broadcast_to(state, (x.shape[0], state.shape[0])), None  # None: cost model
 
 
+@pytest.mark.slow
 def test_a_new_router_is_one_table_line(tmp_path, monkeypatch):
     monkeypatch.setitem(ROUTERS, "bias", RouterSpec(module=BiasRouter, model_kwargs={"start": 0.0}))
     monkeypatch.setitem(

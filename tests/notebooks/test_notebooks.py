@@ -163,6 +163,7 @@ def _assert_png(path: pathlib.Path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
 
 
+@pytest.mark.slow
 def test_loss_ablation_runs(tmp_path, monkeypatch):
     workdir = tmp_path / "workdir"
     nb = _execute("loss_ablation", workdir, monkeypatch)
@@ -189,6 +190,7 @@ def test_loss_ablation_has_a_papermill_parameters_cell():
         assert re.search(rf"^{name} = ", tagged[0].source, re.M), name
 
 
+@pytest.mark.slow
 def test_loss_ablation_as_a_script_takes_its_grid_from_the_environment(tmp_path):
     """``python notebooks/loss_ablation.py``: another loss, another keyword's grid, and
     every table printed as text (no ``<IPython.core.display...>`` reprs)."""
@@ -233,6 +235,7 @@ def test_loss_ablation_as_a_script_takes_its_grid_from_the_environment(tmp_path)
     _assert_png(tmp_path / "w/nb_sweep.png")
 
 
+@pytest.mark.slow
 def test_colab_quickstart_runs_data_parallel(tmp_path, monkeypatch):
     workdir = tmp_path / "workdir"
     nb = _execute(

@@ -70,6 +70,7 @@ def test_routerbench_dataframe_pickles_still_load(tmp_path, good_csv, protocol):
     assert list(got.sample_ids) == list(want.sample_ids)
 
 
+@pytest.mark.slow
 def test_inspect_data_on_pickle_folder_one_line_exit_2(tmp_path, good_csv):
     marker = tmp_path / "MARKER"
     evil_pickle(good_csv.parent / "extra.pkl", marker)
@@ -89,6 +90,7 @@ def _corrupt(step_dir):
             f.write_bytes(b"\0garbage" * 4)
 
 
+@pytest.mark.slow
 def test_corrupt_newest_step_is_moved_aside_and_training_completes(tmp_path, caplog):
     c = tiny_config(epochs=2)
     jtrain.fit(c, tmp_path)
@@ -121,6 +123,7 @@ def _restore(c, workdir, **kw):
     return Checkpointer(workdir / "checkpoints/mlp", **kw).restore(target, step=step)
 
 
+@pytest.mark.slow
 def test_read_only_restore_of_corrupt_or_missing_step_is_one_line(tmp_path):
     c = tiny_config(epochs=2)
     jtrain.fit(c, tmp_path)
@@ -279,6 +282,7 @@ def test_stale_lock_of_a_killed_run_is_taken_over(tmp_path, caplog):
 
 
 # ---------------------------------------------------------------- 5. header-only data
+@pytest.mark.slow
 def test_header_only_file_is_a_data_error_before_anything_is_written(tmp_path, good_csv):
     header = tmp_path / "header.csv"
     pd.read_csv(good_csv).head(0).to_csv(header, index=False)
@@ -318,6 +322,7 @@ def test_features_without_ids_warn(tmp_path, caplog):
     assert "no f.ids beside it" in caplog.text
 
 
+@pytest.mark.slow
 def test_diagnose_with_an_all_zero_feature_row_prints_valid_json(tmp_path):
     d = jd.synthetic(n_prompts=60, seed=0, feature_dim=4)
     feats = d.features.copy()

@@ -12,6 +12,8 @@ from jaxroute.train import _guard
 from .conftest import error_lines, run_app, snapshot, tiny_config
 from .test_faults import _corrupt, _holder
 
+pytestmark = pytest.mark.slow  # docs/testing.md
+
 
 def test_evaluate_app_on_corrupt_checkpoint_prints_one_line(tmp_path):
     c = tiny_config(epochs=2)

@@ -227,6 +227,7 @@ SHARD_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sharded_equals_single_device_8_fake_cpus():
     env = dict(os.environ, **jit_cache_env())  # the suite's compilation cache
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"

@@ -19,6 +19,7 @@ from jaxroute.routing import calibrate as rcal
 
 # One worker runs them all under xdist (--dist loadgroup): one workdir, one server.
 pytestmark = pytest.mark.xdist_group("serving")
+pytestmark = [pytestmark, pytest.mark.slow]  # docs/testing.md
 
 
 def _choice(s, c, rule, p):

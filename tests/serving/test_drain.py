@@ -14,6 +14,7 @@ import pytest
 from _apps import run_app
 
 pytestmark = pytest.mark.xdist_group("serving")
+pytestmark = [pytestmark, pytest.mark.slow]  # docs/testing.md
 
 TOKEN = "drain-test-token-0123"
 

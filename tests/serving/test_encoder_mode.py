@@ -10,6 +10,7 @@ from jaxroute.train import read_config
 
 # The session workdir of tests/serving/conftest.py: trained once, on the serving worker.
 pytestmark = pytest.mark.xdist_group("serving")
+pytestmark = [pytestmark, pytest.mark.slow]  # docs/testing.md
 
 
 def test_run_records_and_router_uses_the_training_encoder_mode(workdir, tmp_path):

@@ -16,6 +16,7 @@ CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=60)
 
 # One worker runs them all under xdist (--dist loadgroup): one workdir, one server.
 pytestmark = pytest.mark.xdist_group("serving")
+pytestmark = [pytestmark, pytest.mark.slow]  # docs/testing.md
 
 
 def call(method, url, *, data=None, json_body=None, read="json"):

@@ -10,6 +10,8 @@ from jaxroute.models import fitted, router_spec
 from jaxroute.models import taskprior as tp
 from jaxroute.train import experiment as E
 
+pytestmark = pytest.mark.slow  # docs/testing.md
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

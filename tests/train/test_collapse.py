@@ -16,6 +16,8 @@ from jaxroute.data import STRONG_MODEL
 from jaxroute.train import evaluation
 from jaxroute.train import experiment as E
 
+pytestmark = pytest.mark.slow  # docs/testing.md
+
 
 @pytest.mark.parametrize("data_seed", [1, 2, 3])
 def test_mlp_collapses_equirouter_tiebreak_does_not(tmp_path, data_seed):

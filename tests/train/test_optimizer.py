@@ -90,6 +90,7 @@ def test_best_epoch_reads_the_lowest_mean_validation_loss(tmp_path):
         best_epoch(tmp_path, "missing", 3)
 
 
+@pytest.mark.slow
 def test_eval_checkpoint_best_evaluates_that_epochs_parameters(tmp_path):
     """eval.checkpoint='best': train's in-memory parameters, evaluate's and route's (both
     through trained_group) are the checkpoint of the epoch of lowest validation loss."""

@@ -53,6 +53,7 @@ def test_epoch_indices_cover_and_reshuffle():
     np.testing.assert_array_equal(idx, T.epoch_indices(10, 4, seed=3, epoch=0)[0])
 
 
+@pytest.mark.slow
 def test_vmapped_group_equals_separate_runs(tmp_path):
     """K seeds in one vmapped state give the same parameters as K single runs."""
     c = tiny(seeds=(0, 1), epochs=2)
@@ -68,6 +69,7 @@ def test_vmapped_group_equals_separate_runs(tmp_path):
             np.testing.assert_allclose(np.asarray(a)[k], np.asarray(b)[0], rtol=2e-5, atol=2e-6)
 
 
+@pytest.mark.slow
 def test_loss_falls_and_metrics_written(tmp_path):
     c = tiny(routers="mlp,equirouter", epochs=4)
     E.fit(c, tmp_path)
@@ -83,6 +85,7 @@ class _Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path, monkeypatch):
     c = tiny(routers="mlp", epochs=4)
     E.fit(c, tmp_path / "full")
@@ -114,6 +117,7 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch):
     assert epochs == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_falls_back(tmp_path, caplog):
     c = tiny(routers="mlp", epochs=2)
     c.cost_model.enabled = False
@@ -139,6 +143,7 @@ def test_nan_loss_stops_with_step_named():
         T.check_finite(losses, name="mlp", epoch=1, steps_per_epoch=3)
 
 
+@pytest.mark.slow
 def test_nan_in_training_is_caught(tmp_path):
     c = tiny(routers="mlp", epochs=2)
     c.train.learning_rate = 1e30  # diverges
@@ -154,6 +159,7 @@ def test_misspelt_router_name_fails():
         E.router_names(c)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change", [{"run_routers": "mlp,eqirouter"}, {"data.split": "no_such_split"}]
 )
@@ -169,6 +175,7 @@ def test_config_errors_found_after_loading_the_data_leave_the_workdir_empty(tmp_
     assert (tmp_path / ".lock").stat().st_size == 0
 
 
+@pytest.mark.slow
 def test_eight_fake_devices_give_the_same_params(tmp_path):
     """Data-parallel over 8 fake CPU devices matches one device (float tolerance)."""
     from _apps import jit_cache_env  # here: the subprocess imports this module
@@ -242,6 +249,7 @@ def test_hparams_vmap_equals_separate_runs():
     assert not np.allclose(p0, p1)  # the weight mattered
 
 
+@pytest.mark.slow
 def test_workdir_with_another_config_is_refused(tmp_path):
     c = tiny(routers="mlp", epochs=1)
     c.cost_model.enabled = False
@@ -254,6 +262,7 @@ def test_workdir_with_another_config_is_refused(tmp_path):
     E.fit(c, tmp_path)
 
 
+@pytest.mark.slow
 def test_config_hparams_train_in_one_state_and_match_a_plain_router(tmp_path):
     """``hparams={"rank_weight": (0, 50)}``: 2 x K copies in one group; the w=50 copies
     equal the router trained with the loss's default w=50 on its own."""
@@ -284,6 +293,7 @@ def test_config_hparams_train_in_one_state_and_match_a_plain_router(tmp_path):
     assert w50["peak"] == pytest.approx(alone["peak"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_validation_part_trains_logs_and_evaluates(tmp_path):
     """train.val_fraction holds a seeded part of train out: val_loss is logged each epoch
     and eval.split='val' evaluates on it (from the checkpoints)."""
