@@ -1,4 +1,4 @@
-"""Strict JAX for every test (STYLE.md); the suite's compilation cache; xdist groups."""
+"""Strict JAX for every test (docs/design.md); the suite's compilation cache; xdist groups."""
 
 import os
 import pathlib

@@ -4,5 +4,5 @@ Each benchmark returns a dict with ``ratio`` (baseline time / jaxroute time, or 
 throughput / baseline throughput; higher is better for jaxroute, None without a
 baseline), the raw figures, the threads used and a correctness check, and ``what``.
 Baselines that need torch (never a jaxroute requirement) are skipped with ``why`` when
-it is not importable; install it as the README's ``bench`` line says.
+it is not importable; install it as docs/speed.md's ``bench`` line says.
 """

@@ -25,7 +25,7 @@ def cpu_threads() -> int:
 def import_torch(threads: int | None = None):
     """``torch`` with ``threads`` intra-op threads, or ``(None, reason)`` if not importable."""
     try:
-        import torch  # optional: the README's bench install line
+        import torch  # optional: docs/speed.md's bench install line
     except Exception as e:  # noqa: BLE001 - any import failure means "not available"
         return None, f"torch is not importable ({type(e).__name__}: {e})"
     torch.set_num_threads(threads or cpu_threads())

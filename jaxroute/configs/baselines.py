@@ -1,7 +1,7 @@
 """The prior routers of docs/method.md §4: MLP / linear / matrix-factorisation regressors, kNN.
 
     python -m jaxroute.launch.train --flagfile=launch/baselines_routerbench.flags \
-        --data_path=../shared/data/routerbench_5shot_subset
+        --data_path=PATH/TO/routerbench_data
 
 The reference routers (oracle, best single, cheapest, random, zero router) are in every
 report.

@@ -1,7 +1,7 @@
 """Reproduce "When Routing Collapses" on RouterBench-format data (issue: the paper).
 
     python -m jaxroute.launch.train --flagfile=launch/paper_routerbench_20_80.flags \
-        --data_path=../shared/data/routerbench_5shot_subset
+        --data_path=PATH/TO/routerbench_data
 
 Every router of docs/method.md §4 plus EquiRouter as the reference code has it and with cost
 tie-break, over seeds 42-46, with the reference routers in the report. ``get_config``

@@ -1,4 +1,4 @@
-"""Splits (METHOD.md §6) and the split table. Epoch batches: ``jaxroute.train.epoch_indices``.
+"""Splits (docs/method.md §6) and the split table. Epoch batches: ``jaxroute.train.epoch_indices``.
 
 ``SPLITS`` maps ``config.data.split`` to a :class:`SplitSpec` whose ``split(data, dc,
 seed)`` returns ``(train, test)`` from the data config ``dc``:
@@ -84,7 +84,7 @@ def split_leave_one_task_out(data: RoutingData, index: int) -> tuple[RoutingData
 def split_seeds(
     data: RoutingData, seeds: Sequence[int], train_fraction: float = 0.2
 ) -> list[tuple[RoutingData, RoutingData]]:
-    """One in-domain split per seed (K seeds, METHOD.md §6 uses 42-46)."""
+    """One in-domain split per seed (K seeds, docs/method.md §6 uses 42-46)."""
     return [split_in_domain(data, train_fraction, s) for s in seeds]
 
 

@@ -1,6 +1,6 @@
 """The built-in synthetic benchmark: RouterBench-like data with learnable features.
 
-Calibrated to the facts of METHOD.md and the RouterBench subset's README: RouterBench's
+Calibrated to the RouterBench facts of docs/method.md §1 and §6: RouterBench's
 11 models with their mean cost per query, GPT-4 best on average and dearest, several
 tasks with different model strengths, prompt difficulty, mostly 0/1 quality (one graded
 task), most prompts with two or more models tied at the best quality, costs from prompt
@@ -15,7 +15,8 @@ import numpy as np
 
 from jaxroute.data._types import DataError, RoutingData
 
-# name, mean USD per query on RouterBench 5-shot (subset README), ability (logit scale).
+# name, mean USD per query on RouterBench 5-shot (its published per-model costs), ability
+# (logit scale).
 ROUTERBENCH_MODELS = (
     ("WizardLM/WizardLM-13B-V1.2", 0.00012, 0.1),
     ("claude-instant-v1", 0.00037, 0.9),

@@ -1,4 +1,4 @@
-"""RoutingData: the one in-memory form of a routing benchmark (METHOD.md §1)."""
+"""RoutingData: the one in-memory form of a routing benchmark (docs/method.md §1)."""
 
 from __future__ import annotations
 

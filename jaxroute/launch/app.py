@@ -1,6 +1,6 @@
 """The app runner: start-up, ``--help``, flag parsing and exit codes (each app stays thin).
 
-Exit codes (README "Reliability"): every app runs through :func:`run`, which maps the
+Exit codes (docs/reliability.md): every app runs through :func:`run`, which maps the
 exception classes of :data:`EXIT_CODES` to one ``error: ...`` line on stderr and a code:
 2 for bad input (data, config, flags, a workdir that belongs to another run or is in
 use), 1 for failures of the run itself (checkpoint or OS errors such as a full disk, a

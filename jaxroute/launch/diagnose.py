@@ -1,6 +1,6 @@
 r"""Why a router collapses: tie shares, noise injection and feature diversity per task.
 
-    python -m jaxroute.launch.diagnose --data_path=../shared/data/routerbench_5shot_subset \
+    python -m jaxroute.launch.diagnose --data_path=PATH/TO/routerbench_data \
         --features=workdir_features.npy
 
 Prints readable tables (``--json``: one JSON object instead): per task the top-2 tie

@@ -1,4 +1,4 @@
-"""Differentiable ranking losses for LLM routing (METHOD.md §5).
+"""Differentiable ranking losses for LLM routing (docs/method.md §5).
 
 Every loss takes ``[..., M]`` arrays (last axis = candidate models, leading axes = batch)
 and one signature, ``loss(scores, labels, *, costs=None, where=None, weights=None,

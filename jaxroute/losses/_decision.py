@@ -1,4 +1,4 @@
-"""Decision-aware losses: expected regret of relaxed routing rules (METHOD.md §1, §5)."""
+"""Decision-aware losses: expected regret of relaxed routing rules (docs/method.md §1, §5)."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def _cheapest(costs: jax.Array, where: jax.Array) -> jax.Array:
 
 
 def _feasible(costs: jax.Array, where: jax.Array, budgets: jax.Array) -> jax.Array:
-    """``[..., M, K]`` hard feasibility with the cheapest-model fallback (METHOD.md §1)."""
+    """``[..., M, K]`` hard feasibility with the cheapest-model fallback (docs/method.md §1)."""
     feas = where[..., None] & (costs[..., None] <= budgets[..., None, :])
     none = ~jnp.any(feas, axis=-2, keepdims=True)
     return jnp.where(none, _cheapest(costs, where)[..., None], feas)
@@ -100,7 +100,7 @@ def budget_regret_loss(
     For each budget ``B`` the router's rule ``π_B(x) = argmax_{m: ĉ_m ≤ B} s_m`` is
     relaxed to ``p_B = softmax(s / T)`` over the models feasible under the predicted
     costs ``ĉ`` (hard mask; if none is feasible, the cheapest predicted model(s), as in
-    METHOD.md §1). With ``cost_temperature`` set, feasibility is instead the soft factor
+    docs/method.md §1). With ``cost_temperature`` set, feasibility is instead the soft factor
     ``sigmoid((B - ĉ) / cost_temperature)`` (``p_B ∝ exp(s/T) · sigmoid(...)``), which
     also passes gradients to ``pred_costs``. The oracle takes the best utility
     affordable under the true costs (cheapest true model if none is):

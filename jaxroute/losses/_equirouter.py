@@ -1,4 +1,4 @@
-"""The EquiRouter objective (METHOD.md §3): MSE + rank_weight · pairwise logistic."""
+"""The EquiRouter objective (docs/method.md §3): MSE + rank_weight · pairwise logistic."""
 
 from __future__ import annotations
 

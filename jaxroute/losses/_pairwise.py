@@ -92,7 +92,7 @@ def pairwise_logistic_loss(
 
     with ``P`` the valid pairs with ``y_bi > y_bj`` and ``T`` (only for
     ``tie_break="cost"``) the pairs with ``y_bi == y_bj`` and ``c_bi < c_bj``, weighted by
-    ``tau = tie_weight``. ``reduction="global"`` is the reference EquiRouter (METHOD.md §3):
+    ``tau = tie_weight``. ``reduction="global"`` is the reference EquiRouter (docs/method.md §3):
     one mean over all valid pairs of the batch, 0 when there is none. ``"per_list"``
     averages the pairs of each prompt, then the prompts that have at least one pair.
 

@@ -231,7 +231,7 @@ def lanes_epoch(task: Task, lanes: int, state, data: Batch, idx: jax.Array, vali
 # more than K plain GEMMs. 8 EquiRouters, 2 cores, lanes / vmap against 8 sequential runs
 # (2026-12-06): 0.04 GFLOP a step (trunk 64-32-32) 2.05x / 2.09x; 0.40 GFLOP (256-128-128)
 # 1.27x / 1.09x; 1.45 GFLOP (512-256-256) 1.03x / 0.87x; 5.5 GFLOP (full size) see the
-# README's speed table.
+# docs/speed.md.
 LANES_MIN_FLOPS = 1e8
 
 

@@ -1,11 +1,11 @@
-"""Every orbax call of jaxroute lives here (STYLE.md: orbax in one module).
+"""Every orbax call of jaxroute lives here (docs/design.md: orbax in one module).
 
 A :class:`Checkpointer` saves a train-state pytree after each epoch (``step`` = epoch
 number), keeps the latest N and the best by a validation metric, and restores the latest
 good one. Orbax writes each step to a temporary folder and renames it when complete, so
 a crash mid-save leaves the last good checkpoint usable.
 
-Faults, and what happens (README "Reliability"):
+Faults, and what happens (docs/reliability.md):
 
 - A step that cannot be read (files overwritten, ``manifest.ocdbt`` truncated, a
   half-copied folder) is *moved aside*, never deleted: ``<dir>/<step>`` becomes

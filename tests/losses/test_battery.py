@@ -1,4 +1,4 @@
-"""The STYLE.md loss battery, run over every entry of ``jaxroute.losses.LOSSES``."""
+"""The loss battery (docs/design.md, habits), run over every entry of ``jaxroute.losses.LOSSES``."""
 
 import jax
 import jax.numpy as jnp

@@ -21,7 +21,7 @@ def full_params():
 def test_parameter_count(full_params):
     n = count_params(full_params)
     assert abs(n - 2.44e6) / 2.44e6 < 0.01, n
-    assert n == 2_435_969  # hand count of METHOD.md §3
+    assert n == 2_435_969  # hand count of docs/method.md §3
 
 
 def test_parameter_count_abstract_matches():

@@ -1,4 +1,4 @@
-"""The fault table of README "Reliability": one small test per row.
+"""The fault table of docs/reliability.md: one small test per row.
 
 Each test injects the fault, checks the one-line message and checks that nothing was
 lost, overwritten or mixed (file hashes before and after, markers that must not exist).
