@@ -48,6 +48,10 @@ def test_table_entries_are_well_formed():
     mpnet = encoders.ENCODERS["all-mpnet-base-v2"]
     assert (mpnet.architecture, mpnet.dim, mpnet.max_length) == ("mpnet", 768, 384)
     assert len(mpnet.packages) == 5 and "Apache-2.0" in mpnet.licence
+    # Its bfloat16 mode missed the parity bar, so "auto" keeps it in float32 everywhere.
+    assert encoders.encoder_dtype("all-mpnet-base-v2", "auto") == "float32"
+    assert encoders.encoder_dtype("all-mpnet-base-v2", "bfloat16") == "bfloat16"
+    assert encoders.encoder_dtype("all-MiniLM-L6-v2", "auto") == encoders.resolve_dtype("auto")
 
 
 def test_names_and_paths_resolve_alike(tiny_dir):
