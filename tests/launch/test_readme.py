@@ -28,6 +28,8 @@ TINY_TRAIN = [
     "--config.routers.equirouter.model_kwargs.trunk_sizes=(16,16,16)",
 ]
 
+TINY_BEST = ["--config.data.path=synthetic:n_prompts=150", "--config.seeds=(0,)"]
+
 
 def readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
@@ -38,6 +40,8 @@ def readme_commands() -> list[str]:
 
 def tiny(argv: list[str]) -> list[str]:
     app = argv[1]
+    if app == "train" and any("best_router" in a for a in argv):
+        return argv + TINY_BEST
     if app == "train" and "--config_help" not in argv:
         return argv + TINY_TRAIN
     if app in ("embed", "diagnose"):
@@ -66,5 +70,8 @@ def test_readme_everyday_commands_run_in_order(tmp_path):
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert proc.returncode == 0, f"{line}\n{proc.stderr[-3000:]}"
+        if argv[1] == "route" and "workdirs/best_router" in line:
+            assert '"router": "best"' in proc.stdout, proc.stdout[-2000:]
     assert (tmp_path / "workdirs/synthetic_10ep/report.json").exists()
     assert (tmp_path / "features.npy").exists()
+    assert (tmp_path / "workdirs/best_router/fitted/best").is_dir()  # route read its state
