@@ -293,6 +293,23 @@ WIDE_INTERVAL_SHARE = 0.25
 MIN_CALIBRATION_PROMPTS = 100
 
 
+def _steps_over(curve, value, *, kind: str, target: float, model: int) -> list[str]:
+    """The warning when the chosen value misses ``target`` by more than the wide share."""
+    got = float(value[select(curve, kind, target, model)])
+    if abs(got - target) <= WIDE_INTERVAL_SHARE * abs(target):
+        return []
+    at_most = TARGETS[kind].at_most
+    beyond = value[value > got] if at_most else value[value < got]
+    step = f"; no parameter gives {'more' if at_most else 'less'}"
+    if beyond.size:
+        nxt = float(beyond.min() if at_most else beyond.max())
+        step = f"; the next value any parameter gives is {nxt:.6g}"
+    return [
+        f"the router cannot get near the target {target:.6g}: the nearest {kind} on the "
+        f"calibration split is {got:.6g}{step}"
+    ]
+
+
 def calibration_warnings(
     curve: SweepResult, *, kind: str, target: float, model: int, n_calibration: int, ci
 ) -> list[str]:
@@ -300,6 +317,10 @@ def calibration_warnings(
 
     - the router cannot move: every parameter of the curve gives the same value of the
       target quantity (e.g. a share of 0 at every λ), so any target reads the same;
+    - the curve steps over the target: the chosen parameter's value on the calibration
+      split is further from the target than :data:`WIDE_INTERVAL_SHARE` of it (e.g. every
+      prompt alike, so the share jumps from 0 to 1 at one parameter and a target of 0.2
+      gets 0);
     - the 95% interval ``ci = (low, high)`` on test is wider than
       :data:`WIDE_INTERVAL_SHARE` of the target;
     - fewer than :data:`MIN_CALIBRATION_PROMPTS` calibration prompts.
@@ -312,6 +333,8 @@ def calibration_warnings(
             f"the router cannot move: every parameter gives {kind} {v:.6g} on the "
             "calibration split, so every target reads the same"
         )
+    elif abs(float(target)) > 0:
+        out += _steps_over(curve, value, kind=kind, target=float(target), model=model)
     low, high = (float(x) for x in ci)
     scale = abs(float(target)) or max(abs(low), abs(high))
     if scale > 0 and high - low > WIDE_INTERVAL_SHARE * scale:

@@ -48,3 +48,25 @@ def test_a_router_that_moves_with_a_narrow_interval_and_enough_prompts_gives_non
         curve, kind="share", target=0.3, model=2, n_calibration=100, ci=(0.26, 0.33)
     )
     assert w == []
+
+
+def test_a_router_whose_share_jumps_from_0_to_1_cannot_get_near_the_target():
+    n = 200
+    pred = np.tile(np.float32([1e-4, 1e-3, 1e-2]), (n, 1))
+    scores = np.tile(np.float32([0.5, 0.6, 0.9]), (n, 1))  # every prompt alike
+    for rule in ("budget", "lambda"):
+        curve = _curve(scores, pred, rule)
+        share = curve.shares[:, 2]
+        assert set(np.unique(share).tolist()) == {0.0, 1.0}  # it moves, in one step
+        w = rcal.calibration_warnings(
+            curve, kind="share", target=0.2, model=2, n_calibration=n, ci=(0.0, 0.0)
+        )
+        assert w == [
+            "the router cannot get near the target 0.2: the nearest share on the "
+            "calibration split is 0; the next value any parameter gives is 1"
+        ]
+        # a target the step reaches: no warning
+        w = rcal.calibration_warnings(
+            curve, kind="share", target=1.0, model=2, n_calibration=n, ci=(1.0, 1.0)
+        )
+        assert w == []
