@@ -29,6 +29,11 @@ def atomic_write(
             os.fsync(f.fileno())
         os.chmod(tmp, mode)  # mkstemp makes 0600
         os.replace(tmp, path)
+    except OSError as e:  # disk full, permissions: the one-line error names the file
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -24,6 +24,16 @@ def test_disk_full_keeps_the_previous_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
 
 
+def test_a_failed_write_names_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "report.json"
+    monkeypatch.setattr(_io.os, "fsync", _disk_full)
+    with pytest.raises(OSError) as e:
+        _io.atomic_write_text(path, "{}")
+    assert e.value.errno == errno.ENOSPC
+    assert str(e.value) == f"[Errno 28] No space left on device: '{path}'"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_failing_serialiser_writes_nothing(tmp_path):
     path = tmp_path / "x.json"
     with pytest.raises(ValueError):
