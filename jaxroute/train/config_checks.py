@@ -108,6 +108,13 @@ def _check_fields(config) -> None:
         value = _get(config, field)
         if value is not _MISSING and (why := check(value)):
             raise ConfigError(f"config.{field}={value!r}: {why}")
+    dc, seeds = config.get("data"), config.get("seeds")
+    if dc is not None and dc.get("split") == "leave_one_task_out" and len(seeds or ()) > 1:
+        raise ConfigError(
+            f"config.seeds={tuple(seeds)!r} with data.split='leave_one_task_out': the "
+            "held-out tasks differ in size, so give one seed (the task's index) per run, "
+            "e.g. --config.seeds='(0,)', and loop over 0..T-1"
+        )
     ec, tc = config.get("eval"), config.get("train")
     if ec is not None and ec.get("checkpoint") == "best" and not (tc or {}).get("val_fraction"):
         raise ConfigError(

@@ -148,6 +148,10 @@ def test_a_new_router_its_loss_keywords_and_a_grid_from_flags():
         ([("train.epochs", "2.5")], "'2.5' is not an integer"),
         ([("train.weight_decay", "0.1")], "optimizer=adamw"),
         ([("seeds", "(1,1)")], "repeats [1]"),
+        (
+            [("data.split", "leave_one_task_out"), ("seeds", "(0,1)")],
+            "give one seed (the task's index) per run",
+        ),
         ([("train", "{}")], "is a group of fields"),
         ([("cost_model.enabled", "maybe")], "expects true or false"),
         (
