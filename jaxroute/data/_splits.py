@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxroute.data._readers import WIDE_SUFFIXES, read_files
 from jaxroute.data._types import DataError, RoutingData
 
 
@@ -111,8 +112,6 @@ def split_predefined(
     Returns:
       ``(train, test)`` in ``data``'s row order; the same for every seed.
     """
-    from jaxroute.data._readers import WIDE_SUFFIXES, read_files
-
     folder = pathlib.Path(str(path)).expanduser()
     if not folder.is_dir():
         raise DataError(
