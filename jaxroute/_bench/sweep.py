@@ -14,6 +14,7 @@ import time
 import tracemalloc
 from typing import Any
 
+import jax
 import numpy as np
 
 from jaxroute.routing.sweep import budget_sweep
@@ -102,8 +103,6 @@ def bench_sweep(
       process), ``peak_rss_mb`` (that process's whole peak RSS), ``baseline_peak_mem_mb``
       (tracemalloc peak of the loop), ``max_rel_err`` (jax vs loop means), and the sizes.
     """
-    import jax
-
     s, pc, y, c = synthetic_problem(n_prompts, n_models, n_routers, seed)
     budgets = np.geomspace(c.min(), c.max(), n_budgets)
 

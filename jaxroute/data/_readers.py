@@ -6,6 +6,7 @@ column and the sample id of the first problem.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import pathlib
@@ -94,8 +95,6 @@ def _read_table(f: pathlib.Path, nrows: int | None = None) -> pd.DataFrame:
 def _not_utf8(f: pathlib.Path) -> str:
     """Where a CSV stops being UTF-8: data row (from 0, as in every reader message),
     column and sample id, found with the csv module so quoted newlines count right."""
-    import csv
-
     with f.open(newline="", encoding="utf-8", errors="surrogateescape") as fh:
         reader = csv.reader(fh)
         header = next(reader, [])

@@ -43,6 +43,7 @@ from typing import Any
 import jax
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -147,8 +148,6 @@ def to_host(tree: Any) -> Any:
             return np.asarray(x)
         if x.is_fully_replicated:
             return np.asarray(x.addressable_data(0))
-        from jax.experimental import multihost_utils
-
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
     return jax.tree.map(one, tree)
@@ -252,8 +251,6 @@ def restore_target(abstract_tree: Any) -> Any:
 def barrier(name: str) -> None:
     """Waits until every process reaches ``name`` (no-op with one process)."""
     if multi_process():
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices(name)
 
 

@@ -39,6 +39,7 @@ import pathlib
 import threading
 from collections.abc import Iterator
 
+import jax
 import numpy as np
 from absl import logging
 
@@ -86,8 +87,6 @@ def _alive(pid: str) -> bool:
 
 def _jax_process_index() -> int:
     """This process's index in a multi-process JAX run (0 otherwise)."""
-    import jax
-
     return jax.process_index()
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 from orbax.checkpoint.checkpoint_managers import save_decision_policy as sdp
 
@@ -153,8 +154,6 @@ class Checkpointer:
                 f"({os_reason(err)}); move or delete it by hand"
             ) from None
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             multihost_utils.sync_global_devices(f"jaxroute:quarantine:{src}")
         logging.warning(
             "checkpoint %s is unreadable (%s); moved aside to %s, resuming from an older step",
