@@ -95,6 +95,9 @@ def pytest_sessionfinish(session):
         pathlib.Path(f"{_PROFILE}.{worker}").write_text(f"#outside\t{outside!r}\n{rows}")
         return
     parts = sorted(pathlib.Path(_PROFILE).parent.glob(pathlib.Path(_PROFILE).name + ".gw*"))
+    if parts:  # the workers are this process's children: their CPU is in their parts
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        outside = own.ru_utime + own.ru_stime
     rows = list(_cpu_rows)
     for part in parts:
         head, *body = part.read_text().splitlines()

@@ -10,6 +10,8 @@ from jaxroute.losses import equirouter_loss
 from jaxroute.models import make_model
 from jaxroute.train import _trainer as T
 
+pytestmark = pytest.mark.slow  # docs/testing.md
+
 N, D, M, B = 21, 6, 3, 8  # 21 rows in batches of 8: the last batch is padded and masked
 
 
