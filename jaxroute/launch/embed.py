@@ -16,6 +16,9 @@ from jaxroute import encoders
 from jaxroute.launch import common  # --data_path, --data_format (shared by the apps)
 
 _OUTPUT = flags.DEFINE_string("output", None, "Output .npy ([N, D] float32).")
+_ENCODER = flags.DEFINE_string(
+    "encoder", None, "A name of jaxroute.encoders.ENCODERS or an HF-format folder."
+)
 _ENCODER_DIR = flags.DEFINE_string(
     "encoder_dir", None, "HF-format encoder folder (default: installed all-MiniLM-L6-v2)."
 )
@@ -28,7 +31,8 @@ _DTYPE = flags.DEFINE_enum(
     "auto",
     list(encoders.ENCODER_DTYPES),
     "Encoder matmuls: float32, bfloat16 (float32 accumulation), or auto (bfloat16 on a "
-    "CPU with AMX-BF16, else float32).",
+    "CPU with AMX-BF16 or AVX512-BF16, else float32; the encoder table's default where "
+    "it sets one, e.g. all-mpnet-base-v2: float32).",
 )
 _VIEW = flags.DEFINE_enum(
     "prompt_view", "full", list(encoders.PROMPT_VIEWS), "Which part of each prompt to embed."
@@ -46,10 +50,10 @@ def main(argv):
     logging.info("loaded %d prompts from %s", len(data.sample_ids), common.DATA_PATH.value)
     features = encoders.features_for(
         data,
-        encoder_dir=_ENCODER_DIR.value,
+        encoder_dir=_ENCODER.value or _ENCODER_DIR.value,
         cache_dir=_CACHE_DIR.value or None,
         batch_size=_BATCH_SIZE.value,
-        encoder_dtype=_DTYPE.value,
+        encoder_dtype=encoders.encoder_dtype(_ENCODER.value or _ENCODER_DIR.value, _DTYPE.value),
     )
     encoders.write_features(_OUTPUT.value, features, data.sample_ids)
     logging.info(

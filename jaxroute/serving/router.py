@@ -344,7 +344,7 @@ def load_router(workdir, *, router: str | None = None, seed_index: int = 0) -> T
         name=name,
         models=list(info["models"]),
         predict_fn=predict_fn,
-        encoder_dir=config.features.encoder_dir or None,
+        encoder_dir=encoders.config_encoder(config.features),
         prompt_view=config.features.get("prompt_view", "full"),
         # read_config pinned it to the mode training embedded with.
         encoder_dtype=config.features.encoder_dtype,

@@ -17,6 +17,7 @@ import numpy as np
 from absl import logging
 
 from jaxroute import data as jdata
+from jaxroute import encoders
 from jaxroute import models as jmodels
 from jaxroute import report as jreport
 from jaxroute import routing as jrouting
@@ -176,6 +177,11 @@ def evaluate_fitted(
     summary["evaluated_on"] = part
     summary["n_evaluated"] = evaluated[0].num_prompts
     summary["split"] = config.data.split
+    fc = config.features
+    if fc.source == "encoder":  # which encoder made the features, and in which mode
+        encoder = encoders.config_encoder(fc)
+        mode = encoders.encoder_dtype(encoder, fc.get("encoder_dtype", "auto"))
+        summary["encoder"] = encoders.encoder_record(encoder, mode)
     strong_name = models[strong] if strong is not None else None
     if dist.is_main():  # the other processes build the same report without writing it
         paths = jreport.write_report(

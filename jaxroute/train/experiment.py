@@ -59,7 +59,8 @@ def _encoder_dtype(config) -> str | None:
     """The encoder mode the run's features were embedded with (None: not embedded)."""
     if config.features.source != "encoder":
         return None
-    return encoders.resolve_dtype(config.features.get("encoder_dtype", "auto"))
+    encoder = encoders.config_encoder(config.features)
+    return encoders.encoder_dtype(encoder, config.features.get("encoder_dtype", "auto"))
 
 
 @_guard.holds_workdir_lock  # one writer per workdir (docs/reliability.md)
@@ -87,7 +88,9 @@ def fit(config, workdir: str | os.PathLike, data: jdata.RoutingData | None = Non
         write_config(config, workdir)
     writer = MetricWriter(workdir)
     if dist.is_main():
-        write_run_info(workdir, data, splits, _encoder_dtype(config))
+        write_run_info(
+            workdir, data, splits, _encoder_dtype(config), encoders.config_encoder(config.features)
+        )
     groups = {}
     for name, rc, offset, task in to_train:
         params = train_group(

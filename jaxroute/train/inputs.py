@@ -26,8 +26,9 @@ def load_experiment_data(config) -> jdata.RoutingData:
             )
         return data
     view = fc.get("prompt_view", "full")
+    encoder = encoders.config_encoder(fc)
     try:
-        dtype = encoders.resolve_dtype(fc.get("encoder_dtype", "auto"))
+        dtype = encoders.encoder_dtype(encoder, fc.get("encoder_dtype", "auto"))
     except ValueError as e:
         raise ValueError(f"config.features.encoder_dtype: {e}") from None
     encoded = data
@@ -35,7 +36,7 @@ def load_experiment_data(config) -> jdata.RoutingData:
         encoded = data.replace(prompts=encoders.apply_view(data.prompts.tolist(), view))
     feats = encoders.features_for(
         encoded,
-        encoder_dir=fc.encoder_dir or None,
+        encoder_dir=encoder,
         cache_dir=fc.cache_dir or encoders.DEFAULT_CACHE_DIR,
         features_path=(fc.path or None) if source == "file" else None,
         batch_size=fc.batch_size,

@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 
 from jaxroute import data as jdata
+from jaxroute import encoders
 from jaxroute._io import atomic_write_json, atomic_write_text
 from jaxroute.train import _distributed as dist
 
@@ -133,10 +134,11 @@ def config_with_data(config, path: str, data_format: str | None = None):
 
 
 def write_run_info(
-    workdir, data: jdata.RoutingData, splits, encoder_dtype: str | None = None
+    workdir, data: jdata.RoutingData, splits, encoder_dtype: str | None = None, encoder=None
 ) -> None:
     """What ``route`` needs to rebuild the routers without the data: names and shapes,
-    and the encoder's resolved matmul mode when the features came from the encoder."""
+    and, when the features came from the encoder, which encoder (name, fingerprint,
+    architecture, width, pooling) and its resolved matmul mode."""
     info = {
         "models": list(data.models),
         "feature_dim": int(data.features.shape[1]),
@@ -145,7 +147,7 @@ def write_run_info(
         "source": str(data.source),
     }
     if encoder_dtype is not None:
-        info["encoder_dtype"] = encoder_dtype
+        info.update(encoders.encoder_record(encoder, encoder_dtype))
     atomic_write_json(pathlib.Path(workdir) / "run_info.json", info)
 
 

@@ -8,6 +8,7 @@ data sizes of embed/diagnose shrink and benchmark runs ``--quick``. ``jaxroute``
 this interpreter's ``python -m jaxroute.cli``.
 """
 
+import json
 import os
 import pathlib
 import re
@@ -74,4 +75,8 @@ def test_readme_everyday_commands_run_in_order(tmp_path):
             assert '"router": "best"' in proc.stdout, proc.stdout[-2000:]
     assert (tmp_path / "workdirs/synthetic_10ep/report.json").exists()
     assert (tmp_path / "features.npy").exists()
+    report = json.loads((tmp_path / "workdirs/equirouter_synthetic/report.json").read_text())
+    info = json.loads((tmp_path / "workdirs/equirouter_synthetic/run_info.json").read_text())
+    assert report["dataset"]["encoder"]["encoder"] == "all-MiniLM-L6-v2"
+    assert report["dataset"]["encoder"] == {k: info[k] for k in report["dataset"]["encoder"]}
     assert (tmp_path / "workdirs/best_router/fitted/best").is_dir()  # route read its state

@@ -19,6 +19,9 @@ def test_run_records_and_router_uses_the_training_encoder_mode(workdir, tmp_path
     assert json.loads((workdir / "config.json").read_text())["features"]["encoder_dtype"] == "auto"
     assert info["encoder_dtype"] == trained_with
     assert serving.load_router(workdir).encoder_dtype == trained_with
+    # which encoder made the features: run_info.json and report.json say the same
+    assert (info["encoder"], info["architecture"], info["dim"]) == ("all-MiniLM-L6-v2", "bert", 384)
+    assert (info["pooling"], info["normalize"]) == ("mean", True)
     # The same run read on a machine where "auto" resolves otherwise keeps its mode.
     other = {"float32": "bfloat16", "bfloat16": "float32"}[trained_with]
     copy = tmp_path / "copy"
