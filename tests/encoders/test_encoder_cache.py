@@ -56,6 +56,7 @@ def test_hit_miss_and_changed_prompt(tmp_path, tiny_dir, tiny_encoder, count_enc
     assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no temporaries
 
 
+@pytest.mark.slow
 def test_changed_encoder_never_served_stale(tmp_path, tiny_dir):
     prompts = ["what is two plus two?", "hello"]
     a = _embed(prompts, tiny_dir, tmp_path / "cache")

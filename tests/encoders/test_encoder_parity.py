@@ -40,6 +40,7 @@ def test_fixture_is_varied(reference):
     assert any(p.startswith("['") for p in reference["prompts"])
 
 
+@pytest.mark.slow
 def test_cosine_to_sentence_transformers(minilm, reference):
     assert minilm.max_length == reference["max_seq_length"] == 256
     got = minilm(reference["prompts"], batch_size=8, progress=False)
@@ -53,6 +54,7 @@ def test_cosine_to_sentence_transformers(minilm, reference):
     assert [len(t) for t in ids] == [min(n, 256) for n in reference["n_tokens_untruncated"]]
 
 
+@pytest.mark.slow
 def test_bfloat16_mode_meets_the_parity_bar(reference):
     # bfloat16 operands with float32 accumulation (the default on AMX CPUs): the
     # issue's bar, min cosine >= 0.9999 to sentence-transformers' float32 vectors.

@@ -246,6 +246,7 @@ def tiny_mpnet(tmp_path_factory):
     return d, tensors
 
 
+@pytest.mark.slow
 def test_mpnet_port_equals_numpy_forward(tiny_mpnet):
     d, tensors = tiny_mpnet
     enc = encoders.load_encoder(d, buckets=(8, 16, 32), dtype="float32")

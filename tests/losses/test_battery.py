@@ -85,6 +85,7 @@ def test_check_grads(name):
         check_grads(jax.jit(lambda s: loss(s, y, costs=c)), (s,), order=1, modes=["rev"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_batched_call_equals_loop_over_rows(name):
     """The batched call (sum reduction) equals the sum of per-row calls and of a vmap

@@ -26,6 +26,7 @@ def _reference(s, y, c, lam, temperature, weight):
     return float(np.mean(out))
 
 
+@pytest.mark.slow
 def test_closed_form_two_models_one_price():
     # p = (0.5, 0.5): the rule picks each model with weight softmax(-λ c̃ / T).
     s, y, c = jnp.array([[0.0, 0.0]]), jnp.array([[1.0, 1.0]]), jnp.array([[1.0, 2.0]])
@@ -37,6 +38,7 @@ def test_closed_form_two_models_one_price():
     np.testing.assert_allclose(float(got), want, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_matches_reference_and_table_entry():
     k1, k2, k3 = jax.random.split(jax.random.key(1), 3)
     s = jax.random.normal(k1, (4, 5))
@@ -57,6 +59,7 @@ def test_matches_reference_and_table_entry():
         losses.calibrated_wtp_loss(s, y)
 
 
+@pytest.mark.slow
 def test_gradient_prefers_the_cheaper_of_two_equal_models_and_masks_are_safe():
     y, c = jnp.array([[1.0, 1.0]]), jnp.array([[0.1, 1.0]])
     fn = jax.jit(

@@ -22,6 +22,7 @@ def test_label_ranks_average_ties_cost_break_and_mask():
     np.testing.assert_allclose(label_ranks(y, where, c)[:3], [2.0, 1.0, 3.0])
 
 
+@pytest.mark.slow
 def test_ot_battery():
     tb = True  # the cost path; the label-only path shares all other code
     k1, k2, k3 = jax.random.split(jax.random.key(0), 3)

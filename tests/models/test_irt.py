@@ -18,6 +18,7 @@ def _softplus(v):
     return np.log1p(np.exp(v))
 
 
+@pytest.mark.slow
 def test_logits_are_the_two_parameter_logistic_formula():
     m = irt.IRTRouter(num_models=3, num_tasks=2, hidden=5, skills=2)
     x = np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32)
@@ -73,6 +74,7 @@ def _close(a, b):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=2e-4, atol=2e-6)
 
 
+@pytest.mark.slow
 def test_masked_padding_rows_change_nothing():
     x, q, c, ids = _noise(20)
     plain, steps = _fit(x, q, c, ids, np.ones(20, np.float32))
@@ -84,6 +86,7 @@ def test_masked_padding_rows_change_nothing():
     _close(plain, padded)
 
 
+@pytest.mark.slow
 def test_early_stopping_refits_every_row_for_the_chosen_steps():
     # Labels independent of the features: a wide trunk overfits them, so the held-out
     # loss turns up before the last step and fewer steps are chosen.
@@ -113,6 +116,7 @@ def _bce(p, y):
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
+@pytest.mark.slow
 def test_learns_a_planted_difficulty_and_the_task():
     x, q, c, tasks, _ = _planted(1500, 0)
     tx, tq, tc, ttasks, tlogits = _planted(1000, 1)

@@ -73,6 +73,7 @@ def _perturbed(params, key):
     return jax.tree_util.tree_unflatten(tree, leaves)
 
 
+@pytest.mark.slow
 def test_fast_equals_plain_forward_and_grad(full_params):
     params = _perturbed(full_params, jax.random.key(1))
     x = jax.random.normal(jax.random.key(2), (16, D))
@@ -100,6 +101,7 @@ def test_fast_equals_plain_forward_and_grad(full_params):
         np.testing.assert_allclose(g_fast, g_plain, rtol=1e-4, atol=1e-4 * scale + 1e-7)
 
 
+@pytest.mark.slow
 def test_small_config_jit_eager_vmap():
     model = EquiRouter(4, trunk_sizes=(16, 8), embed_dim=4, head_size=8)
     params = _perturbed(init_params(model, jax.random.key(0), 6), jax.random.key(1))
@@ -202,6 +204,7 @@ def _tiny(fast, matmul_dtype="float32"):
     return EquiRouter(4, matmul_dtype=matmul_dtype, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fast", [True, False])
 def test_f32_mode_has_no_bf16_and_bf16_mode_has(fast):
     params = init_params(_tiny(fast), jax.random.key(0), 12)
@@ -214,6 +217,7 @@ def test_f32_mode_has_no_bf16_and_bf16_mode_has(fast):
         assert out.dtype == jnp.float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_bf16_scores_and_grads_close_to_f32(fast, seed):

@@ -165,6 +165,7 @@ def test_temperature_scaling_sharpens_an_under_confident_head():
     assert np.all(sharp > tp.task_posterior(plain, x).max(axis=1))
 
 
+@pytest.mark.slow
 def test_cross_fitting_chooses_the_mlp_when_only_a_feature_direction_tells():
     # One task (the prior is flat), and model 0 is right exactly when x[:, 2] > 0.5: a
     # per-prompt MLP learns the boundary, so the cross-fitted choice gives it weight.
@@ -268,6 +269,7 @@ def test_the_prompt_mlp_is_the_projects_mlp():
     np.testing.assert_allclose(got, 1 / (1 + np.exp(-z)), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_fitted_state_round_trips_through_inert_arrays(tmp_path):
     x, q, c, tasks = _one_task_per_prompt_signal()
     rc = base.router(

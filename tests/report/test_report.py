@@ -71,6 +71,7 @@ def built(tmp_path_factory):
     return q, c, ds, routers, paths
 
 
+@pytest.mark.slow
 def test_files_and_schema(built):
     q, c, ds, routers, paths = built
     for key in ("json", "markdown", "quality_vs_cost", "strong_call_rate", "model_shares"):
@@ -165,6 +166,7 @@ def test_metrics_recomputed_from_curve(built):
         assert entry["nauc"] == pytest.approx(np.mean(means), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_headline_table(built):
     paths = built[4]
     rep = json.loads(open(paths["json"]).read())
@@ -262,6 +264,7 @@ def test_three_way_price_tie_tracks_the_best_quality_model_of_the_tier(tmp_path)
     assert over["strong_model"]["rule"] == "config.eval.strong_model"
 
 
+@pytest.mark.slow
 def test_warns_when_the_tracked_model_is_outside_the_best_single_tier():
     q = np.tile(np.float32([0.3, 0.9, 0.5]), (20, 1))
     c = np.tile(np.float32([3e-3, 1e-3, 1e-4]), (20, 1))
@@ -275,6 +278,7 @@ def test_warns_when_the_tracked_model_is_outside_the_best_single_tier():
 
 
 # ------------------------------------------------- zero costs: a defined metric, one line
+@pytest.mark.slow
 @pytest.mark.parametrize("all_free", [False, True])
 def test_free_best_single_model_gives_null_ratio_and_one_warning(tmp_path, all_free, caplog):
     q, c = problem(n=80, m=3)
@@ -407,6 +411,7 @@ def test_compare_prints_each_workdir_with_the_report_table(built, tmp_path, caps
     assert "missing" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_figure_labels_fit_with_long_model_names(tmp_path, monkeypatch):
     """Every tick label and axis label of every figure lies inside the figure, and no
     two panels' labels overlap (the two-panel figures once cut and crossed them)."""

@@ -204,6 +204,7 @@ np.save(sys.argv[2], np.concatenate([np.ravel(x) for x in leaves]))
     np.testing.assert_allclose(np.load(out), one, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_hparams_vmap_equals_separate_runs():
     """Routers differing only in a loss weight train as one vmapped state."""
     from jaxroute.losses import equirouter_loss
