@@ -24,8 +24,7 @@ import aiohttp
 import pytest
 from _apps import app_env
 
-from jaxroute import train
-from jaxroute.configs import base
+from jaxroute._bench.serve import tiny_workdir
 
 pytestmark = pytest.mark.slow
 
@@ -58,15 +57,7 @@ def _rss_mb(pid: int) -> float:
 
 @pytest.fixture(scope="module")
 def soak_workdir(tmp_path_factory):
-    c = base.get_config("tiny")
-    c.data.path = "synthetic:n_prompts=300,feature_dim=8"
-    c.features.source = "encoder"
-    c.seeds = (0,)
-    c.run_routers = "mlp"
-    c.train.epochs = 2
-    wd = tmp_path_factory.mktemp("soak") / "w"
-    train.fit(c, wd)
-    return wd
+    return tiny_workdir(tmp_path_factory.mktemp("soak") / "w")  # the serve benchmark's run
 
 
 def _start(workdir, log_dir):
