@@ -30,17 +30,23 @@ from jaxroute.configs import base
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def tiny_workdir(path) -> pathlib.Path:
-    """Trains the tiny MLP router on synthetic prompts (MiniLM features) into ``path``."""
+def tiny_config(val_fraction: float = 0.0):
+    """The tiny MLP router on synthetic prompts with MiniLM features (serving's test run)."""
     c = base.get_config("tiny")
     c.data.path = "synthetic:n_prompts=300,feature_dim=8"
     c.features.source = "encoder"
     c.seeds = (0,)
     c.run_routers = "mlp"
     c.train.epochs = 2
+    c.train.val_fraction = val_fraction
+    return c
+
+
+def tiny_workdir(path) -> pathlib.Path:
+    """Trains :func:`tiny_config` into ``path`` (once)."""
     path = pathlib.Path(path)
     if not (path / "run_info.json").exists():
-        train.fit(c, path)
+        train.fit(tiny_config(), path)
     return path
 
 

@@ -25,7 +25,7 @@ from _apps import app_env, run_app
 from aiohttp import web
 
 from jaxroute import serving, train
-from jaxroute.configs import base
+from jaxroute._bench import serve as bench_serve
 from jaxroute.serving import server as S
 from jaxroute.serving.router import Policy, policy_fields
 
@@ -33,15 +33,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BACKEND_TIMEOUT_S = 1.0
 
 
-def tiny_config(val_fraction=0.3):
-    c = base.get_config("tiny")
-    c.data.path = "synthetic:n_prompts=300,feature_dim=8"
-    c.features.source = "encoder"
-    c.seeds = (0,)
-    c.run_routers = "mlp"
-    c.train.epochs = 2
-    c.train.val_fraction = val_fraction
-    return c
+def tiny_config(val_fraction=0.3):  # the serve benchmark's run, with a calibration part
+    return bench_serve.tiny_config(val_fraction)
 
 
 @pytest.fixture(scope="session")
