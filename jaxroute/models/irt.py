@@ -301,6 +301,23 @@ def predict_irt(state: IRTState, x) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(scores, np.float32), np.asarray(costs, np.float32)
 
 
+#: What another router keeps of a fitted :class:`IRTState` to blend its probabilities in
+#: (``taskprior``'s ``irt_weights``): the variables and shape fields, no training prompts.
+MODEL_FIELDS = ("params", "num_models", "num_tasks", "hidden", "skills", "steps")
+
+
+def model_of(state: IRTState) -> dict:
+    """The :data:`MODEL_FIELDS` of a fitted state, as a dict (stored as arrays and JSON)."""
+    return {k: getattr(state, k) for k in MODEL_FIELDS}
+
+
+def model_probabilities(model, x) -> np.ndarray:
+    """Success probabilities ``σ(z)`` ``[N, M]`` of a :func:`model_of` dict on features."""
+    shape = {k: int(model[k]) for k in ("num_models", "num_tasks", "hidden", "skills")}
+    x = jnp.asarray(np.asarray(x, np.float32))
+    return np.asarray(_probabilities(model["params"], x, **shape), np.float32)
+
+
 # ------------------------------------------------------------------ router table pair
 
 

@@ -1,7 +1,8 @@
 """Cross-fitted choices of the taskprior router: temperature, blend weights, cost margin.
 
 Choosing is evaluation, not a model: each of ``folds`` folds of the *training* prompts
-is predicted by the parts (task prior, neighbours, MLP) fitted on the other folds, and
+is predicted by the parts (task prior, neighbours, MLP, item-response model) fitted on
+the other folds, and
 the routing sweeps of :mod:`jaxroute.routing` score the candidates on these out-of-fold
 predictions. The test split is never read. :func:`select_blend_and_margin` is what
 :func:`jaxroute.models.taskprior.fit_task_prior` calls when it has something to choose;
@@ -15,8 +16,15 @@ import dataclasses
 import numpy as np
 
 from jaxroute import routing as jr
+from jaxroute.models.irt import fit_irt, model_of, model_probabilities
 from jaxroute.models.knn import knn_predict
-from jaxroute.models.taskprior_blend import blend3, candidate_key, candidate_pairs, with_margin
+from jaxroute.models.taskprior_blend import (
+    blend3,
+    candidate_key,
+    candidate_pairs,
+    with_irt,
+    with_margin,
+)
 from jaxroute.models.taskprior_model import (
     fit_prior,
     fit_prompt_mlp,
@@ -32,6 +40,11 @@ TEMPERATURE_GRID = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
 
 #: Cost margins tried by :func:`select_blend_and_margin` (quality per relative cost).
 MARGIN_GRID = tuple(round(0.005 * i, 3) for i in range(41))
+
+#: Paired bootstrap resamples of the cross-fitted prompts that weigh an item-response
+#: weight against the least one, and the share of them it must win (lower λ-rule CR).
+IRT_RESAMPLES = 200
+IRT_WIN_SHARE = 0.95
 
 
 def _routed_quality(quality: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -78,6 +91,44 @@ def _temperature_nll(subs, features, tasks) -> dict[float, float]:
     return {t: v / max(count, 1) for t, v in nll.items()}
 
 
+def choose_irt_weight(scores, pred_costs, irt, quality, cost, best, weights, seed):
+    """The item-response weight ``u``: the least of ``weights`` unless a larger one wins.
+
+    Each candidate scores ``(1 − u) · scores + u · irt`` (cross-fitted predictions of the
+    training prompts) and gets the λ rule's CR at the best single model's quality. A
+    larger ``u`` than the least competes only if its CR is lower than the least one's on
+    at least :data:`IRT_WIN_SHARE` of :data:`IRT_RESAMPLES` paired bootstrap resamples
+    of the prompts (``seed``'s); of those, the lowest CR on all prompts wins (ties: the
+    smaller ``u``). Candidates within the noise thus resolve to the simpler one.
+
+    Returns:
+      ``(u, record)``; ``record``: ``irt_lambda_cost_ratio`` (u -> CR, ``inf`` if not
+      reached), ``irt_win_share`` (u above the least -> share of resamples won; empty
+      with one candidate) and ``irt_resamples``.
+    """
+    weights = sorted({float(u) for u in weights})
+    mixed = {u: with_irt(scores, irt, u) for u in weights}
+    tried = {u: _lambda_cost_ratio(mixed[u], pred_costs, quality, cost, best) for u in weights}
+    least, shares = weights[0], {}
+    if len(weights) > 1:
+        rows = np.random.default_rng(seed).integers(0, len(quality), (IRT_RESAMPLES, len(quality)))
+        wins = dict.fromkeys(weights[1:], 0)
+        for r in rows:
+            base = _lambda_cost_ratio(mixed[least][r], pred_costs[r], quality[r], cost[r], best)
+            for u in wins:
+                cr = _lambda_cost_ratio(mixed[u][r], pred_costs[r], quality[r], cost[r], best)
+                wins[u] += int(cr < base)
+        shares = {u: wins[u] / IRT_RESAMPLES for u in wins}
+    passed = [least] + [u for u in weights[1:] if shares[u] >= IRT_WIN_SHARE]
+    chosen = min(passed, key=lambda u: (tried[u], u))
+    record = {
+        "irt_lambda_cost_ratio": {str(u): float(v) for u, v in tried.items()},
+        "irt_win_share": {str(u): float(v) for u, v in shares.items()},
+        "irt_resamples": IRT_RESAMPLES if shares else 0,
+    }
+    return float(chosen), record
+
+
 def select_blend_and_margin(
     features,
     quality,
@@ -94,7 +145,9 @@ def select_blend_and_margin(
     calibrate=False,
     mlp_weights=(0.0,),
     mlp_kwargs=None,
-) -> tuple[tuple[float, float], float, dict]:
+    irt_weights=(0.0,),
+    irt_kwargs=None,
+) -> tuple[tuple[float, float, float], float, dict]:
     """Chooses the temperature, blend weight and cost margin on cross-fitted predictions.
 
     Each of ``folds`` folds of the training prompts is predicted by the task prior
@@ -113,15 +166,22 @@ def select_blend_and_margin(
     :func:`fit_prompt_mlp`) is fitted per fold too, and the candidates are the pairs
     ``(w, v)`` of a prior weight and an MLP weight.
 
+    With ``irt_weights`` other than ``(0,)`` the item-response model of
+    :mod:`jaxroute.models.irt` (:func:`fit_irt` with ``irt_kwargs``) is fitted per fold
+    too, and once ``(w, v)`` is chosen its weight ``u`` is (:func:`choose_irt_weight`);
+    the margin is then chosen on the scores with it.
+
     Returns:
-      ``((weight, mlp weight), margin, selection)``; ``selection`` records what was
+      ``((weight, mlp weight, irt weight), margin, selection)``; ``selection`` records
+      what was
       tried: ``folds``, ``temperature``, ``task_nll`` (grid temperature -> cross-fitted
       task NLL; None without ``calibrate``), ``lambda_cost_ratio`` and
       ``quality_at_lambda_0`` (candidate ``"w"``, or ``"w+mlpV"`` with an MLP -> the λ
       rule's CR, ``inf`` if not reached, and the top-budget quality), ``weight``,
       ``mlp_weight``, ``margin``, ``margin_z`` and ``margin_lower_bound`` (margin tried ->
       mean − z·SE of the quality gain over the best single model; the last one tried is
-      the first below 0 unless the grid ran out; None when the margin was given).
+      the first below 0 unless the grid ran out; None when the margin was given); with
+      item-response weights, ``irt_weight`` and :func:`choose_irt_weight`'s record.
     """
     quality = np.asarray(quality, np.float32)
     cost = np.asarray(cost, np.float32)
@@ -133,6 +193,8 @@ def select_blend_and_margin(
     near_s, near_c = np.zeros_like(quality), np.zeros_like(cost)
     with_mlp = any(v > 0 for v in mlp_weights)
     mlp_s = np.zeros_like(quality)
+    irt_on = any(u > 0 for u in irt_weights)
+    irt_s = np.zeros_like(quality)
     subs = []
     for f in range(folds):
         held = perm[f::folds]
@@ -153,6 +215,10 @@ def select_blend_and_margin(
         if with_mlp:
             fitted = fit_prompt_mlp(features[rest], quality[rest], **mlp_kwargs)
             mlp_s[held] = mlp_predict(fitted, features[held])
+        if irt_on:
+            part = (features[rest], quality[rest], cost[rest], tasks[rest])
+            model = model_of(fit_irt(*part, **irt_kwargs, seed=seed))
+            irt_s[held] = model_probabilities(model, features[held])
     best = best_single_model(quality, cost)
     pairs = candidate_pairs(weights, mlp_weights, blend_k > 0)
     tried, top = {}, {}
@@ -163,6 +229,13 @@ def select_blend_and_margin(
     # Lowest CR; among equal ones (e.g. none reaches the target) the best quality at λ = 0.
     weight, mlp_weight = min(pairs, key=lambda p: (tried[p], -top[p]))
     s, c = blend3(weight, mlp_weight, prior_s, near_s, mlp_s, prior_c, near_c)
+    irt_weight, irt_record = 0.0, {}
+    if irt_on:
+        irt_weight, irt_record = choose_irt_weight(
+            s, c, irt_s, quality, cost, best, irt_weights, seed
+        )
+        irt_record["irt_weight"] = irt_weight
+        s = with_irt(s, irt_s, irt_weight)
     bounds = None  # margin -> mean - z·SE of the quality gain over the best single model
     if margin is None:
         margin, bounds = 0.0, {}
@@ -183,5 +256,6 @@ def select_blend_and_margin(
         "margin": float(margin),
         "margin_z": float(z) if bounds is not None else None,
         "margin_lower_bound": None if bounds is None else {str(m): v for m, v in bounds.items()},
+        **irt_record,
     }
-    return (float(weight), float(mlp_weight)), float(margin), selection
+    return (float(weight), float(mlp_weight), irt_weight), float(margin), selection

@@ -11,7 +11,9 @@ task (docs/method.md §4):
    needs;
 2. optionally blended with the mean of the ``blend_k`` nearest training prompts and a
    per-prompt MLP, ``w · prior + v · MLP + (1 − w − v) · neighbours``
-   (:mod:`jaxroute.models.taskprior_blend`), and a cost margin ``s − m · ĉ / max ĉ``;
+   (:mod:`jaxroute.models.taskprior_blend`), then with the item-response model's
+   probabilities (:mod:`jaxroute.models.irt`), ``(1 − u) · s + u · irt``, and a cost
+   margin ``s − m · ĉ / max ĉ``;
 3. whatever is given as a choice (several weights, ``cost_margin_z > 0``,
    ``calibrate_temperature``) is chosen on cross-fitted predictions of the training
    prompts (:mod:`jaxroute.models.selection`).
@@ -31,6 +33,7 @@ import dataclasses
 import numpy as np
 from absl import logging
 
+from jaxroute.models.irt import fit_irt, model_of
 from jaxroute.models.selection import MARGIN_GRID, TEMPERATURE_GRID, select_blend_and_margin
 from jaxroute.models.taskprior_blend import candidate_pairs, with_margin
 from jaxroute.models.taskprior_config import TaskPriorConfig
@@ -45,8 +48,20 @@ from jaxroute.models.taskprior_model import (
 )
 
 
-def _choices_to_make(cfg: TaskPriorConfig, weights, mlp_ws) -> bool:
-    return len(weights) > 1 or len(mlp_ws) > 1 or cfg.cost_margin_z > 0 or cfg.calibrate_temperature
+def _choices_to_make(cfg: TaskPriorConfig, weights, mlp_ws, irt_ws) -> bool:
+    several = len(weights) > 1 or len(mlp_ws) > 1 or len(irt_ws) > 1
+    return several or cfg.cost_margin_z > 0 or cfg.calibrate_temperature
+
+
+def _irt_kwargs(cfg: TaskPriorConfig) -> dict:
+    """:func:`~jaxroute.models.irt.fit_irt`'s settings of the blended item-response model
+    (the rest at fit_irt's defaults: BCE, early stopping on a fifth, every 25 steps)."""
+    return dict(
+        hidden=int(cfg.irt_hidden),
+        skills=int(cfg.irt_skills),
+        learning_rate=float(cfg.irt_lr),
+        steps=int(cfg.irt_max_steps),
+    )
 
 
 def fit_task_prior(
@@ -82,7 +97,13 @@ def fit_task_prior(
     model's quality by ``cost_margin_z`` standard errors). ``calibrate_temperature``
     replaces ``temperature`` by the one of :data:`TEMPERATURE_GRID` that minimises the
     cross-fitted task cross-entropy (a linear head trained briefly is under-confident,
-    and a blurred posterior mixes tasks' statistics).
+    and a blurred posterior mixes tasks' statistics). ``irt_weights``: the blended score
+    becomes ``(1 − u) · s + u · σ(z)`` with the item-response model of
+    :mod:`jaxroute.models.irt` (``irt_hidden``, ``irt_skills``, ``irt_lr``,
+    ``irt_max_steps``); with several candidates, a ``u`` above the least is taken only
+    if it beats the least on the cross-fitted predictions beyond their bootstrap noise
+    (:func:`~jaxroute.models.selection.choose_irt_weight`), so where the item-response
+    model adds nothing the router is the one fitted without it.
 
     Returns:
       A :class:`TaskPriorState`.
@@ -100,6 +121,9 @@ def fit_task_prior(
     mlp_ws = tuple(float(v) for v in cfg.mlp_weights) if cfg.mlp_hidden > 0 else (0.0,)
     if not mlp_ws or any(not 0.0 <= v < 1.0 for v in mlp_ws):
         raise ValueError(f"mlp_weights {cfg.mlp_weights}: need one or more weights in [0, 1)")
+    irt_ws = tuple(float(u) for u in cfg.irt_weights)
+    if not irt_ws or any(not 0.0 <= u <= 1.0 for u in irt_ws):
+        raise ValueError(f"irt_weights {cfg.irt_weights}: need one or more weights in [0, 1]")
     mlp_kwargs = dict(
         hidden=int(cfg.mlp_hidden),
         steps=int(cfg.mlp_steps),
@@ -113,9 +137,10 @@ def fit_task_prior(
             f"blend_weights {weights} and mlp_weights {mlp_ws}: no pair with w + v <= 1 "
             "(the neighbours take 1 - w - v)"
         )
-    margin, chosen, chosen_v, selection = float(cfg.cost_margin), weights[0], mlp_ws[0], None
-    if _choices_to_make(cfg, weights, mlp_ws):
-        (chosen, chosen_v), margin, selection = select_blend_and_margin(
+    margin, selection = float(cfg.cost_margin), None
+    chosen, chosen_v, chosen_u = weights[0], mlp_ws[0], irt_ws[0]
+    if _choices_to_make(cfg, weights, mlp_ws, irt_ws):
+        (chosen, chosen_v, chosen_u), margin, selection = select_blend_and_margin(
             features,
             quality,
             cost,
@@ -130,10 +155,15 @@ def fit_task_prior(
             seed=seed,
             mlp_weights=mlp_ws,
             mlp_kwargs=mlp_kwargs,
+            irt_weights=irt_ws,
+            irt_kwargs=_irt_kwargs(cfg),
         )
     if k == 0:  # without neighbours the prior takes what the MLP leaves
         chosen = 1.0 - chosen_v
     mlp = fit_prompt_mlp(features, quality, **mlp_kwargs) if chosen_v > 0 else None
+    irt = None
+    if chosen_u > 0:
+        irt = model_of(fit_irt(features, quality, cost, tasks, **_irt_kwargs(cfg), seed=seed))
     if chosen + chosen_v < 1.0 and k > 0:
         state = dataclasses.replace(
             state,
@@ -151,6 +181,8 @@ def fit_task_prior(
         selection=selection,
         mlp=mlp,
         mlp_weight=float(chosen_v),
+        irt=irt,
+        irt_weight=float(chosen_u),
     )
 
 
@@ -173,6 +205,15 @@ def taskprior_fit(train, rc) -> TaskPriorState:
             sel["margin"],
             sel["temperature"],
         )
+        if "irt_weight" in sel:
+            logging.info(
+                "taskprior: item-response weight %.2f (λ-rule CR by weight %s, share of %d "
+                "resamples won against the least %s)",
+                sel["irt_weight"],
+                {u: round(v, 3) for u, v in sel["irt_lambda_cost_ratio"].items()},
+                sel["irt_resamples"],
+                sel["irt_win_share"],
+            )
     return state
 
 
@@ -182,13 +223,23 @@ def taskprior_choices(state: TaskPriorState) -> dict | None:
     ``temperature``, ``blend_weight``, ``mlp_weight``, ``cost_margin`` and ``blend_k``
     are the fitted router's own values; ``folds`` and the cross-fitted scores that chose
     them are :func:`select_blend_and_margin`'s (``task_nll``, ``lambda_cost_ratio``,
-    ``quality_at_lambda_0``, ``margin_z``, ``margin_lower_bound``). None when nothing was
-    chosen (one weight, a fixed margin and temperature).
+    ``quality_at_lambda_0``, ``margin_z``, ``margin_lower_bound``). With item-response
+    weights, also ``irt_weight``, ``irt_steps`` (early stopping's step count of the
+    fitted model; 0 without one) and the scores that chose the weight
+    (``irt_lambda_cost_ratio``, ``irt_win_share``, ``irt_resamples``). None when nothing
+    was chosen (one weight, a fixed margin and temperature).
     """
     sel = state.selection
     if sel is None:
         return None
     scores = ("task_nll", "lambda_cost_ratio", "quality_at_lambda_0", "margin_z")
+    irt = {}
+    if "irt_weight" in sel:
+        irt = {
+            "irt_weight": float(state.irt_weight),
+            "irt_steps": 0 if state.irt is None else int(state.irt["steps"]),
+            **{k: sel[k] for k in ("irt_lambda_cost_ratio", "irt_win_share", "irt_resamples")},
+        }
     return {
         "temperature": float(state.temperature),
         "blend_weight": float(state.blend_weight),
@@ -197,6 +248,7 @@ def taskprior_choices(state: TaskPriorState) -> dict | None:
         "blend_k": int(state.blend_k),
         "folds": int(sel["folds"]),
         **{k: sel[k] for k in (*scores, "margin_lower_bound")},
+        **irt,
     }
 
 

@@ -1,8 +1,9 @@
 """The taskprior router's blend of its parts and its cost margin (NumPy, no state).
 
 The score is ``w · prior + v · MLP + (1 − w − v) · neighbours`` (:func:`blend3`), then
-``s − margin · ĉ / max_m ĉ`` (:func:`with_margin`); the weights the cross-fitting may
-choose among are :func:`candidate_pairs`.
+optionally ``(1 − u) · s + u · irt`` (:func:`with_irt`, the item-response model's
+probabilities), then ``s − margin · ĉ / max_m ĉ`` (:func:`with_margin`); the weights the
+cross-fitting may choose among are :func:`candidate_pairs`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,18 @@ def candidate_pairs(weights, mlp_weights, neighbours: bool) -> list[tuple[float,
 def candidate_key(w: float, v: float, with_mlp: bool) -> str:
     """Selection-record key of a candidate: ``"w"``, or ``"w+mlpV"`` with an MLP."""
     return f"{w}+mlp{v}" if with_mlp else str(w)
+
+
+def with_irt(scores, irt, u: float) -> np.ndarray:
+    """``(1 − u) · s + u · irt``: the item-response model's probabilities mixed into the
+    scores (the costs are unchanged); ``u = 0`` returns ``scores`` itself.
+
+    >>> with_irt(np.array([[0.8, 0.4]]), np.array([[0.2, 0.6]]), 0.25).round(3).tolist()
+    [[0.65, 0.45]]
+    """
+    if u == 0:
+        return scores
+    return ((1.0 - u) * np.asarray(scores) + u * np.asarray(irt)).astype(np.float32)
 
 
 def with_margin(scores: np.ndarray, pred_costs: np.ndarray, margin: float) -> np.ndarray:

@@ -48,6 +48,17 @@ class TaskPriorConfig:
     mlp_weights: tuple[float, ...] = _field(
         (0.0,), "candidate MLP weights v (with w: chosen by cross-fitting)"
     )
+    irt_weights: tuple[float, ...] = _field(
+        (0.0,),
+        "candidate weights u of the item-response model's probabilities (irt.py) in the "
+        "score; several: a larger u than the least only if it wins beyond the noise",
+    )
+    irt_hidden: int = _field(32, "trunk width of the blended item-response model")
+    irt_skills: int = _field(4, "latent skills of the blended item-response model")
+    irt_lr: float = _field(3e-3, "AdamW learning rate of the blended item-response model")
+    irt_max_steps: int = _field(
+        400, "most AdamW steps of the blended item-response model (early stopping)"
+    )
 
     @classmethod
     def from_config(cls, rc: Mapping[str, Any]) -> TaskPriorConfig:

@@ -10,7 +10,9 @@ The parts (see :mod:`jaxroute.models.taskprior` for the router as a whole):
   (:func:`fit_prior`);
 - optionally a per-prompt MLP (the project's :class:`MLPRegressor`, one hidden layer,
   sigmoid outputs trained with BCE on the quality; :func:`fit_prompt_mlp`);
-- optionally the mean of the ``blend_k`` nearest training prompts (kNN).
+- optionally the mean of the ``blend_k`` nearest training prompts (kNN);
+- optionally the item-response model of :mod:`jaxroute.models.irt` (its probabilities
+  ``σ(z)``, mixed in with weight ``irt_weight``; its costs are not read).
 
 :func:`predict_task_prior` blends them with the weights the state holds
 (:mod:`jaxroute.models.taskprior_blend`) and subtracts the cost margin. Only the
@@ -29,9 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxroute.models.irt import model_probabilities
 from jaxroute.models.knn import knn_predict
 from jaxroute.models.regressors import MLPRegressor, dense
-from jaxroute.models.taskprior_blend import blend3, with_margin
+from jaxroute.models.taskprior_blend import blend3, with_irt, with_margin
 
 _NORM_EPS = 1e-12
 
@@ -125,6 +128,8 @@ class TaskPriorState:
     H·M + M``) and the training prompts when neighbours are blended (``N·(D + 2M)``, as
     kNN keeps). With every part, 384-d features, 12 tasks and H = 256: 10.2 MB for
     6,108 prompts × 9 models, 21.5 MB for 12,000 × 27; the task prior alone, about 20 KB.
+    The item-response model, when its weight is > 0, adds its variables (hidden 32,
+    4 skills, 384-d features, 14 tasks, 27 models: 74 KB).
     """
 
     params: Any
@@ -145,6 +150,10 @@ class TaskPriorState:
     selection: dict | None = None
     mlp: Any = None
     mlp_weight: float = 0.0
+    # (1 − u) · blend + u · the item-response model's probabilities (irt.model_of; kept
+    # only when u > 0).
+    irt: Any = None
+    irt_weight: float = 0.0
 
 
 @functools.partial(jax.jit, static_argnames=("num_tasks", "steps"))
@@ -243,7 +252,8 @@ def task_posterior(state: TaskPriorState, x: np.ndarray) -> np.ndarray:
 
 def predict_task_prior(state: TaskPriorState, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Scores and predicted costs ``[N, M]``: the task prior's posterior means of quality
-    and cost, blended with the MLP and the neighbours, minus the cost margin."""
+    and cost, blended with the MLP and the neighbours, then with the item-response
+    model's probabilities, minus the cost margin."""
     p = task_posterior(state, x)
     scores = p @ state.quality
     costs = p @ state.cost
@@ -257,6 +267,8 @@ def predict_task_prior(state: TaskPriorState, x: np.ndarray) -> tuple[np.ndarray
         mlp = mlp_predict(state.mlp, x) if v > 0 else None
         scores, costs = blend3(w, v, scores, near_q, mlp, costs, near_c)
     scores, costs = np.asarray(scores, np.float32), np.asarray(costs, np.float32)
+    if state.irt_weight > 0:
+        scores = with_irt(scores, model_probabilities(state.irt, x), state.irt_weight)
     if state.cost_margin > 0:
         scores = with_margin(scores, costs, state.cost_margin)
     return scores, costs

@@ -220,6 +220,11 @@ FIELDS = {  # the taskprior kind's fields and defaults, as docs/method.md §4 de
     "mlp_learning_rate": 1e-3,
     "mlp_weight_decay": 1e-2,
     "mlp_weights": (0.0,),
+    "irt_weights": (0.0,),
+    "irt_hidden": 32,
+    "irt_skills": 4,
+    "irt_lr": 3e-3,
+    "irt_max_steps": 400,
 }
 
 
