@@ -3,10 +3,17 @@
 One helper for every test package (tests/conftest.py puts this folder on sys.path).
 """
 
+import atexit
+import json
 import os
 import pathlib
+import select
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -18,6 +25,24 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # versions, so a changed program is compiled afresh, never read stale.
 JIT_CACHE_DIR = os.environ.get("JAXROUTE_JIT_CACHE", "/tmp/jaxroute-jit-cache")
 JIT_CACHE_MIN_COMPILE_S = "0"
+
+# The suite compiles with LLVM's optimisation off (XLA's own graph passes still run): on
+# a cold cache most of the suite's CPU is compilation, and this halves it (a tiny train
+# run: 38 s -> 19 s CPU). The programs compute the same things; their floating-point
+# results may differ from an optimised build in the last bits, so nothing in the suite
+# compares against numbers an optimised build printed. JAXROUTE_TEST_XLA_OPT=default
+# runs the suite on the product's optimised code (docs/testing.md).
+TEST_XLA_FLAGS = (
+    ""
+    if os.environ.get("JAXROUTE_TEST_XLA_OPT") == "default"
+    else "--xla_backend_optimization_level=0"
+)
+
+
+def xla_flags(*extra: str) -> str:
+    """``XLA_FLAGS`` for a test process or one it starts: the suite's flags plus ``extra``."""
+    flags = [f for part in (TEST_XLA_FLAGS, *extra) for f in part.split()]
+    return " ".join(dict.fromkeys(flags))  # once each, in order
 
 
 def jit_cache_env() -> dict[str, str]:
@@ -37,17 +62,99 @@ def app_env() -> dict[str, str]:
     return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), **jit_cache_env())
 
 
+def run_module(module: str, argv, *, cwd=ROOT, env=None, timeout: float = 300):
+    """``python -m <module> <argv>`` in ``cwd``: forked from the suite's pre-imported
+    interpreter (``tests/_zygote.py``) when ``env`` is the suite's app environment, a plain
+    subprocess otherwise. Returns a ``subprocess.CompletedProcess`` (text output); raises
+    ``subprocess.TimeoutExpired`` after ``timeout`` s, the run killed."""
+    env = app_env() if env is None else env
+    if _same_env(env) and os.environ.get("JAXROUTE_TEST_ZYGOTE", "1") != "0":
+        return _zygote().run(module, list(argv), str(cwd), timeout)
+    cmd = [sys.executable, "-m", module, *argv]
+    return subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )  # fmt: skip
+
+
 def run_app(module: str, *args: str, check: bool = False, timeout: float = 300):
     """``jaxroute.launch.<module>`` with ``args`` from the repository root; with ``check``,
     a non-zero exit fails the test with the end of its stderr."""
-    proc = subprocess.run(
-        [sys.executable, "-m", f"jaxroute.launch.{module}", *args],
-        cwd=ROOT,
-        env=app_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    proc = run_module(f"jaxroute.launch.{module}", args, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
+
+
+# --- the pre-imported interpreter (tests/_zygote.py) --------------------------------------
+# Variables that differ between tests without changing what an app does.
+_PER_TEST = ("PYTEST_CURRENT_TEST",)
+
+
+def _comparable(env) -> dict:
+    return {k: v for k, v in env.items() if k not in _PER_TEST}
+
+
+def _same_env(env) -> bool:
+    base = _Zygote.instance.env if _Zygote.instance else _comparable(app_env())
+    return _comparable(env) == base
+
+
+def _zygote() -> "_Zygote":
+    if _Zygote.instance is None:
+        _Zygote.instance = _Zygote(app_env())
+    return _Zygote.instance
+
+
+class _Zygote:
+    """This test process's ``tests/_zygote.py``: started on the first app run, in the app
+    environment of that moment; stopped (stdin closed, then waited for) at exit."""
+
+    instance = None
+
+    def __init__(self, env: dict):
+        self.env = _comparable(env)
+        self.lock = threading.Lock()
+        self.dir = tempfile.mkdtemp(prefix="jaxroute-zygote-")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(pathlib.Path(__file__).with_name("_zygote.py"))],
+            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self._reply(timeout=120)  # {"ready": pid}: imports done
+        atexit.register(self.close)
+
+    def _reply(self, timeout: float) -> dict:
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise subprocess.TimeoutExpired("tests/_zygote.py", timeout)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"tests/_zygote.py exited ({self.proc.wait()})")
+        return json.loads(line)
+
+    def run(self, module: str, argv: list, cwd: str, timeout: float):
+        with self.lock:
+            out, err = (os.path.join(self.dir, n) for n in ("stdout", "stderr"))
+            request = {"module": module, "argv": argv, "cwd": cwd, "stdout": out, "stderr": err}
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            pid = self._reply(timeout=30)["pid"]
+            try:
+                done = self._reply(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(pid, signal.SIGKILL)
+                self._reply(timeout=30)
+                raise subprocess.TimeoutExpired([module, *argv], timeout) from None
+            read = lambda path: pathlib.Path(path).read_text(errors="replace")  # noqa: E731
+            return subprocess.CompletedProcess(
+                [sys.executable, "-m", module, *argv], done["returncode"], read(out), read(err)
+            )
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)

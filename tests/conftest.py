@@ -7,9 +7,13 @@ import time
 
 os.environ.setdefault("JAXROUTE_TINY", "1")
 
+from _apps import JIT_CACHE_DIR, JIT_CACHE_MIN_COMPILE_S, xla_flags  # noqa: E402
+
+# Before JAX starts: read once, and inherited by every process a test starts.
+os.environ["XLA_FLAGS"] = xla_flags(os.environ.get("XLA_FLAGS", ""))
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
-from _apps import JIT_CACHE_DIR, JIT_CACHE_MIN_COMPILE_S  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

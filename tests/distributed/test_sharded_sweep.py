@@ -59,10 +59,12 @@ def _checks():
 
 
 def test_prompt_sharded_sweeps_equal_one_device_sweeps():
-    from _apps import jit_cache_env  # here: this file also runs as the subprocess's script
+    # here: this file also runs as the subprocess's script
+    from _apps import jit_cache_env, xla_flags
 
     # The suite's compilation cache: the sweeps' programs are read, not compiled again.
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", **jit_cache_env())
+    eight = xla_flags("--xla_force_host_platform_device_count=8")
+    env = dict(os.environ, XLA_FLAGS=eight, **jit_cache_env())
     env["PYTHONPATH"] = os.pathsep.join(
         [os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))]
         + [p for p in [os.environ.get("PYTHONPATH")] if p]

@@ -40,7 +40,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from _apps import JIT_CACHE_MIN_COMPILE_S
+from _apps import JIT_CACHE_MIN_COMPILE_S, xla_flags
 
 from jaxroute.configs.base import get_config
 from jaxroute.train import experiment as E
@@ -75,7 +75,7 @@ def _env(**extra) -> dict:
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     )
-    env.pop("XLA_FLAGS", None)  # one CPU device per process
+    env["XLA_FLAGS"] = xla_flags()  # the suite's flags; one CPU device per process
     # The processes share the tests' persistent compilation cache (the resumed pair
     # reads what the killed pair compiled).
     env.update(

@@ -5,7 +5,8 @@ an empty directory after a tiny main job (what ``make run`` leaves there). Only 
 change: the training lines get a tiny synthetic dataset and network appended (their own
 flags, epochs and workdirs are kept, so a clash between two runs still shows), the
 data sizes of embed/diagnose shrink and benchmark runs ``--quick``. ``jaxroute`` is
-this interpreter's ``python -m jaxroute.cli``.
+this interpreter's ``python -m jaxroute.cli`` (forked from the suite's pre-imported
+interpreter, ``tests/_zygote.py``).
 """
 
 import json
@@ -13,11 +14,9 @@ import os
 import pathlib
 import re
 import shlex
-import subprocess
-import sys
 
 import pytest
-from _apps import jit_cache_env
+from _apps import jit_cache_env, run_module
 
 pytestmark = pytest.mark.slow  # docs/testing.md
 
@@ -66,10 +65,7 @@ def test_readme_everyday_commands_run_in_order(tmp_path):
         argv = shlex.split(line.split("  #")[0])
         assert argv[0] == "jaxroute", line
         argv = tiny(argv) if len(argv) > 1 else argv
-        proc = subprocess.run(
-            [sys.executable, "-m", "jaxroute.cli", *argv[1:]],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+        proc = run_module("jaxroute.cli", argv[1:], cwd=tmp_path, env=env, timeout=600)
         assert proc.returncode == 0, f"{line}\n{proc.stderr[-3000:]}"
         if argv[1] == "route" and "workdirs/best_router" in line:
             assert '"router": "best"' in proc.stdout, proc.stdout[-2000:]

@@ -20,7 +20,7 @@ import sys
 import jupytext
 import nbformat
 import pytest
-from _apps import jit_cache_env
+from _apps import jit_cache_env, xla_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NB_DIR = ROOT / "notebooks"
@@ -243,7 +243,7 @@ def test_colab_quickstart_runs_data_parallel(tmp_path, monkeypatch):
         workdir,
         monkeypatch,
         # Two CPU devices: the data-parallel path of the trainer, as on a TPU.
-        extra_env=[("XLA_FLAGS", "--xla_force_host_platform_device_count=2")],
+        extra_env=[("XLA_FLAGS", xla_flags("--xla_force_host_platform_device_count=2"))],
     )
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "backend CPU, 2 device(s)" in text

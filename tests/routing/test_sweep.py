@@ -8,7 +8,7 @@ import textwrap
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _apps import jit_cache_env
+from _apps import jit_cache_env, xla_flags
 from _oracles import (
     budget_rule_choices,
     budget_rule_loop,
@@ -230,7 +230,7 @@ SHARD_SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_sharded_equals_single_device_8_fake_cpus():
     env = dict(os.environ, **jit_cache_env())  # the suite's compilation cache
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    env["XLA_FLAGS"] = xla_flags("--xla_force_host_platform_device_count=8")
     env["JAX_PLATFORMS"] = "cpu"
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.run(

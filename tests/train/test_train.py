@@ -178,7 +178,7 @@ def test_config_errors_found_after_loading_the_data_leave_the_workdir_empty(tmp_
 @pytest.mark.slow
 def test_eight_fake_devices_give_the_same_params(tmp_path):
     """Data-parallel over 8 fake CPU devices matches one device (float tolerance)."""
-    from _apps import jit_cache_env  # here: the subprocess imports this module
+    from _apps import jit_cache_env, xla_flags  # here: the subprocess imports this module
 
     code = f"""
 import jax, numpy as np, sys
@@ -192,7 +192,8 @@ E.fit(c, sys.argv[1])
 leaves = jax.tree.leaves(_params(sys.argv[1], c))
 np.save(sys.argv[2], np.concatenate([np.ravel(x) for x in leaves]))
 """
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", **jit_cache_env())
+    eight = xla_flags("--xla_force_host_platform_device_count=8")
+    env = dict(os.environ, XLA_FLAGS=eight, **jit_cache_env())
     out = tmp_path / "p8.npy"
     subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "w8"), str(out)], env=env, check=True, cwd=ROOT

@@ -1,0 +1,74 @@
+"""A pre-imported interpreter that forks the apps the tests run (docs/testing.md).
+
+``python -m jaxroute.launch.APP`` spends about 3 s of CPU importing JAX, jaxroute,
+matplotlib and pandas before it reads a flag, and the suite starts dozens of such runs.
+This process imports those libraries once (no JAX backend is started, so no JAX thread
+exists yet) and then, per request, forks: the child takes the request's working
+directory, standard streams and argv, and runs the app module as ``__main__`` exactly as
+``-m`` does; it ends like any interpreter (its own exit status, atexit handlers, thread
+shutdown). The app modules themselves are never imported here, so each child defines its
+app's flags afresh. The environment is the one this process was started with;
+``tests/_apps.py`` sends a request here only when a run's environment is that one, and
+starts a plain subprocess otherwise.
+
+Protocol, one JSON line each way: ``{"module", "argv", "cwd", "stdout", "stderr"}`` in;
+``{"pid"}`` once forked, then ``{"pid", "returncode"}`` once the child has exited.
+"""
+
+import json
+import os
+import runpy
+import sys
+
+# What every app imports anyway (`python -X importtime -m jaxroute.launch.train`).
+import absl.flags  # noqa: F401
+import jax  # noqa: F401
+import matplotlib  # noqa: F401
+import numpy  # noqa: F401
+import pandas  # noqa: F401
+
+import jaxroute.launch.app  # noqa: F401
+import jaxroute.report  # noqa: F401
+import jaxroute.serving  # noqa: F401
+import jaxroute.train  # noqa: F401
+
+
+def _serve() -> dict:
+    """Answers requests until stdin closes; returns only in a forked child, its request."""
+    requests, replies = sys.stdin, sys.stdout
+    replies.write(json.dumps({"ready": os.getpid()}) + "\n")
+    replies.flush()
+    for line in requests:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            return request
+        replies.write(json.dumps({"pid": pid}) + "\n")
+        replies.flush()
+        _, status = os.waitpid(pid, 0)
+        replies.write(json.dumps({"pid": pid, "returncode": os.waitstatus_to_exitcode(status)}))
+        replies.write("\n")
+        replies.flush()
+    sys.exit(0)
+
+
+def _become(request: dict) -> None:
+    """The child: the request's directory, streams and argv, as ``python -m`` sets them."""
+    os.chdir(request["cwd"])
+    fds = [
+        os.open(os.devnull, os.O_RDONLY),
+        os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+        os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+    ]
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [request["cwd"]] + [p for p in sys.path if p != here]
+    sys.argv = [request["module"], *request["argv"]]
+
+
+if __name__ == "__main__":
+    job = _serve()
+    _become(job)
+    runpy.run_module(job["module"], run_name="__main__", alter_sys=True)
