@@ -94,14 +94,24 @@ def _comparable(env) -> dict:
     return {k: v for k, v in env.items() if k not in _PER_TEST}
 
 
+def freeze_app_env() -> None:
+    """Fixes the suite's app environment (tests/conftest.py, once its variables are set):
+    the one the pre-imported interpreter starts with, whichever test starts it."""
+    _Zygote.base_env = app_env()
+
+
+def zygote_cpu_s() -> float:
+    """User + system CPU of the app runs forked so far (tests/conftest.py's profile)."""
+    return _Zygote.cpu_s
+
+
 def _same_env(env) -> bool:
-    base = _Zygote.instance.env if _Zygote.instance else _comparable(app_env())
-    return _comparable(env) == base
+    return _Zygote.base_env is not None and _comparable(env) == _comparable(_Zygote.base_env)
 
 
 def _zygote() -> "_Zygote":
     if _Zygote.instance is None:
-        _Zygote.instance = _Zygote(app_env())
+        _Zygote.instance = _Zygote(_Zygote.base_env)
     return _Zygote.instance
 
 
@@ -110,9 +120,10 @@ class _Zygote:
     environment of that moment; stopped (stdin closed, then waited for) at exit."""
 
     instance = None
+    base_env = None  # freeze_app_env()
+    cpu_s = 0.0
 
     def __init__(self, env: dict):
-        self.env = _comparable(env)
         self.lock = threading.Lock()
         self.dir = tempfile.mkdtemp(prefix="jaxroute-zygote-")
         self.proc = subprocess.Popen(
@@ -142,8 +153,9 @@ class _Zygote:
                 done = self._reply(timeout=timeout)
             except subprocess.TimeoutExpired:
                 os.kill(pid, signal.SIGKILL)
-                self._reply(timeout=30)
+                _Zygote.cpu_s += self._reply(timeout=30)["cpu_s"]
                 raise subprocess.TimeoutExpired([module, *argv], timeout) from None
+            _Zygote.cpu_s += done["cpu_s"]
             read = lambda path: pathlib.Path(path).read_text(errors="replace")  # noqa: E731
             return subprocess.CompletedProcess(
                 [sys.executable, "-m", module, *argv], done["returncode"], read(out), read(err)

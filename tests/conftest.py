@@ -7,10 +7,12 @@ import time
 
 os.environ.setdefault("JAXROUTE_TINY", "1")
 
+import _apps  # noqa: E402
 from _apps import JIT_CACHE_DIR, JIT_CACHE_MIN_COMPILE_S, xla_flags  # noqa: E402
 
 # Before JAX starts: read once, and inherited by every process a test starts.
 os.environ["XLA_FLAGS"] = xla_flags(os.environ.get("XLA_FLAGS", ""))
+_apps.freeze_app_env()  # the environment app runs are forked in (tests/_zygote.py)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -61,7 +63,8 @@ _PROFILE = os.environ.get("JAXROUTE_TEST_CPU_PROFILE")
 def _cpu_now() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    forked = _apps.zygote_cpu_s()  # app runs forked by tests/_zygote.py (not our children)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime + forked
 
 
 _cpu_rows: list[tuple[float, float, str]] = []
