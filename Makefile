@@ -46,8 +46,10 @@ test: lint
 
 # The inner loop (docs/testing.md): every test not marked slow, i.e. none that starts a
 # subprocess or a server or trains a router; under a minute on 2 cores. `make test` is
-# still the check before a commit.
+# still the check before a commit. Its programs are compiled optimised: the inner loop
+# reads them from a warm cache, where optimised code runs faster (the whole suite,
+# mostly compiling on a fresh clone, compiles unoptimised; docs/testing.md).
 test-fast: install
-	$(PY) -m pytest -q -n auto --dist loadgroup -m "not slow"
+	JAXROUTE_TEST_XLA_OPT=default $(PY) -m pytest -q -n auto --dist loadgroup -m "not slow"
 
 .PHONY: install install-mpnet run notebooks lint test test-fast
