@@ -29,8 +29,8 @@ JIT_CACHE_MIN_COMPILE_S = "0"
 # The suite compiles with LLVM's optimisation off (XLA's own graph passes still run): on
 # a cold cache most of the suite's CPU is compilation, and this halves it (a tiny train
 # run: 38 s -> 19 s CPU). The programs compute the same things; their floating-point
-# results may differ from an optimised build in the last bits, so nothing in the suite
-# compares against numbers an optimised build printed. JAXROUTE_TEST_XLA_OPT=default
+# results may differ from an optimised build in the last bits, so a test must not compare
+# with figures an optimised build printed. JAXROUTE_TEST_XLA_OPT=default
 # runs the suite on the product's optimised code (docs/testing.md).
 TEST_XLA_FLAGS = (
     ""
