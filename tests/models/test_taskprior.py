@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _taskprior_data import training_part
 
 from jaxroute import data as jdata
 from jaxroute.configs import base, best
@@ -280,14 +281,7 @@ def test_the_fitted_state_round_trips_through_inert_arrays(tmp_path):
     rc = base.router(
         "taskprior", blend_k=5, blend_weights=(0.0, 0.5), mlp_hidden=8, mlp_weights=(0.0, 0.5)
     )
-    train = jdata.RoutingData(
-        quality=q,
-        cost=c,
-        models=("m0", "m1"),
-        tasks=tasks,
-        sample_ids=np.array([str(i) for i in range(len(x))]),
-        features=x,
-    )
+    train = training_part(x, q, c, tasks)
     spec = router_spec("taskprior")
     state = spec.fit_state(train, rc)
     assert state.train_features is not None and state.mlp is not None  # every part stored

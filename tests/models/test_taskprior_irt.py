@@ -3,8 +3,8 @@ the noise rule that chooses its weight, and the fitted router with and without i
 
 import numpy as np
 import pytest
+from _taskprior_data import training_part
 
-from jaxroute import data as jdata
 from jaxroute.configs import base
 from jaxroute.models import fitted, router_spec, selection
 from jaxroute.models import irt as irt_mod
@@ -92,14 +92,7 @@ def test_cross_fitting_blends_in_the_item_response_model_when_only_it_reads_the_
 ):
     x, q, c, tasks, even = _readable_by_a_direction()
     rc = base.router("taskprior", irt_weights=(0.0, 0.5), cv_folds=3, **_SMALL_IRT)
-    train = jdata.RoutingData(
-        quality=q,
-        cost=c,
-        models=("m0", "m1"),
-        tasks=tasks,
-        sample_ids=np.array([str(i) for i in range(len(x))]),
-        features=x,
-    )
+    train = training_part(x, q, c, tasks)
     spec = router_spec("taskprior")
     state = spec.fit_state(train, rc)
     sel = state.selection
