@@ -124,6 +124,7 @@ def fit_task_prior(
     irt_ws = tuple(float(u) for u in cfg.irt_weights)
     if not irt_ws or any(not 0.0 <= u <= 1.0 for u in irt_ws):
         raise ValueError(f"irt_weights {cfg.irt_weights}: need one or more weights in [0, 1]")
+    irt_kwargs = _irt_kwargs(cfg)
     mlp_kwargs = dict(
         hidden=int(cfg.mlp_hidden),
         steps=int(cfg.mlp_steps),
@@ -156,14 +157,14 @@ def fit_task_prior(
             mlp_weights=mlp_ws,
             mlp_kwargs=mlp_kwargs,
             irt_weights=irt_ws,
-            irt_kwargs=_irt_kwargs(cfg),
+            irt_kwargs=irt_kwargs,
         )
     if k == 0:  # without neighbours the prior takes what the MLP leaves
         chosen = 1.0 - chosen_v
     mlp = fit_prompt_mlp(features, quality, **mlp_kwargs) if chosen_v > 0 else None
     irt = None
     if chosen_u > 0:
-        irt = model_of(fit_irt(features, quality, cost, tasks, **_irt_kwargs(cfg), seed=seed))
+        irt = model_of(fit_irt(features, quality, cost, tasks, **irt_kwargs, seed=seed))
     if chosen + chosen_v < 1.0 and k > 0:
         state = dataclasses.replace(
             state,
