@@ -117,7 +117,8 @@ def _zygote() -> "_Zygote":
 
 class _Zygote:
     """This test process's ``tests/_zygote.py``: started on the first app run, in the app
-    environment of that moment; stopped (stdin closed, then waited for) at exit."""
+    environment :func:`freeze_app_env` fixed; stopped (stdin closed, then waited for) at
+    exit."""
 
     instance = None
     base_env = None  # freeze_app_env()

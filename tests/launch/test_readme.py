@@ -10,13 +10,12 @@ interpreter, ``tests/_zygote.py``).
 """
 
 import json
-import os
 import pathlib
 import re
 import shlex
 
 import pytest
-from _apps import jit_cache_env, run_module
+from _apps import run_module
 
 pytestmark = pytest.mark.slow  # docs/testing.md
 
@@ -54,18 +53,12 @@ def tiny(argv: list[str]) -> list[str]:
 def test_readme_everyday_commands_run_in_order(tmp_path):
     commands = readme_commands()
     assert commands[0].startswith("jaxroute --help") and len(commands) >= 8
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        JAX_PLATFORMS="cpu",
-        **jit_cache_env(),
-    )
     make_run = "jaxroute train --flagfile=launch/equirouter_synthetic.flags"
     for line in [make_run, *commands]:
         argv = shlex.split(line.split("  #")[0])
         assert argv[0] == "jaxroute", line
         argv = tiny(argv) if len(argv) > 1 else argv
-        proc = run_module("jaxroute.cli", argv[1:], cwd=tmp_path, env=env, timeout=600)
+        proc = run_module("jaxroute.cli", argv[1:], cwd=tmp_path, timeout=600)  # app env
         assert proc.returncode == 0, f"{line}\n{proc.stderr[-3000:]}"
         if argv[1] == "route" and "workdirs/best_router" in line:
             assert '"router": "best"' in proc.stdout, proc.stdout[-2000:]
