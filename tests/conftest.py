@@ -54,8 +54,9 @@ def pytest_collection_modifyitems(config, items):
 
 # --- opt-in CPU profile: JAXROUTE_TEST_CPU_PROFILE=<path> (docs/testing.md) --------------
 # Per test: CPU seconds (user+sys) of the test process plus those of the child processes
-# it waited for (apps started by tests/_apps.py), setup and teardown included; so a session
-# fixture's cost lands on the first test that uses it. Each xdist worker writes
+# it waited for, and of the app runs tests/_zygote.py forked for it (tests/_apps.py), setup
+# and teardown included; so a session fixture's cost lands on the first test that uses
+# it. Each xdist worker writes
 # <path>.<worker>; the controlling process merges them into one table sorted by CPU.
 _PROFILE = os.environ.get("JAXROUTE_TEST_CPU_PROFILE")
 
