@@ -26,16 +26,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 JIT_CACHE_DIR = os.environ.get("JAXROUTE_JIT_CACHE", "/tmp/jaxroute-jit-cache")
 JIT_CACHE_MIN_COMPILE_S = "0"
 
-# The suite compiles with LLVM's optimisation off (XLA's own graph passes still run): on
-# a cold cache most of the suite's CPU is compilation, and this halves it (a tiny train
-# run: 38 s -> 19 s CPU). The programs compute the same things; their floating-point
-# results may differ from an optimised build in the last bits, so a test must not compare
-# with figures an optimised build printed. JAXROUTE_TEST_XLA_OPT=default
-# runs the suite on the product's optimised code (docs/testing.md).
+# The suite compiles cheaply: LLVM's optimisation off, and fusions emitted by XLA's
+# classic element-wise emitter instead of its MLIR fusion emitters (XLA's graph passes
+# still run). On a cold cache most of the suite's CPU is compilation (a tiny train run:
+# 38 s CPU optimised, 17 s at level 0, 12 s with both). The programs compute the same
+# things; their floating-point results may differ from an optimised build in the last
+# bits, so a test must not compare with figures an optimised build printed.
+# JAXROUTE_TEST_XLA_OPT=default runs the suite on the product's optimised code
+# (docs/testing.md).
 TEST_XLA_FLAGS = (
     ""
     if os.environ.get("JAXROUTE_TEST_XLA_OPT") == "default"
-    else "--xla_backend_optimization_level=0"
+    else "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 )
 
 
@@ -68,7 +70,7 @@ def run_module(module: str, argv, *, cwd=ROOT, env=None, timeout: float = 300):
     subprocess otherwise. Returns a ``subprocess.CompletedProcess`` (text output); raises
     ``subprocess.TimeoutExpired`` after ``timeout`` s, the run killed."""
     env = app_env() if env is None else env
-    if _same_env(env) and os.environ.get("JAXROUTE_TEST_ZYGOTE", "1") != "0":
+    if forks(env):
         return _zygote().run(module, list(argv), str(cwd), timeout)
     cmd = [sys.executable, "-m", module, *argv]
     return subprocess.run(
@@ -88,10 +90,19 @@ def run_app(module: str, *args: str, check: bool = False, timeout: float = 300):
 # --- the pre-imported interpreter (tests/_zygote.py) --------------------------------------
 # Variables that differ between tests without changing what an app does.
 _PER_TEST = ("PYTEST_CURRENT_TEST",)
+# Variables JAX writes into its own process's environment (``import jax`` sets the first
+# by setdefault, starting the CPU backend the second). The pre-imported interpreter and
+# every app get them the same way, so a run's environment that has them with JAX's
+# values is still the app environment (conftest.py freezes it before importing JAX).
+_SET_BY_JAX = {"TF_CPP_MIN_LOG_LEVEL": "1", "TPU_SKIP_MDS_QUERY": "1"}
 
 
 def _comparable(env) -> dict:
-    return {k: v for k, v in env.items() if k not in _PER_TEST}
+    return {
+        k: v
+        for k, v in env.items()
+        if k not in _PER_TEST and _SET_BY_JAX.get(k, object()) != v
+    }  # fmt: skip
 
 
 def freeze_app_env() -> None:
@@ -100,13 +111,34 @@ def freeze_app_env() -> None:
     _Zygote.base_env = app_env()
 
 
+def app_env_changes() -> list[str]:
+    """The names of the variables in which the app environment now differs from the
+    frozen one (names only: values may be secrets)."""
+    now, frozen = _comparable(app_env()), _comparable(_Zygote.base_env or {})
+    return sorted(k for k in set(now) | set(frozen) if now.get(k) != frozen.get(k))
+
+
+# Set by tests/conftest.py before each test: whether app runs forked then.
+forks_before_test = False
+
+
 def zygote_cpu_s() -> float:
     """User + system CPU of the app runs forked so far (tests/conftest.py's profile)."""
     return _Zygote.cpu_s
 
 
-def _same_env(env) -> bool:
-    return _Zygote.base_env is not None and _comparable(env) == _comparable(_Zygote.base_env)
+def zygote_runs() -> int:
+    """How many app runs this test process has forked from tests/_zygote.py."""
+    return _Zygote.runs
+
+
+def forks(env=None) -> bool:
+    """Whether :func:`run_module` forks a run in ``env`` (default: the app environment)
+    from tests/_zygote.py rather than starting a plain subprocess."""
+    env = app_env() if env is None else env
+    if _Zygote.base_env is None or os.environ.get("JAXROUTE_TEST_ZYGOTE", "1") == "0":
+        return False
+    return _comparable(env) == _comparable(_Zygote.base_env)
 
 
 def _zygote() -> "_Zygote":
@@ -123,6 +155,7 @@ class _Zygote:
     instance = None
     base_env = None  # freeze_app_env()
     cpu_s = 0.0
+    runs = 0
 
     def __init__(self, env: dict):
         self.lock = threading.Lock()
@@ -157,6 +190,7 @@ class _Zygote:
                 _Zygote.cpu_s += self._reply(timeout=30)["cpu_s"]
                 raise subprocess.TimeoutExpired([module, *argv], timeout) from None
             _Zygote.cpu_s += done["cpu_s"]
+            _Zygote.runs += 1
             read = lambda path: pathlib.Path(path).read_text(errors="replace")  # noqa: E731
             return subprocess.CompletedProcess(
                 [sys.executable, "-m", module, *argv], done["returncode"], read(out), read(err)

@@ -3,15 +3,23 @@
 import os
 import pathlib
 import resource
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+import xml.etree.ElementTree as ET
 
 os.environ.setdefault("JAXROUTE_TINY", "1")
 
 import _apps  # noqa: E402
 from _apps import JIT_CACHE_DIR, JIT_CACHE_MIN_COMPILE_S, xla_flags  # noqa: E402
 
-# Before JAX starts: read once, and inherited by every process a test starts.
-os.environ["XLA_FLAGS"] = xla_flags(os.environ.get("XLA_FLAGS", ""))
+# Before JAX starts: read once, and inherited by every process a test starts. The user's
+# own flags are kept aside (xdist workers inherit the controller's XLA_FLAGS, the suite's
+# flags already in).
+_USER_XLA_FLAGS = os.environ.setdefault("JAXROUTE_USER_XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
+os.environ["XLA_FLAGS"] = xla_flags(_USER_XLA_FLAGS)
 _apps.freeze_app_env()  # the environment app runs are forked in (tests/_zygote.py)
 
 import jax  # noqa: E402
@@ -35,6 +43,9 @@ def pytest_collection_modifyitems(config, items):
     Here the suffix goes into the id pytest reads; nothing happens where xdist's own
     suffix took effect, outside loadgroup workers, or on a pytest without ``_id``.
     """
+    for item in items:  # one worker runs them, in one child pytest (below)
+        if item.get_closest_marker("product_compile"):
+            item.add_marker(pytest.mark.xdist_group("product_compile"))
     if not getattr(config.option, "loadgroup", False):
         return
     try:
@@ -50,6 +61,71 @@ def pytest_collection_modifyitems(config, items):
         if names and isinstance(getattr(item, "_id", None), NodeId):
             if not item.nodeid.endswith(suffix):
                 item._id = NodeId.parse(item.nodeid + suffix)
+
+
+# --- the app environment stays the suite's ----------------------------------------------
+# App runs are forked only while os.environ is the frozen app environment (tests/_apps.py);
+# a test that leaves a variable behind would silently turn every later fork of its worker
+# into a plain subprocess. Such a test errors in its teardown, naming the variables.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    result = yield
+    if _apps.forks_before_test and not _apps.forks():
+        _apps.forks_before_test = False  # once: the tests after it are not to blame
+        raise AssertionError(f"{item.nodeid} changed os.environ: {_apps.app_env_changes()}")
+    return result
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    _apps.forks_before_test = _apps.forks()
+
+
+# --- claims about the product's compiled code --------------------------------------------
+# A test marked ``product_compile`` asserts that two differently built programs agree to
+# the last bits (K routers in CPU lanes against K separate runs). That holds for the code
+# the product compiles, not necessarily for the suite's cheap build (tests/_apps.py:
+# TEST_XLA_FLAGS). Where the suite's flags are on, the marked tests of this process run
+# in one child pytest with the product's flags (the user's XLA_FLAGS, the suite's cache),
+# and each takes its outcome from the child's report (docs/testing.md).
+_product_outcomes: dict[str, str | None] = {}
+
+
+def _run_product_compile_tests(session) -> None:
+    marked = [i for i in session.items if i.get_closest_marker("product_compile")]
+    report = pathlib.Path(tempfile.mkdtemp(prefix="jaxroute-product-")) / "junit.xml"
+    hidden = ("JAXROUTE_TEST_CPU_PROFILE", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT")
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
+    env.update(JAXROUTE_TEST_XLA_OPT="default", XLA_FLAGS=_USER_XLA_FLAGS)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", f"--junitxml={report}"]
+    proc = subprocess.run(
+        cmd + [i.nodeid.split("@")[0] for i in marked],
+        cwd=session.config.rootpath, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    cases = ET.parse(report).getroot().iter("testcase") if report.exists() else ()
+    done = {}  # (file, name) -> None or the failure's text
+    for case in cases:
+        bad = [e for e in case if e.tag in ("failure", "error", "skipped")]
+        where = case.get("classname").replace(".", "/") + ".py"
+        text = None if not bad else f"{bad[0].tag}: {bad[0].text or bad[0].get('message')}"
+        done[where, case.get("name")] = text
+    lost = f"no outcome in the child pytest (exit {proc.returncode}):\n{proc.stdout[-3000:]}"
+    for item in marked:
+        where = item.nodeid.split("::")[0]
+        _product_outcomes[item.nodeid] = done.get((where, item.name), lost)
+    shutil.rmtree(report.parent, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    if not _apps.TEST_XLA_FLAGS or pyfuncitem.get_closest_marker("product_compile") is None:
+        return None
+    if pyfuncitem.nodeid not in _product_outcomes:
+        _run_product_compile_tests(pyfuncitem.session)
+    failure = _product_outcomes[pyfuncitem.nodeid]
+    if failure is not None:
+        pytest.fail(f"under the product's compiler flags:\n{failure}", pytrace=False)
+    return True
 
 
 # --- opt-in CPU profile: JAXROUTE_TEST_CPU_PROFILE=<path> (docs/testing.md) --------------

@@ -27,7 +27,7 @@ TINY_TRAIN = [
     "--config.routers.equirouter.model_kwargs.trunk_sizes=(16,16,16)",
 ]
 
-TINY_BEST = ["--config.data.path=synthetic:n_prompts=150", "--config.seeds=(0,)"]
+TINY_BEST = ["--config.seeds=(0,)"]
 
 
 def readme_commands() -> list[str]:
@@ -40,7 +40,10 @@ def readme_commands() -> list[str]:
 def tiny(argv: list[str]) -> list[str]:
     app = argv[1]
     if app == "train" and any("best_router" in a for a in argv):
-        return argv + TINY_BEST
+        # Its --data_path wins over config.data.path: the size is shrunk in place.
+        small = [a.replace("n_prompts=4000", "n_prompts=150") for a in argv]
+        assert small != argv, f"no n_prompts=4000 to shrink in {argv}"
+        return small + TINY_BEST
     if app == "train" and "--config_help" not in argv:
         return argv + TINY_TRAIN
     if app in ("embed", "diagnose"):

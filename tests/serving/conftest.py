@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -202,11 +201,16 @@ class ServeProcess:
         return self.proc.returncode
 
 
+# The backends' key, for the server process only: set in os.environ it would make every
+# later app run of this test process differ from the suite's app environment.
+BACKEND_KEY = {"JAXROUTE_TEST_KEY": "sk-test"}
+
+
 @pytest.fixture(scope="session")
 def models_file(workdir, backend, tmp_path_factory):
-    """Every model of the workdir served by the stub, with the key in $JAXROUTE_TEST_KEY."""
+    """Every model of the workdir served by the stub, with the key in $JAXROUTE_TEST_KEY
+    (:data:`BACKEND_KEY`, in the server's environment only: ``server`` below)."""
     models = json.loads((workdir / "run_info.json").read_text())["models"]
-    os.environ.setdefault("JAXROUTE_TEST_KEY", "sk-test")
     mf = tmp_path_factory.mktemp("models") / "models.json"
     mf.write_text(
         json.dumps(
@@ -229,6 +233,7 @@ def server(workdir, models_file, tmp_path_factory):
         "--max_prompt_chars=2000",
         "--warm_lengths=32",
         log_dir=tmp_path_factory.mktemp("serve_log"),
+        env=BACKEND_KEY,
     )
     try:
         yield proc.url

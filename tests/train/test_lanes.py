@@ -73,8 +73,15 @@ def _separate(task, data, hparams, epochs=2):
     return jax.tree.map(lambda *xs: np.concatenate(xs), *params), np.stack(losses)
 
 
+# Agreement to 1e-6 is a property of the code the product compiles. The suite's cheap build
+# (tests/_apps.py) was measured to break it in the cases marked product_compile (8e-6
+# relative after six steps), which therefore run under the product's flags (conftest.py).
+PRODUCT = pytest.mark.product_compile
+
+
 @pytest.mark.parametrize(
-    "model,k,lanes", [("equirouter", 5, 2), ("mlp", 3, 2), ("mlp", 2, 3), ("mlp", 4, 1)]
+    "model,k,lanes",
+    [pytest.param("equirouter", 5, 2, marks=PRODUCT), ("mlp", 3, 2), ("mlp", 2, 3), ("mlp", 4, 1)],
 )
 def test_lanes_equal_separate_runs(model, k, lanes):
     """Groups via lax.map (plus a remainder group), one group plus a remainder, fewer
@@ -94,7 +101,7 @@ def test_lanes_equal_separate_runs(model, k, lanes):
     assert not np.allclose(losses[0], losses[1])
 
 
-@pytest.mark.parametrize("strategy", ["vmap", "lanes"])
+@pytest.mark.parametrize("strategy", ["vmap", pytest.param("lanes", marks=PRODUCT)])
 def test_compiled_epoch_strategies_match(strategy):
     """Both K > 1 layouts of ``compiled_epoch`` train K routers as K separate runs."""
     task = _task("equirouter")

@@ -1,0 +1,37 @@
+"""The suite's app harness (tests/_apps.py): app runs really are forked, and a forked run
+prints what a plain ``python -m`` run prints (docs/testing.md)."""
+
+import os
+import subprocess
+import sys
+
+import _apps
+import jax
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("JAXROUTE_TEST_ZYGOTE") == "0", reason="JAXROUTE_TEST_ZYGOTE=0: no forks"
+)
+
+
+def test_the_app_environment_survives_jax_starting():
+    # conftest.py froze the app environment before importing JAX; JAX then wrote its own
+    # variables into os.environ. A run in the app environment must still be forked.
+    jax.devices()  # the backend started: every variable JAX sets is set
+    assert _apps.forks(), _apps.app_env_changes()
+    assert not _apps.forks(dict(_apps.app_env(), JAXROUTE_SOMETHING_ELSE="1"))
+    assert not _apps.forks(dict(_apps.app_env(), TF_CPP_MIN_LOG_LEVEL="3"))
+
+
+@pytest.mark.slow
+def test_a_forked_run_prints_what_a_plain_run_prints():
+    argv = ["-m", "jaxroute.launch.inspect_data", "--data_path=synthetic:n_prompts=50"]
+    before = _apps.zygote_runs()
+    forked = _apps.run_module(argv[1], argv[2:])
+    assert _apps.zygote_runs() == before + 1
+    plain = subprocess.run(
+        [sys.executable, *argv], cwd=_apps.ROOT, env=_apps.app_env(),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert plain.returncode == 0 and plain.stdout.startswith("50 prompts,"), plain.stderr[-2000:]
+    assert (forked.returncode, forked.stdout) == (0, plain.stdout)
