@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from _apps import run_app
+from _apps import run_app, run_module
 
 from jaxroute import data as jd
 
@@ -69,15 +69,8 @@ def test_config_help_lists_every_field_from_any_directory(tmp_path):
     from jaxroute.launch.config_help import config_fields
 
     hinge = ["--config.routers.hinge.model=linear", "--config.routers.hinge.loss=pairwise_hinge"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "jaxroute.launch.train", "--config=base:tiny", "--config_help"]
-        + hinge,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, JAX_PLATFORMS="cpu"),
-    )
+    argv = ["--config=base:tiny", "--config_help", *hinge]
+    proc = run_module("jaxroute.launch.train", argv, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     fields = config_fields(resolve("base:tiny", split_overrides(hinge)[1]))
     assert len(fields) > 40
