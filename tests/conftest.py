@@ -88,7 +88,14 @@ def pytest_runtest_setup(item):
 # TEST_XLA_FLAGS). Where the suite's flags are on, the marked tests of this process run
 # in one child pytest with the product's flags (the user's XLA_FLAGS, the suite's cache),
 # and each takes its outcome from the child's report (docs/testing.md).
-_product_outcomes: dict[str, str | None] = {}
+_product_outcomes: dict[str, tuple[str, str] | None] = {}  # None: passed
+
+
+def _junit_key(nodeid: str) -> tuple[str, str]:
+    """(classname, name) of a test in pytest's JUnit report: ``a/b.py::C::t[x]`` is
+    ``("a.b.C", "t[x]")``."""
+    file, *scopes, name = nodeid.split("@")[0].split("::")
+    return ".".join([file.removesuffix(".py").replace("/", "."), *scopes]), name
 
 
 def _run_product_compile_tests(session) -> None:
@@ -103,16 +110,17 @@ def _run_product_compile_tests(session) -> None:
         cwd=session.config.rootpath, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     cases = ET.parse(report).getroot().iter("testcase") if report.exists() else ()
-    done = {}  # (file, name) -> None or the failure's text
+    done = {}  # (classname, name) -> None, or (failure|error|skipped, its text)
     for case in cases:
         bad = [e for e in case if e.tag in ("failure", "error", "skipped")]
-        where = case.get("classname").replace(".", "/") + ".py"
-        text = None if not bad else f"{bad[0].tag}: {bad[0].text or bad[0].get('message')}"
-        done[where, case.get("name")] = text
-    lost = f"no outcome in the child pytest (exit {proc.returncode}):\n{proc.stdout[-3000:]}"
+        text = None if not bad else (bad[0].tag, bad[0].text or bad[0].get("message", ""))
+        done[case.get("classname"), case.get("name")] = text
+    lost = (
+        "error",
+        f"no outcome in the child pytest (exit {proc.returncode}):\n{proc.stdout[-3000:]}",
+    )
     for item in marked:
-        where = item.nodeid.split("::")[0]
-        _product_outcomes[item.nodeid] = done.get((where, item.name), lost)
+        _product_outcomes[item.nodeid] = done.get(_junit_key(item.nodeid), lost)
     shutil.rmtree(report.parent, ignore_errors=True)
 
 
@@ -122,9 +130,13 @@ def pytest_pyfunc_call(pyfuncitem):
         return None
     if pyfuncitem.nodeid not in _product_outcomes:
         _run_product_compile_tests(pyfuncitem.session)
-    failure = _product_outcomes[pyfuncitem.nodeid]
-    if failure is not None:
-        pytest.fail(f"under the product's compiler flags:\n{failure}", pytrace=False)
+    outcome = _product_outcomes[pyfuncitem.nodeid]
+    if outcome is not None and outcome[0] == "skipped":
+        pytest.skip(f"skipped under the product's compiler flags: {outcome[1]}")
+    if outcome is not None:
+        pytest.fail(
+            f"{outcome[0]} under the product's compiler flags:\n{outcome[1]}", pytrace=False
+        )
     return True
 
 
