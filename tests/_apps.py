@@ -32,13 +32,16 @@ JIT_CACHE_MIN_COMPILE_S = "0"
 # 38 s CPU optimised, 17 s at level 0, 12 s with both). The programs compute the same
 # things; their floating-point results may differ from an optimised build in the last
 # bits, so a test must not compare with figures an optimised build printed.
-# JAXROUTE_TEST_XLA_OPT=default runs the suite on the product's optimised code
-# (docs/testing.md).
-TEST_XLA_FLAGS = (
-    ""
-    if os.environ.get("JAXROUTE_TEST_XLA_OPT") == "default"
-    else "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
-)
+# JAXROUTE_TEST_XLA_OPT=default runs the suite on the product's optimised code;
+# =fusion_emitters keeps level 0 but XLA's own emitters (how tests marked
+# fusion_emitters run: tests/conftest.py; docs/testing.md).
+LEVEL_0 = "--xla_backend_optimization_level=0"
+CLASSIC_EMITTER = "--xla_cpu_use_fusion_emitters=false"
+_XLA_OPTS = {"": f"{LEVEL_0} {CLASSIC_EMITTER}", "fusion_emitters": LEVEL_0, "default": ""}
+_XLA_OPT = os.environ.get("JAXROUTE_TEST_XLA_OPT", "")
+if _XLA_OPT not in _XLA_OPTS:
+    raise ValueError(f"JAXROUTE_TEST_XLA_OPT={_XLA_OPT!r}: one of default, fusion_emitters")
+TEST_XLA_FLAGS = _XLA_OPTS[_XLA_OPT]
 
 
 def xla_flags(*extra: str) -> str:

@@ -11,6 +11,10 @@ import time
 import xml.etree.ElementTree as ET
 
 os.environ.setdefault("JAXROUTE_TINY", "1")
+# Cache bytecode for the checkout's modules even under PYTHONDONTWRITEBYTECODE: every
+# process the suite starts (about 50) then reads jaxroute compiled instead of compiling
+# its sources again (about 0.25 s CPU each). The environment is left as it is.
+sys.dont_write_bytecode = False
 
 import _apps  # noqa: E402
 from _apps import JIT_CACHE_DIR, JIT_CACHE_MIN_COMPILE_S, xla_flags  # noqa: E402
@@ -44,8 +48,8 @@ def pytest_collection_modifyitems(config, items):
     suffix took effect, outside loadgroup workers, or on a pytest without ``_id``.
     """
     for item in items:  # one worker runs them, in one child pytest (below)
-        if item.get_closest_marker("product_compile"):
-            item.add_marker(pytest.mark.xdist_group("product_compile"))
+        if item.get_closest_marker("fusion_emitters"):
+            item.add_marker(pytest.mark.xdist_group("fusion_emitters"))
     if not getattr(config.option, "loadgroup", False):
         return
     try:
@@ -81,14 +85,15 @@ def pytest_runtest_setup(item):
     _apps.forks_before_test = _apps.forks()
 
 
-# --- claims about the product's compiled code --------------------------------------------
-# A test marked ``product_compile`` asserts that two differently built programs agree to
-# the last bits (K routers in CPU lanes against K separate runs). That holds for the code
-# the product compiles, not necessarily for the suite's cheap build (tests/_apps.py:
-# TEST_XLA_FLAGS). Where the suite's flags are on, the marked tests of this process run
-# in one child pytest with the product's flags (the user's XLA_FLAGS, the suite's cache),
-# and each takes its outcome from the child's report (docs/testing.md).
-_product_outcomes: dict[str, tuple[str, str] | None] = {}  # None: passed
+# --- claims that need XLA's fusion emitters ---------------------------------------------
+# A test marked ``fusion_emitters`` asserts that two differently built programs agree to
+# the last bits (K routers in CPU lanes against K separate runs). That holds for code
+# compiled by XLA's own emitters (the product's, optimised or not), not for the suite's
+# classic emitter at level 0 (tests/_apps.py: TEST_XLA_FLAGS). Where that emitter is on,
+# the marked tests of this process run in one child pytest at level 0 with XLA's own
+# emitters (JAXROUTE_TEST_XLA_OPT=fusion_emitters, the suite's cache), and each takes its
+# outcome from the child's report (docs/testing.md).
+_child_outcomes: dict[str, tuple[str, str] | None] = {}  # None: passed
 
 
 def _junit_key(nodeid: str) -> tuple[str, str]:
@@ -98,12 +103,12 @@ def _junit_key(nodeid: str) -> tuple[str, str]:
     return ".".join([file.removesuffix(".py").replace("/", "."), *scopes]), name
 
 
-def _run_product_compile_tests(session) -> None:
-    marked = [i for i in session.items if i.get_closest_marker("product_compile")]
-    report = pathlib.Path(tempfile.mkdtemp(prefix="jaxroute-product-")) / "junit.xml"
+def _run_fusion_emitter_tests(session) -> None:
+    marked = [i for i in session.items if i.get_closest_marker("fusion_emitters")]
+    report = pathlib.Path(tempfile.mkdtemp(prefix="jaxroute-emitters-")) / "junit.xml"
     hidden = ("JAXROUTE_TEST_CPU_PROFILE", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT")
     env = {k: v for k, v in os.environ.items() if k not in hidden}
-    env.update(JAXROUTE_TEST_XLA_OPT="default", XLA_FLAGS=_USER_XLA_FLAGS)
+    env.update(JAXROUTE_TEST_XLA_OPT="fusion_emitters", XLA_FLAGS=_USER_XLA_FLAGS)
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", f"--junitxml={report}"]
     proc = subprocess.run(
         cmd + [i.nodeid.split("@")[0] for i in marked],
@@ -120,23 +125,22 @@ def _run_product_compile_tests(session) -> None:
         f"no outcome in the child pytest (exit {proc.returncode}):\n{proc.stdout[-3000:]}",
     )
     for item in marked:
-        _product_outcomes[item.nodeid] = done.get(_junit_key(item.nodeid), lost)
+        _child_outcomes[item.nodeid] = done.get(_junit_key(item.nodeid), lost)
     shutil.rmtree(report.parent, ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem):
-    if not _apps.TEST_XLA_FLAGS or pyfuncitem.get_closest_marker("product_compile") is None:
+    classic = _apps.CLASSIC_EMITTER in _apps.TEST_XLA_FLAGS.split()
+    if not classic or pyfuncitem.get_closest_marker("fusion_emitters") is None:
         return None
-    if pyfuncitem.nodeid not in _product_outcomes:
-        _run_product_compile_tests(pyfuncitem.session)
-    outcome = _product_outcomes[pyfuncitem.nodeid]
+    if pyfuncitem.nodeid not in _child_outcomes:
+        _run_fusion_emitter_tests(pyfuncitem.session)
+    outcome = _child_outcomes[pyfuncitem.nodeid]
     if outcome is not None and outcome[0] == "skipped":
-        pytest.skip(f"skipped under the product's compiler flags: {outcome[1]}")
+        pytest.skip(f"skipped with XLA's fusion emitters: {outcome[1]}")
     if outcome is not None:
-        pytest.fail(
-            f"{outcome[0]} under the product's compiler flags:\n{outcome[1]}", pytrace=False
-        )
+        pytest.fail(f"{outcome[0]} with XLA's fusion emitters:\n{outcome[1]}", pytrace=False)
     return True
 
 
