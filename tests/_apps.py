@@ -69,15 +69,27 @@ def app_env() -> dict[str, str]:
 
 def run_module(module: str, argv, *, cwd=ROOT, env=None, timeout: float = 300):
     """``python -m <module> <argv>`` in ``cwd``: forked from the suite's pre-imported
-    interpreter (``tests/_zygote.py``) when ``env`` is the suite's app environment, a plain
-    subprocess otherwise. Returns a ``subprocess.CompletedProcess`` (text output); raises
-    ``subprocess.TimeoutExpired`` after ``timeout`` s, the run killed."""
+    interpreter (``tests/_zygote.py``) when ``env`` is the suite's app environment (up to
+    ``XLA_FLAGS``), a plain subprocess otherwise. Returns a ``subprocess.CompletedProcess``
+    (text output); raises ``subprocess.TimeoutExpired`` after ``timeout`` s, the run
+    killed."""
+    return run_python(["-m", module, *argv], cwd=cwd, env=env, timeout=timeout)
+
+
+def run_python(args, *, cwd=ROOT, env=None, timeout: float = 300):
+    """``python <args>`` (``-m MODULE ...``, ``-c CODE ...`` or ``PATH ...``) in ``cwd``,
+    forked or a plain subprocess as :func:`run_module` says."""
     env = app_env() if env is None else env
+    args = [str(a) for a in args]
     if forks(env):
-        return _zygote().run(module, list(argv), str(cwd), timeout)
-    cmd = [sys.executable, "-m", module, *argv]
+        kind, what, argv = ("path", args[0], args[1:]) if args[0][0] != "-" else (
+            {"-m": "module", "-c": "code"}[args[0]], args[1], args[2:])  # fmt: skip
+        overlay = {k: env[k] for k in _AFTER_START if env.get(k) != _Zygote.base_env.get(k)}
+        job = {kind: what, "argv": argv, "env": overlay}
+        return _zygote().run(job, [sys.executable, *args], str(cwd), timeout)
     return subprocess.run(
-        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout,
     )  # fmt: skip
 
 
@@ -98,13 +110,16 @@ _PER_TEST = ("PYTEST_CURRENT_TEST",)
 # every app get them the same way, so a run's environment that has them with JAX's
 # values is still the app environment (conftest.py freezes it before importing JAX).
 _SET_BY_JAX = {"TF_CPP_MIN_LOG_LEVEL": "1", "TPU_SKIP_MDS_QUERY": "1"}
+# Variables read only when JAX's backend starts, which the pre-imported interpreter never
+# does: a run may set its own (eight fake devices), the forked child sets them first.
+_AFTER_START = ("XLA_FLAGS",)
 
 
 def _comparable(env) -> dict:
     return {
         k: v
         for k, v in env.items()
-        if k not in _PER_TEST and _SET_BY_JAX.get(k, object()) != v
+        if k not in _PER_TEST and k not in _AFTER_START and _SET_BY_JAX.get(k, object()) != v
     }  # fmt: skip
 
 
@@ -179,10 +194,12 @@ class _Zygote:
             raise RuntimeError(f"tests/_zygote.py exited ({self.proc.wait()})")
         return json.loads(line)
 
-    def run(self, module: str, argv: list, cwd: str, timeout: float):
+    def run(self, job: dict, cmd: list, cwd: str, timeout: float):
+        """``job``: ``{"module" | "code" | "path": ..., "argv": [...], "env": {...}}``;
+        ``cmd``: the command line it stands for (in the result and errors)."""
         with self.lock:
             out, err = (os.path.join(self.dir, n) for n in ("stdout", "stderr"))
-            request = {"module": module, "argv": argv, "cwd": cwd, "stdout": out, "stderr": err}
+            request = {**job, "cwd": cwd, "stdout": out, "stderr": err}
             self.proc.stdin.write(json.dumps(request) + "\n")
             self.proc.stdin.flush()
             pid = self._reply(timeout=30)["pid"]
@@ -191,13 +208,11 @@ class _Zygote:
             except subprocess.TimeoutExpired:
                 os.kill(pid, signal.SIGKILL)
                 _Zygote.cpu_s += self._reply(timeout=30)["cpu_s"]
-                raise subprocess.TimeoutExpired([module, *argv], timeout) from None
+                raise subprocess.TimeoutExpired(cmd, timeout) from None
             _Zygote.cpu_s += done["cpu_s"]
             _Zygote.runs += 1
             read = lambda path: pathlib.Path(path).read_text(errors="replace")  # noqa: E731
-            return subprocess.CompletedProcess(
-                [sys.executable, "-m", module, *argv], done["returncode"], read(out), read(err)
-            )
+            return subprocess.CompletedProcess(cmd, done["returncode"], read(out), read(err))
 
     def close(self):
         if self.proc.poll() is None:

@@ -11,15 +11,21 @@ app's flags afresh. The environment is the one this process was started with;
 ``tests/_apps.py`` sends a request here only when a run's environment is that one, and
 starts a plain subprocess otherwise.
 
-Protocol, one JSON line each way: ``{"module", "argv", "cwd", "stdout", "stderr"}`` in;
-``{"pid"}`` once forked, then ``{"pid", "returncode", "cpu_s"}`` once the child has exited
-(``cpu_s``: its user + system CPU, for the suite's CPU profile).
+Besides a module (``python -m``), a request may run code (``python -c``) or a script
+(``python PATH``), and may set variables that are read only once JAX's backend starts,
+which never happens here (``XLA_FLAGS``: eight fake devices and the like); the child sets
+them before running.
+
+Protocol, one JSON line each way: ``{"module" | "code" | "path", "argv", "cwd", "stdout",
+"stderr", "env"}`` in; ``{"pid"}`` once forked, then ``{"pid", "returncode", "cpu_s"}``
+once the child has exited (``cpu_s``: its user + system CPU, for the suite's CPU profile).
 """
 
 import json
 import os
 import runpy
 import sys
+import types
 
 # What every app imports anyway (`python -X importtime -m jaxroute.launch.train`).
 import absl.flags  # noqa: F401
@@ -65,12 +71,31 @@ def _become(request: dict) -> None:
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
+    os.environ.update(request.get("env", {}))
     here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [request["cwd"]] + [p for p in sys.path if p != here]
-    sys.argv = [request["module"], *request["argv"]]
+    # sys.path[0] and argv as `python -m MODULE`, `python -c CODE` and `python PATH` set them.
+    if "module" in request:
+        first, argv0 = request["cwd"], request["module"]
+    elif "code" in request:
+        first, argv0 = "", "-c"
+    else:
+        first, argv0 = os.path.dirname(os.path.abspath(request["path"])), request["path"]
+    sys.path[:] = [first] + [p for p in sys.path if p != here]
+    sys.argv = [argv0, *request["argv"]]
+
+
+def _run(request: dict) -> None:
+    if "module" in request:
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+    elif "path" in request:
+        runpy.run_path(request["path"], run_name="__main__")
+    else:
+        main = types.ModuleType("__main__")
+        sys.modules["__main__"] = main
+        exec(compile(request["code"], "<string>", "exec"), main.__dict__)
 
 
 if __name__ == "__main__":
     job = _serve()
     _become(job)
-    runpy.run_module(job["module"], run_name="__main__", alter_sys=True)
+    _run(job)

@@ -7,8 +7,6 @@ than the device count.
 """
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -60,22 +58,12 @@ def _checks():
 
 def test_prompt_sharded_sweeps_equal_one_device_sweeps():
     # here: this file also runs as the subprocess's script
-    from _apps import jit_cache_env, xla_flags
+    from _apps import app_env, run_python, xla_flags
 
-    # The suite's compilation cache: the sweeps' programs are read, not compiled again.
+    # The suite's app environment (its compilation cache: the sweeps' programs are read,
+    # not compiled again) with eight fake devices.
     eight = xla_flags("--xla_force_host_platform_device_count=8")
-    env = dict(os.environ, XLA_FLAGS=eight, **jit_cache_env())
-    env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))]
-        + [p for p in [os.environ.get("PYTHONPATH")] if p]
-    )
-    out = subprocess.run(
-        [sys.executable, os.path.abspath(__file__)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    out = run_python([os.path.abspath(__file__)], env=dict(app_env(), XLA_FLAGS=eight), timeout=240)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     assert "sharded sweep checks passed" in out.stdout
 

@@ -35,3 +35,16 @@ def test_a_forked_run_prints_what_a_plain_run_prints():
     )  # fmt: skip
     assert plain.returncode == 0 and plain.stdout.startswith("50 prompts,"), plain.stderr[-2000:]
     assert (forked.returncode, forked.stdout) == (0, plain.stdout)
+
+
+@pytest.mark.slow
+def test_code_and_xla_flags_reach_a_forked_run_and_stop_there():
+    # XLA_FLAGS is read when the backend starts: a forked run may bring its own.
+    three = dict(
+        _apps.app_env(), XLA_FLAGS=_apps.xla_flags("--xla_force_host_platform_device_count=3")
+    )
+    code = ["-c", "import jax, sys; print(len(jax.devices()), sys.argv[1:])", "a", "b"]
+    before = _apps.zygote_runs()
+    assert _apps.run_python(code, env=three).stdout == "3 ['a', 'b']\n"
+    assert _apps.run_python(code).stdout == "1 ['a', 'b']\n"  # the next fork: the suite's
+    assert _apps.zygote_runs() == before + 2

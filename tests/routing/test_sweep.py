@@ -1,14 +1,11 @@
 """Sweep tests: equals a float64 Python loop, compiles once, shards, single budget."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _apps import jit_cache_env, xla_flags
+from _apps import app_env, run_python, xla_flags
 from _oracles import (
     budget_rule_choices,
     budget_rule_loop,
@@ -229,18 +226,9 @@ SHARD_SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_sharded_equals_single_device_8_fake_cpus():
-    env = dict(os.environ, **jit_cache_env())  # the suite's compilation cache
-    env["XLA_FLAGS"] = xla_flags("--xla_force_host_platform_device_count=8")
-    env["JAX_PLATFORMS"] = "cpu"
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.run(
-        [sys.executable, "-c", SHARD_SCRIPT],
-        env=env,
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    # The suite's app environment (its compilation cache) with eight fake devices.
+    env = dict(app_env(), XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=8"))
+    proc = run_python(["-c", SHARD_SCRIPT], env=env, timeout=300)
     assert "SHARD_OK" in proc.stdout, proc.stdout + proc.stderr
 
 

@@ -3,8 +3,6 @@
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -178,7 +176,7 @@ def test_config_errors_found_after_loading_the_data_leave_the_workdir_empty(tmp_
 @pytest.mark.slow
 def test_eight_fake_devices_give_the_same_params(tmp_path):
     """Data-parallel over 8 fake CPU devices matches one device (float tolerance)."""
-    from _apps import jit_cache_env, xla_flags  # here: the subprocess imports this module
+    from _apps import app_env, run_python, xla_flags  # here: the -c code imports this module
 
     code = f"""
 import jax, numpy as np, sys
@@ -193,11 +191,10 @@ leaves = jax.tree.leaves(_params(sys.argv[1], c))
 np.save(sys.argv[2], np.concatenate([np.ravel(x) for x in leaves]))
 """
     eight = xla_flags("--xla_force_host_platform_device_count=8")
-    env = dict(os.environ, XLA_FLAGS=eight, **jit_cache_env())
     out = tmp_path / "p8.npy"
-    subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "w8"), str(out)], env=env, check=True, cwd=ROOT
-    )
+    env = dict(app_env(), XLA_FLAGS=eight)  # the suite's cache, eight fake devices
+    proc = run_python(["-c", code, tmp_path / "w8", out], env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     c = tiny(routers="mlp", epochs=2)
     c.cost_model.enabled = False
     E.fit(c, tmp_path / "w1")
