@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -81,7 +82,7 @@ def run_python(args, *, cwd=ROOT, env=None, timeout: float = 300):
     forked or a plain subprocess as :func:`run_module` says."""
     env = app_env() if env is None else env
     args = [str(a) for a in args]
-    if forks(env):
+    if forks(env) and (args[0] in ("-m", "-c") or not args[0].startswith("-")):
         kind, what, argv = ("path", args[0], args[1:]) if args[0][0] != "-" else (
             {"-m": "module", "-c": "code"}[args[0]], args[1], args[2:])  # fmt: skip
         overlay = {k: env[k] for k in _AFTER_START if env.get(k) != _Zygote.base_env.get(k)}
@@ -154,9 +155,12 @@ def forks(env=None) -> bool:
     """Whether :func:`run_module` forks a run in ``env`` (default: the app environment)
     from tests/_zygote.py rather than starting a plain subprocess."""
     env = app_env() if env is None else env
-    if _Zygote.base_env is None or os.environ.get("JAXROUTE_TEST_ZYGOTE", "1") == "0":
+    base = _Zygote.base_env
+    if base is None or os.environ.get("JAXROUTE_TEST_ZYGOTE", "1") == "0":
         return False
-    return _comparable(env) == _comparable(_Zygote.base_env)
+    if any(k in base and k not in env for k in _AFTER_START):  # a child can only set them
+        return False
+    return _comparable(env) == _comparable(base)
 
 
 def _zygote() -> "_Zygote":
@@ -180,33 +184,45 @@ class _Zygote:
         self.dir = tempfile.mkdtemp(prefix="jaxroute-zygote-")
         self.proc = subprocess.Popen(
             [sys.executable, str(pathlib.Path(__file__).with_name("_zygote.py"))],
-            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
         )  # fmt: skip
+        self.pending = b""  # replies read from the pipe but not yet returned
         self._reply(timeout=120)  # {"ready": pid}: imports done
         atexit.register(self.close)
 
     def _reply(self, timeout: float) -> dict:
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            raise subprocess.TimeoutExpired("tests/_zygote.py", timeout)
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"tests/_zygote.py exited ({self.proc.wait()})")
+        """The next JSON line. Reads the pipe itself (no buffered reader, which could take
+        two replies at once and leave ``select`` waiting on an empty pipe)."""
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.pending:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise subprocess.TimeoutExpired("tests/_zygote.py", timeout)
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise RuntimeError(f"tests/_zygote.py exited ({self.proc.wait()})")
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
         return json.loads(line)
 
     def run(self, job: dict, cmd: list, cwd: str, timeout: float):
         """``job``: ``{"module" | "code" | "path": ..., "argv": [...], "env": {...}}``;
         ``cmd``: the command line it stands for (in the result and errors)."""
         with self.lock:
+            if not os.path.isdir(cwd):  # as subprocess.run would fail
+                raise FileNotFoundError(f"no such directory: {cwd}")
             out, err = (os.path.join(self.dir, n) for n in ("stdout", "stderr"))
+            for path in (out, err):  # never a previous run's output
+                pathlib.Path(path).unlink(missing_ok=True)
             request = {**job, "cwd": cwd, "stdout": out, "stderr": err}
-            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
             pid = self._reply(timeout=30)["pid"]
             try:
                 done = self._reply(timeout=timeout)
             except subprocess.TimeoutExpired:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)  # not yet reaped: the zygote waits for it
                 _Zygote.cpu_s += self._reply(timeout=30)["cpu_s"]
                 raise subprocess.TimeoutExpired(cmd, timeout) from None
             _Zygote.cpu_s += done["cpu_s"]

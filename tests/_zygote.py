@@ -1,6 +1,6 @@
 """A pre-imported interpreter that forks the apps the tests run (docs/testing.md).
 
-``python -m jaxroute.launch.APP`` spends about 3 s of CPU importing JAX, jaxroute,
+``python -m jaxroute.launch.APP`` spends about 2.5 s of CPU importing JAX, jaxroute,
 matplotlib and pandas before it reads a flag, and the suite starts dozens of such runs.
 This process imports those libraries once (no JAX backend is started, so no JAX thread
 exists yet) and then, per request, forks: the child takes the request's working
@@ -62,8 +62,7 @@ def _serve() -> dict:
 
 def _become(request: dict) -> None:
     """The child: the request's directory, streams and argv, as ``python -m`` sets them."""
-    os.chdir(request["cwd"])
-    fds = [
+    fds = [  # first, so that even a failing chdir reports in the run's own stderr
         os.open(os.devnull, os.O_RDONLY),
         os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
         os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
@@ -71,15 +70,16 @@ def _become(request: dict) -> None:
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
+    os.chdir(request["cwd"])
     os.environ.update(request.get("env", {}))
     here = os.path.dirname(os.path.abspath(__file__))
     # sys.path[0] and argv as `python -m MODULE`, `python -c CODE` and `python PATH` set them.
     if "module" in request:
-        first, argv0 = request["cwd"], request["module"]
+        first, argv0 = os.getcwd(), request["module"]
     elif "code" in request:
         first, argv0 = "", "-c"
     else:
-        first, argv0 = os.path.dirname(os.path.abspath(request["path"])), request["path"]
+        first, argv0 = os.path.dirname(os.path.realpath(request["path"])), request["path"]
     sys.path[:] = [first] + [p for p in sys.path if p != here]
     sys.argv = [argv0, *request["argv"]]
 

@@ -76,7 +76,8 @@ def pytest_runtest_teardown(item, nextitem):
     result = yield
     if _apps.forks_before_test and not _apps.forks():
         _apps.forks_before_test = False  # once: the tests after it are not to blame
-        raise AssertionError(f"{item.nodeid} changed os.environ: {_apps.app_env_changes()}")
+        changed = _apps.app_env_changes()
+        raise AssertionError(f"{item.nodeid} (or a fixture it uses) changed os.environ: {changed}")
     return result
 
 
@@ -96,11 +97,14 @@ def pytest_runtest_setup(item):
 _child_outcomes: dict[str, tuple[str, str] | None] = {}  # None: passed
 
 
-def _junit_key(nodeid: str) -> tuple[str, str]:
-    """(classname, name) of a test in pytest's JUnit report: ``a/b.py::C::t[x]`` is
-    ``("a.b.C", "t[x]")``."""
-    file, *scopes, name = nodeid.split("@")[0].split("::")
-    return ".".join([file.removesuffix(".py").replace("/", "."), *scopes]), name
+def _child_ids(item) -> tuple[str, tuple[str, str]]:
+    """The test's node id for the child pytest (without xdist's ``@group`` suffix) and its
+    (classname, name) in pytest's JUnit report: ``a/b.py::C::t[x]`` is ``("a.b.C", "t[x]")``.
+    Built from the item, not by splitting its node id (parameters may hold ``::`` or ``@``)."""
+    file = item.nodeid.split("::", 1)[0]
+    scopes = [item.cls.__name__] if item.cls is not None else []
+    classname = ".".join([file.removesuffix(".py").replace("/", "."), *scopes])
+    return "::".join([file, *scopes, item.name]), (classname, item.name)
 
 
 def _run_fusion_emitter_tests(session) -> None:
@@ -110,22 +114,23 @@ def _run_fusion_emitter_tests(session) -> None:
     env = {k: v for k, v in os.environ.items() if k not in hidden}
     env.update(JAXROUTE_TEST_XLA_OPT="fusion_emitters", XLA_FLAGS=_USER_XLA_FLAGS)
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", f"--junitxml={report}"]
-    proc = subprocess.run(
-        cmd + [i.nodeid.split("@")[0] for i in marked],
-        cwd=session.config.rootpath, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    try:
+        proc = subprocess.run(
+            cmd + [_child_ids(i)[0] for i in marked],
+            cwd=session.config.rootpath, env=env, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        why = f"exit {proc.returncode}):\n{proc.stdout[-3000:]}"
+    except subprocess.TimeoutExpired:
+        why = "timed out after 900 s)"
     cases = ET.parse(report).getroot().iter("testcase") if report.exists() else ()
     done = {}  # (classname, name) -> None, or (failure|error|skipped, its text)
     for case in cases:
         bad = [e for e in case if e.tag in ("failure", "error", "skipped")]
         text = None if not bad else (bad[0].tag, bad[0].text or bad[0].get("message", ""))
         done[case.get("classname"), case.get("name")] = text
-    lost = (
-        "error",
-        f"no outcome in the child pytest (exit {proc.returncode}):\n{proc.stdout[-3000:]}",
-    )
+    lost = ("error", f"no outcome in the child pytest ({why}")
     for item in marked:
-        _child_outcomes[item.nodeid] = done.get(_junit_key(item.nodeid), lost)
+        _child_outcomes[item.nodeid] = done.get(_child_ids(item)[1], lost)
     shutil.rmtree(report.parent, ignore_errors=True)
 
 

@@ -48,3 +48,18 @@ def test_code_and_xla_flags_reach_a_forked_run_and_stop_there():
     assert _apps.run_python(code, env=three).stdout == "3 ['a', 'b']\n"
     assert _apps.run_python(code).stdout == "1 ['a', 'b']\n"  # the next fork: the suite's
     assert _apps.zygote_runs() == before + 2
+
+
+@pytest.mark.slow
+def test_runs_that_end_at_once_return_at_once_with_their_own_output(tmp_path):
+    # The pid and the exit status may then arrive together; each run must still see its
+    # own exit, promptly (a buffered reader could take both lines and leave select()
+    # waiting for the timeout; that race is timing-dependent, and this loop only makes it
+    # likely). A missing directory must fail as subprocess.run fails, not return the
+    # previous run's output (that part failed before the fix).
+    for i in range(20):
+        code = ["-c", f"import sys; print({i}); sys.exit({i % 4})"]
+        proc = _apps.run_python(code, timeout=20)
+        assert (proc.returncode, proc.stdout) == (i % 4, f"{i}\n")
+    with pytest.raises(FileNotFoundError):  # as subprocess.run: no previous run's output
+        _apps.run_python(["-c", "print(1)"], cwd=tmp_path / "missing")
