@@ -63,3 +63,30 @@ def test_runs_that_end_at_once_return_at_once_with_their_own_output(tmp_path):
         assert (proc.returncode, proc.stdout) == (i % 4, f"{i}\n")
     with pytest.raises(FileNotFoundError):  # as subprocess.run: no previous run's output
         _apps.run_python(["-c", "print(1)"], cwd=tmp_path / "missing")
+
+
+EXIT_CODE = """
+import atexit, sys, threading, time
+atexit.register(lambda: print("atexit ran", flush=True))
+threading.Thread(target=lambda: (time.sleep(0.2), print("thread joined"))).start()
+print("main")
+if sys.argv[1] == "raise":
+    raise ValueError("boom")
+sys.exit(int(sys.argv[1]) if sys.argv[1].isdigit() else sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["0", "3", "a message", "raise"])
+def test_a_forked_run_ends_as_a_plain_one(how):
+    # Exit status, stderr's last line, threads joined before atexit, buffered output kept.
+    args = ["-c", EXIT_CODE, how]
+    forked = _apps.run_python(args)
+    plain = subprocess.run(
+        [sys.executable, *args], cwd=_apps.ROOT, env=_apps.app_env(),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert plain.stdout == "main\nthread joined\natexit ran\n"
+    assert (forked.returncode, forked.stdout) == (plain.returncode, plain.stdout)
+    last = plain.stderr.strip().splitlines()[-1:] if plain.stderr.strip() else []
+    assert forked.stderr.strip().splitlines()[-1:] == last, forked.stderr
