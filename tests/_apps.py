@@ -68,6 +68,11 @@ def app_env() -> dict[str, str]:
     return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), **jit_cache_env())
 
 
+def fake_devices_env(n: int) -> dict[str, str]:
+    """The app environment with ``n`` fake CPU devices (its runs still fork)."""
+    return dict(app_env(), XLA_FLAGS=xla_flags(f"--xla_force_host_platform_device_count={n}"))
+
+
 def run_module(module: str, argv, *, cwd=ROOT, env=None, timeout: float = 300):
     """``python -m <module> <argv>`` in ``cwd``: forked from the suite's pre-imported
     interpreter (``tests/_zygote.py``) when ``env`` is the suite's app environment (up to
@@ -82,11 +87,14 @@ def run_python(args, *, cwd=ROOT, env=None, timeout: float = 300):
     forked or a plain subprocess as :func:`run_module` says."""
     env = app_env() if env is None else env
     args = [str(a) for a in args]
-    if forks(env) and (args[0] in ("-m", "-c") or not args[0].startswith("-")):
-        kind, what, argv = ("path", args[0], args[1:]) if args[0][0] != "-" else (
-            {"-m": "module", "-c": "code"}[args[0]], args[1], args[2:])  # fmt: skip
-        overlay = {k: env[k] for k in _AFTER_START if env.get(k) != _Zygote.base_env.get(k)}
-        job = {kind: what, "argv": argv, "env": overlay}
+    if args[0] in ("-m", "-c"):
+        job = {{"-m": "module", "-c": "code"}[args[0]]: args[1], "argv": args[2:]}
+    elif not args[0].startswith("-"):
+        job = {"path": args[0], "argv": args[1:]}
+    else:  # an interpreter option: only a real interpreter takes it
+        job = None
+    if job is not None and forks(env):
+        job["env"] = {k: env[k] for k in _AFTER_START if env.get(k) != _Zygote.base_env.get(k)}
         return _zygote().run(job, [sys.executable, *args], str(cwd), timeout)
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,

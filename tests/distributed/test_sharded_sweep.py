@@ -58,12 +58,11 @@ def _checks():
 
 def test_prompt_sharded_sweeps_equal_one_device_sweeps():
     # here: this file also runs as the subprocess's script
-    from _apps import app_env, run_python, xla_flags
+    from _apps import fake_devices_env, run_python
 
     # The suite's app environment (its compilation cache: the sweeps' programs are read,
     # not compiled again) with eight fake devices.
-    eight = xla_flags("--xla_force_host_platform_device_count=8")
-    out = run_python([os.path.abspath(__file__)], env=dict(app_env(), XLA_FLAGS=eight), timeout=240)
+    out = run_python([os.path.abspath(__file__)], env=fake_devices_env(8), timeout=240)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     assert "sharded sweep checks passed" in out.stdout
 

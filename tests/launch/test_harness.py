@@ -40,9 +40,7 @@ def test_a_forked_run_prints_what_a_plain_run_prints():
 @pytest.mark.slow
 def test_code_and_xla_flags_reach_a_forked_run_and_stop_there():
     # XLA_FLAGS is read when the backend starts: a forked run may bring its own.
-    three = dict(
-        _apps.app_env(), XLA_FLAGS=_apps.xla_flags("--xla_force_host_platform_device_count=3")
-    )
+    three = _apps.fake_devices_env(3)
     code = ["-c", "import jax, sys; print(len(jax.devices()), sys.argv[1:])", "a", "b"]
     before = _apps.zygote_runs()
     assert _apps.run_python(code, env=three).stdout == "3 ['a', 'b']\n"

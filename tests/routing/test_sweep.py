@@ -5,7 +5,7 @@ import textwrap
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _apps import app_env, run_python, xla_flags
+from _apps import fake_devices_env, run_python
 from _oracles import (
     budget_rule_choices,
     budget_rule_loop,
@@ -227,8 +227,7 @@ SHARD_SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_sharded_equals_single_device_8_fake_cpus():
     # The suite's app environment (its compilation cache) with eight fake devices.
-    env = dict(app_env(), XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=8"))
-    proc = run_python(["-c", SHARD_SCRIPT], env=env, timeout=300)
+    proc = run_python(["-c", SHARD_SCRIPT], env=fake_devices_env(8), timeout=300)
     assert "SHARD_OK" in proc.stdout, proc.stdout + proc.stderr
 
 

@@ -176,7 +176,7 @@ def test_config_errors_found_after_loading_the_data_leave_the_workdir_empty(tmp_
 @pytest.mark.slow
 def test_eight_fake_devices_give_the_same_params(tmp_path):
     """Data-parallel over 8 fake CPU devices matches one device (float tolerance)."""
-    from _apps import app_env, run_python, xla_flags  # here: the -c code imports this module
+    from _apps import fake_devices_env, run_python  # here: the -c code imports this module
 
     code = f"""
 import jax, numpy as np, sys
@@ -190,9 +190,8 @@ E.fit(c, sys.argv[1])
 leaves = jax.tree.leaves(_params(sys.argv[1], c))
 np.save(sys.argv[2], np.concatenate([np.ravel(x) for x in leaves]))
 """
-    eight = xla_flags("--xla_force_host_platform_device_count=8")
     out = tmp_path / "p8.npy"
-    env = dict(app_env(), XLA_FLAGS=eight)  # the suite's cache, eight fake devices
+    env = fake_devices_env(8)  # the suite's cache, eight fake devices
     proc = run_python(["-c", code, tmp_path / "w8", out], env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     c = tiny(routers="mlp", epochs=2)
