@@ -4,15 +4,14 @@ One command with subcommands rather than a script per app: one name on the PATH,
 ``jaxroute --help`` lists the apps, and each subcommand imports only its own app
 module (and the shared runner, :mod:`jaxroute.launch.app`), so absl's global flags hold
 that app's flags and nothing else (the same as ``python -m jaxroute.launch.APP``, which
-keeps working).
+keeps working). Both are imported by name once an app is chosen: they bring in JAX
+(about 2.5 s), which ``jaxroute --help`` and a mistyped app name never need.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-
-from jaxroute.launch import app
 
 # App name -> one line (the module is jaxroute.launch.<name>).
 APPS = {
@@ -47,8 +46,8 @@ def main() -> None:
         print(f"error: unknown app '{name}'\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
     sys.argv = [f"jaxroute {name}", *sys.argv[2:]]
-    module = importlib.import_module(f"jaxroute.launch.{name}")
-    app.run(module.main)
+    runner = importlib.import_module("jaxroute.launch.app")
+    runner.run(importlib.import_module(f"jaxroute.launch.{name}").main)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@ One helper for every test package (tests/conftest.py puts this folder on sys.pat
 """
 
 import atexit
+import contextlib
 import json
 import os
 import pathlib
-import select
 import shutil
 import signal
 import subprocess
@@ -17,6 +17,39 @@ import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# One core per xdist worker. XLA sizes its CPU thread pools by the CPUs a process may
+# run on; with two workers on two cores, each worker's pools (and its app runs') spin and
+# migrate across both cores. Pinned, each worker and every process it starts stays on
+# its own core (tests in tests/models, tests/losses and tests/train, two workers, warm
+# cache: 140 and 135 s CPU unpinned, 125 and 121 s pinned; docs/testing.md). Runs whose
+# processes work together (a server under load, two processes of one multi-process run)
+# take every CPU back: ALL_CPUS, :func:`on_cpus`, ``start_python(cpus=...)``.
+# JAXROUTE_TEST_PIN=0 leaves workers unpinned.
+ALL_CPUS = frozenset(os.sched_getaffinity(0))
+
+
+def pin_xdist_worker() -> None:
+    """Pins this process, if it is xdist worker ``gwN`` and pinning is on, to the N-th
+    of its CPUs (modulo their number); threads and processes started later inherit it.
+    Call before importing JAX."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or os.environ.get("JAXROUTE_TEST_PIN", "1") == "0":
+        return
+    cpus = sorted(ALL_CPUS)
+    os.sched_setaffinity(0, {cpus[int(worker.removeprefix("gw")) % len(cpus)]})
+
+
+@contextlib.contextmanager
+def on_cpus(cpus):
+    """The calling thread runs on ``cpus`` inside the block (then as before)."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
 
 # The suite's persistent compilation cache, for the test processes and every process they
 # start. Every program goes in (threshold 0 s, not JAX's 1 s): the eager ops and small
@@ -82,24 +115,60 @@ def run_module(module: str, argv, *, cwd=ROOT, env=None, timeout: float = 300):
     return run_python(["-m", module, *argv], cwd=cwd, env=env, timeout=timeout)
 
 
-def run_python(args, *, cwd=ROOT, env=None, timeout: float = 300):
-    """``python <args>`` (``-m MODULE ...``, ``-c CODE ...`` or ``PATH ...``) in ``cwd``,
-    forked or a plain subprocess as :func:`run_module` says."""
-    env = app_env() if env is None else env
-    args = [str(a) for a in args]
+def _job(args: list[str], env: dict) -> dict | None:
+    """The request that forks ``python <args>`` in ``env``; None where only a plain
+    subprocess can run it (an interpreter option, or an environment the fork cannot set)."""
     if args[0] in ("-m", "-c"):
         job = {{"-m": "module", "-c": "code"}[args[0]]: args[1], "argv": args[2:]}
     elif not args[0].startswith("-"):
         job = {"path": args[0], "argv": args[1:]}
     else:  # an interpreter option: only a real interpreter takes it
-        job = None
-    if job is not None and forks(env):
-        job["env"] = {k: env[k] for k in _AFTER_START if env.get(k) != _Zygote.base_env.get(k)}
+        return None
+    if not forks(env):
+        return None
+    job["env"] = {k: env[k] for k in _READ_AT_RUN if env.get(k) != _Zygote.base_env.get(k)}
+    return job
+
+
+def run_python(args, *, cwd=ROOT, env=None, timeout: float = 300):
+    """``python <args>`` (``-m MODULE ...``, ``-c CODE ...`` or ``PATH ...``) in ``cwd``,
+    forked or a plain subprocess as :func:`run_module` says."""
+    env = app_env() if env is None else env
+    args = [str(a) for a in args]
+    job = _job(args, env)
+    if job is not None:
         return _zygote().run(job, [sys.executable, *args], str(cwd), timeout)
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=timeout,
     )  # fmt: skip
+
+
+def start_python(args, *, stdout, stderr, cwd=ROOT, env=None, new_session=False, cpus=None):
+    """``python <args>`` started in the background, its output written to the files
+    ``stdout`` and ``stderr`` (``subprocess.STDOUT``: both to ``stdout``); forked as
+    :func:`run_module` says. Returns a ``subprocess.Popen`` or, forked, a
+    :class:`ForkedProcess` (``pid``, ``poll``, ``wait``, ``send_signal``, ``terminate``,
+    ``kill``, ``returncode``). ``new_session``: as ``start_new_session``; ``cpus``: the
+    CPUs it and the threads it starts run on (default: this thread's)."""
+    env = app_env() if env is None else env
+    args = [str(a) for a in args]
+    stdout = os.fspath(stdout)
+    stderr = stdout if stderr == subprocess.STDOUT else os.fspath(stderr)
+    job = _job(args, env)
+    if job is not None:
+        job.update(stdout=stdout, stderr=stderr, session=new_session, cpus=sorted(cpus or ()))
+        return _zygote().start(job, [sys.executable, *args], str(cwd))
+    with (
+        open(stdout, "w") as out,
+        open(os.devnull if stderr == stdout else stderr, "w") as err,
+        on_cpus(cpus or os.sched_getaffinity(0)),  # the child inherits this thread's
+    ):
+        return subprocess.Popen(
+            [sys.executable, *args], cwd=cwd, env=env, stdout=out,
+            stderr=subprocess.STDOUT if stderr == stdout else err,
+            start_new_session=new_session,
+        )  # fmt: skip
 
 
 def run_app(module: str, *args: str, check: bool = False, timeout: float = 300):
@@ -119,16 +188,26 @@ _PER_TEST = ("PYTEST_CURRENT_TEST",)
 # every app get them the same way, so a run's environment that has them with JAX's
 # values is still the app environment (conftest.py freezes it before importing JAX).
 _SET_BY_JAX = {"TF_CPP_MIN_LOG_LEVEL": "1", "TPU_SKIP_MDS_QUERY": "1"}
-# Variables read only when JAX's backend starts, which the pre-imported interpreter never
-# does: a run may set its own (eight fake devices), the forked child sets them first.
-_AFTER_START = ("XLA_FLAGS",)
+# Variables nothing reads before an app runs (the pre-imported interpreter only imports):
+# a run may bring its own values, which the forked child sets first. XLA_FLAGS is read
+# when JAX's backend starts (eight fake devices); the coordinator's are read by
+# jax.distributed.initialize (tests/distributed); the stub backend's key by the server
+# when it calls a backend (tests/serving).
+_READ_AT_RUN = (
+    "XLA_FLAGS",
+    "JAX_COORDINATOR_ADDRESS",
+    "JAX_COORDINATOR_BIND_ADDRESS",
+    "JAX_NUM_PROCESSES",
+    "JAX_PROCESS_ID",
+    "JAXROUTE_TEST_KEY",
+)
 
 
 def _comparable(env) -> dict:
     return {
         k: v
         for k, v in env.items()
-        if k not in _PER_TEST and k not in _AFTER_START and _SET_BY_JAX.get(k, object()) != v
+        if k not in _PER_TEST and k not in _READ_AT_RUN and _SET_BY_JAX.get(k, object()) != v
     }  # fmt: skip
 
 
@@ -166,77 +245,141 @@ def forks(env=None) -> bool:
     base = _Zygote.base_env
     if base is None or os.environ.get("JAXROUTE_TEST_ZYGOTE", "1") == "0":
         return False
-    if any(k in base and k not in env for k in _AFTER_START):  # a child can only set them
+    if any(k in base and k not in env for k in _READ_AT_RUN):  # a child can only set them
         return False
     return _comparable(env) == _comparable(base)
 
 
 def _zygote() -> "_Zygote":
-    if _Zygote.instance is None:
-        _Zygote.instance = _Zygote(_Zygote.base_env)
+    with _Zygote.starting:
+        if _Zygote.instance is None:
+            _Zygote.instance = _Zygote(_Zygote.base_env)
     return _Zygote.instance
+
+
+class ForkedProcess:
+    """A background run forked by tests/_zygote.py, with the ``subprocess.Popen`` methods
+    the tests use. It is the pre-imported interpreter's child, not this process's: its
+    exit arrives as that interpreter's reply."""
+
+    def __init__(self, zygote: "_Zygote", pid: int, args: list):
+        self.zygote, self.pid, self.args, self.returncode = zygote, pid, args, None
+
+    def poll(self):
+        done = self.zygote.exited(self.pid, timeout=0)
+        if done is not None:
+            self.returncode = done["returncode"]
+        return self.returncode
+
+    def wait(self, timeout=None):
+        done = self.zygote.exited(self.pid, timeout)
+        if done is None:
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        self.returncode = done["returncode"]
+        return self.returncode
+
+    def send_signal(self, sig) -> None:
+        if self.poll() is None:  # never a signal to a reaped pid (it may be reused)
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 class _Zygote:
     """This test process's ``tests/_zygote.py``: started on the first app run, in the app
     environment :func:`freeze_app_env` fixed; stopped (stdin closed, then waited for) at
-    exit."""
+    exit. A reader thread takes its replies: the pids of forked runs, in request order,
+    and the exits, by pid."""
 
     instance = None
+    starting = threading.Lock()
     base_env = None  # freeze_app_env()
     cpu_s = 0.0
     runs = 0
 
     def __init__(self, env: dict):
-        self.lock = threading.Lock()
+        self.sending = threading.Lock()  # one request at a time: pids come back in order
+        self.replies = threading.Condition()
+        self.forked, self.done, self.closed = [], {}, False
         self.dir = tempfile.mkdtemp(prefix="jaxroute-zygote-")
         self.proc = subprocess.Popen(
             [sys.executable, str(pathlib.Path(__file__).with_name("_zygote.py"))],
-            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )  # fmt: skip
-        self.pending = b""  # replies read from the pipe but not yet returned
-        self._reply(timeout=120)  # {"ready": pid}: imports done
+        ready = self.proc.stdout.readline()  # {"ready": pid}: imports done
+        if not ready:
+            raise RuntimeError(f"tests/_zygote.py exited ({self.proc.wait()})")
+        threading.Thread(target=self._read, name="zygote-replies", daemon=True).start()
         atexit.register(self.close)
 
-    def _reply(self, timeout: float) -> dict:
-        """The next JSON line. Reads the pipe itself (no buffered reader, which could take
-        two replies at once and leave ``select`` waiting on an empty pipe)."""
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self.pending:
-            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                raise subprocess.TimeoutExpired("tests/_zygote.py", timeout)
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                raise RuntimeError(f"tests/_zygote.py exited ({self.proc.wait()})")
-            self.pending += chunk
-        line, self.pending = self.pending.split(b"\n", 1)
-        return json.loads(line)
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            reply = json.loads(line)
+            with self.replies:
+                if "returncode" in reply:
+                    self.done[reply["pid"]] = reply
+                    _Zygote.cpu_s += reply["cpu_s"]
+                else:
+                    self.forked.append(reply["pid"])
+                self.replies.notify_all()
+        with self.replies:
+            self.closed = True
+            self.replies.notify_all()
+
+    def _await(self, ready, timeout):
+        """``ready()``'s value once it is not None (waiting up to ``timeout`` s; None:
+        forever); None after the timeout. Raises if the pre-imported interpreter died."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.replies:
+            while (value := ready()) is None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if self.closed:
+                    raise RuntimeError(f"tests/_zygote.py exited ({self.proc.wait()})")
+                if left is not None and left <= 0:
+                    return None
+                self.replies.wait(left)
+            return value
+
+    def _fork(self, job: dict, cwd: str) -> int:
+        if not os.path.isdir(cwd):  # as subprocess would fail
+            raise FileNotFoundError(f"no such directory: {cwd}")
+        with self.sending:
+            self.proc.stdin.write((json.dumps({**job, "cwd": cwd}) + "\n").encode())
+            self.proc.stdin.flush()
+            pid = self._await(lambda: self.forked.pop(0) if self.forked else None, 30)
+        if pid is None:
+            raise RuntimeError("tests/_zygote.py did not fork within 30 s")
+        _Zygote.runs += 1
+        return pid
+
+    def exited(self, pid: int, timeout):
+        """The exit reply of child ``pid`` (waiting up to ``timeout`` s); None if none."""
+        return self._await(lambda: self.done.get(pid), timeout)
+
+    def start(self, job: dict, cmd: list, cwd: str) -> ForkedProcess:
+        return ForkedProcess(self, self._fork(job, cwd), cmd)
 
     def run(self, job: dict, cmd: list, cwd: str, timeout: float):
         """``job``: ``{"module" | "code" | "path": ..., "argv": [...], "env": {...}}``;
         ``cmd``: the command line it stands for (in the result and errors)."""
-        with self.lock:
-            if not os.path.isdir(cwd):  # as subprocess.run would fail
-                raise FileNotFoundError(f"no such directory: {cwd}")
-            out, err = (os.path.join(self.dir, n) for n in ("stdout", "stderr"))
-            for path in (out, err):  # never a previous run's output
-                pathlib.Path(path).unlink(missing_ok=True)
-            request = {**job, "cwd": cwd, "stdout": out, "stderr": err}
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
-            self.proc.stdin.flush()
-            pid = self._reply(timeout=30)["pid"]
+        out_dir = tempfile.mkdtemp(dir=self.dir)  # its own files: runs may overlap
+        out, err = (os.path.join(out_dir, n) for n in ("stdout", "stderr"))
+        try:
+            proc = self.start({**job, "stdout": out, "stderr": err}, cmd, cwd)
             try:
-                done = self._reply(timeout=timeout)
+                proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.kill(pid, signal.SIGKILL)  # not yet reaped: the zygote waits for it
-                _Zygote.cpu_s += self._reply(timeout=30)["cpu_s"]
+                proc.kill()
+                proc.wait(30)
                 raise subprocess.TimeoutExpired(cmd, timeout) from None
-            _Zygote.cpu_s += done["cpu_s"]
-            _Zygote.runs += 1
             read = lambda path: pathlib.Path(path).read_text(errors="replace")  # noqa: E731
-            return subprocess.CompletedProcess(cmd, done["returncode"], read(out), read(err))
+            return subprocess.CompletedProcess(cmd, proc.returncode, read(out), read(err))
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
 
     def close(self):
         if self.proc.poll() is None:

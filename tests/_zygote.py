@@ -19,15 +19,24 @@ Besides a module (``python -m``), a request may run code (``python -c``) or a sc
 which never happens here (``XLA_FLAGS``: eight fake devices and the like); the child sets
 them before running.
 
+Several children may run at once (a server, two processes of one multi-process run):
+this process forks each request at once and reaps children as they exit. A request may
+ask for a new session (``setsid``, as ``start_new_session``) and the CPUs it runs on, and
+its ``stderr`` may be its ``stdout`` file. When stdin closes, children still running are
+killed and reaped.
+
 Protocol, one JSON line each way: ``{"module" | "code" | "path", "argv", "cwd", "stdout",
-"stderr", "env"}`` in; ``{"pid"}`` once forked, then ``{"pid", "returncode", "cpu_s"}``
-once the child has exited (``cpu_s``: its user + system CPU, for the suite's CPU profile).
+"stderr", "env", "session", "cpus"}`` in; ``{"pid"}`` once forked (in request order), then
+``{"pid", "returncode", "cpu_s"}`` once that child has exited (``cpu_s``: its user +
+system CPU, for the suite's CPU profile).
 """
 
 import atexit
 import json
 import os
 import runpy
+import select
+import signal
 import sys
 import threading
 import types
@@ -45,34 +54,74 @@ import jaxroute.serving  # noqa: F401
 import jaxroute.train  # noqa: F401
 
 
+def _reply(message: dict) -> None:
+    os.write(1, (json.dumps(message) + "\n").encode())
+
+
+def _reap(children: set) -> None:
+    """Replies for every child that has exited (without blocking)."""
+    for pid in sorted(children):
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            children.discard(pid)
+            code = os.waitstatus_to_exitcode(status)
+            cpu = usage.ru_utime + usage.ru_stime  # its own children's included
+            _reply({"pid": pid, "returncode": code, "cpu_s": cpu})
+
+
 def _serve() -> dict:
-    """Answers requests until stdin closes; returns only in a forked child, its request."""
-    requests, replies = sys.stdin, sys.stdout
-    replies.write(json.dumps({"ready": os.getpid()}) + "\n")
-    replies.flush()
-    for line in requests:
-        request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            return request
-        replies.write(json.dumps({"pid": pid}) + "\n")
-        replies.flush()
-        _, status, usage = os.wait4(pid, 0)
-        done = {"pid": pid, "returncode": os.waitstatus_to_exitcode(status)}
-        done["cpu_s"] = usage.ru_utime + usage.ru_stime  # its children's included
-        replies.write(json.dumps(done) + "\n")
-        replies.flush()
+    """Answers requests until stdin closes, then ends its children and exits; returns
+    only in a forked child, its request."""
+    wake_r, wake_w = os.pipe()  # SIGCHLD writes here, so select() wakes when a child ends
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
+    children, pending, open_ = set(), b"", True
+    _reply({"ready": os.getpid()})
+    while open_:
+        ready, _, _ = select.select([0, wake_r], [], [])
+        if wake_r in ready:
+            while True:
+                try:
+                    os.read(wake_r, 4096)
+                except BlockingIOError:
+                    break
+        if 0 in ready:
+            chunk = os.read(0, 65536)
+            open_ = bool(chunk)
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                request = json.loads(line)
+                pid = os.fork()
+                if pid == 0:
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    os.close(wake_r)
+                    os.close(wake_w)
+                    return request
+                children.add(pid)
+                _reply({"pid": pid})
+        _reap(children)
+    for pid in children:  # stdin closed: the test process is done with them
+        os.kill(pid, signal.SIGKILL)
+    for pid in sorted(children):
+        os.waitpid(pid, 0)
     sys.exit(0)
 
 
 def _become(request: dict) -> None:
     """The child: the request's directory, streams and argv, as ``python -m`` sets them."""
-    fds = [  # first, so that even a failing chdir reports in the run's own stderr
-        os.open(os.devnull, os.O_RDONLY),
-        os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-        os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-    ]
-    for target, fd in enumerate(fds):
+    if request.get("session"):
+        os.setsid()
+    if request.get("cpus"):  # before any thread starts: each inherits it
+        os.sched_setaffinity(0, request["cpus"])
+    write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    out = os.open(request["stdout"], write, 0o644)  # first, so that even a failing chdir
+    same = request["stderr"] == request["stdout"]  # reports in the run's own stderr
+    err = os.dup(out) if same else os.open(request["stderr"], write, 0o644)
+    for target, fd in enumerate([os.open(os.devnull, os.O_RDONLY), out, err]):
         os.dup2(fd, target)
         os.close(fd)
     os.chdir(request["cwd"])

@@ -19,6 +19,8 @@ sys.dont_write_bytecode = False
 import _apps  # noqa: E402
 from _apps import JIT_CACHE_DIR, JIT_CACHE_MIN_COMPILE_S, xla_flags  # noqa: E402
 
+_apps.pin_xdist_worker()  # one core per worker, before JAX sizes its thread pools
+
 # Before JAX starts: read once, and inherited by every process a test starts. The user's
 # own flags are kept aside (xdist workers inherit the controller's XLA_FLAGS, the suite's
 # flags already in).

@@ -34,20 +34,18 @@ import pathlib
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
-from _apps import JIT_CACHE_MIN_COMPILE_S, xla_flags
+from _apps import ALL_CPUS, app_env, start_python
 
 from jaxroute.configs.base import get_config
 from jaxroute.train import experiment as E
 
 pytestmark = pytest.mark.slow  # docs/testing.md
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 RTOL, ATOL = 1e-5, 1e-6
 PHASE_TIMEOUT_S = 300  # hang guard; the whole test takes well under 2 minutes on 2 idle cores
 FLAGS = [
@@ -71,40 +69,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _env(**extra) -> dict:
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    )
-    env["XLA_FLAGS"] = xla_flags()  # the suite's flags; one CPU device per process
-    # The processes share the tests' persistent compilation cache (the resumed pair
-    # reads what the killed pair compiled).
-    env.update(
-        JAX_PLATFORMS="cpu",
-        JAX_COMPILATION_CACHE_DIR=str(jax.config.jax_compilation_cache_dir or ""),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=JIT_CACHE_MIN_COMPILE_S,
-        **extra,
-    )
-    return env
-
-
-def _start(workdir, log, procs, **env) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "jaxroute.launch.train", *FLAGS, f"--workdir={workdir}"]
+def _start(workdir, log, procs, **env):
+    """One ``train`` process in the app environment (one CPU device, the suite's flags and
+    persistent compilation cache: the resumed pair reads what the killed pair compiled)
+    plus ``env``, in its own session; forked where the harness can (tests/_apps.py)."""
+    args = ["-m", "jaxroute.launch.train", *FLAGS, f"--workdir={workdir}"]
     if "JAX_PROCESS_ID" in env:
-        cmd.append("--config.devices.distributed=True")
-    with open(log, "w") as f:
-        p = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=_env(**env),
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        args.append("--config.devices.distributed=True")
+    p = start_python(
+        args, env={**app_env(), **env}, stdout=log, stderr=subprocess.STDOUT, new_session=True,
+        cpus=ALL_CPUS,  # the pair waits on each other every step: not on one core
+    )  # fmt: skip
     procs.append(p)
     return p
 
 
-def _start_pair(workdir, tag, procs) -> list[subprocess.Popen]:
+def _start_pair(workdir, tag, procs) -> list:
     port = _free_port()
     common = {
         "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
@@ -117,7 +97,7 @@ def _start_pair(workdir, tag, procs) -> list[subprocess.Popen]:
     ]
 
 
-def _kill(p: subprocess.Popen) -> None:
+def _kill(p) -> None:
     if p.poll() is None:
         try:
             os.killpg(p.pid, signal.SIGKILL)
@@ -161,7 +141,7 @@ def _params(workdir, name):
 
 def test_two_processes_train_resume_and_report_like_one(tmp_path):
     mp, ref = tmp_path / "two", tmp_path / "one"
-    procs: list[subprocess.Popen] = []
+    procs = []  # subprocess.Popen or _apps.ForkedProcess
     try:
         # Run 1: killed (SIGKILL, both processes) after the first EquiRouter checkpoint.
         first = _start_pair(mp, "killed", procs)

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from _apps import run_app, run_module
+from _apps import app_env, run_app, run_module
 
 from jaxroute import data as jd
 
@@ -242,3 +242,25 @@ def test_diagnose_reports_ties_noise_and_feature_diversity(tmp_path):
         assert 0 < e["mean_within_task_cosine"] < 1
     rates = out["noise_injection"]["strong_call_rate"]
     assert len(rates) == 2 and rates[0] < rates[1]
+
+
+CLI_IMPORTS = """
+import runpy, sys
+sys.argv = ["jaxroute", *sys.argv[1:]]
+try:
+    runpy.run_module("jaxroute.cli", run_name="__main__")
+except SystemExit as e:
+    print("exit", e.code)
+print([m for m in ("jax", "jaxroute.launch.app") if m in sys.modules])
+"""
+
+
+@pytest.mark.parametrize("argv,code", [(["--help"], 0), (["nope"], 2)])
+def test_cli_answers_help_and_unknown_apps_without_importing_jax(argv, code):
+    # A plain interpreter (a forked one has JAX imported already).
+    proc = subprocess.run(
+        [sys.executable, "-c", CLI_IMPORTS, *argv], cwd=ROOT, env=app_env(),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.stdout.splitlines()[-2:] == [f"exit {code}", "[]"], proc.stdout + proc.stderr
+    assert "  train " in (proc.stdout if code == 0 else proc.stderr)

@@ -2,8 +2,10 @@
 prints what a plain ``python -m`` run prints (docs/testing.md)."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import _apps
 import jax
@@ -88,3 +90,71 @@ def test_a_forked_run_ends_as_a_plain_one(how):
     assert (forked.returncode, forked.stdout) == (plain.returncode, plain.stdout)
     last = plain.stderr.strip().splitlines()[-1:] if plain.stderr.strip() else []
     assert forked.stderr.strip().splitlines()[-1:] == last, forked.stderr
+
+
+SERVE_LIKE = """
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: (print("draining", flush=True), sys.exit(7)))
+print("up", os.getpid(), os.getpgid(0), os.environ.get("JAX_PROCESS_ID"), flush=True)
+print(*sorted(os.sched_getaffinity(0)), flush=True)
+print("to stderr", file=sys.stderr, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.slow
+def test_background_runs_overlap_take_signals_and_their_own_session(tmp_path):
+    # Servers and the processes of one multi-process run are started in the background:
+    # forked too (a run-time variable of their own), two at once, stopped by a signal.
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"out{i}"
+        env = dict(_apps.app_env(), JAX_PROCESS_ID=str(i))
+        runs.append((out, _apps.start_python(
+            ["-c", SERVE_LIKE], env=env, stdout=out, stderr=subprocess.STDOUT, new_session=i == 1,
+            cpus=_apps.ALL_CPUS if i == 1 else None,
+        )))  # fmt: skip
+    for out, proc in runs:
+        assert isinstance(proc, _apps.ForkedProcess)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (out.exists() and "to stderr" in out.read_text()):
+            time.sleep(0.02)
+    assert all(proc.poll() is None for _, proc in runs)  # both still running
+    (first, a), (second, b) = runs
+    with pytest.raises(subprocess.TimeoutExpired):
+        a.wait(0.05)
+    b.terminate()
+    assert b.wait(30) == 7 and a.poll() is None  # one stopped, the other not
+    a.kill()
+    assert a.wait(30) == -signal.SIGKILL
+    up = [out.read_text().splitlines()[0].split() for out, _ in runs]
+    assert up[0][1:] == [str(a.pid), str(os.getpgid(0)), "0"]  # the suite's process group
+    assert up[1][1:] == [str(b.pid), str(b.pid), "1"]  # its own session
+    cpus = [out.read_text().splitlines()[1].split() for out, _ in runs]
+    assert cpus[0] == [str(c) for c in sorted(os.sched_getaffinity(0))]  # this thread's
+    assert cpus[1] == [str(c) for c in sorted(_apps.ALL_CPUS)]  # the ones asked for
+    assert second.read_text().splitlines()[2:] == ["to stderr", "draining"]
+    b.kill()  # after the exit: no signal to a reaped pid
+
+
+PIN = """
+import os, sys
+os.sched_setaffinity(0, map(int, sys.argv[1:]))  # the CPUs the suite started with
+import _apps
+_apps.pin_xdist_worker()
+print(*sorted(os.sched_getaffinity(0)))
+"""
+
+
+@pytest.mark.parametrize("worker,pin", [("gw0", "1"), ("gw1", "1"), ("", "1"), ("gw1", "0")])
+def test_an_xdist_worker_is_pinned_to_one_cpu(worker, pin):
+    cpus = sorted(_apps.ALL_CPUS)
+    env = dict(os.environ, PYTHONPATH=str(_apps.ROOT / "tests"), JAXROUTE_TEST_PIN=pin)
+    env["PYTEST_XDIST_WORKER"] = worker
+    proc = subprocess.run(
+        [sys.executable, "-c", PIN, *map(str, cpus)], env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    n = int(worker.removeprefix("gw")) if worker else None
+    want = cpus if n is None or pin == "0" else [cpus[n % len(cpus)]]
+    assert proc.stdout.split() == [str(c) for c in want], proc.stderr

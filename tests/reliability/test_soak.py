@@ -16,19 +16,16 @@ import os
 import pathlib
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import aiohttp
 import pytest
-from _apps import app_env
+from _apps import ALL_CPUS, on_cpus, start_python
 
 from jaxroute._bench.serve import tiny_workdir
 
 pytestmark = pytest.mark.slow
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 SOAK_S = float(os.environ.get("JAXROUTE_SOAK_S", "30"))
 CLIENTS = 32
 # After warm-up, RSS rises for about 10 s as the allocator settles under 33 concurrent
@@ -62,11 +59,10 @@ def soak_workdir(tmp_path_factory):
 
 def _start(workdir, log_dir):
     out, err = open(log_dir / "stdout", "w+"), open(log_dir / "stderr", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jaxroute.launch.serve", f"--workdir={workdir}", "--port=0",
-         "--budget=0.003", f"--warm_lengths={WARM_LENGTHS}", "--header_timeout_s=2",
-         "--drain_grace_s=60"],
-        cwd=ROOT, env=app_env(), stdout=out, stderr=err, text=True,
+    proc = start_python(
+        ["-m", "jaxroute.launch.serve", f"--workdir={workdir}", "--port=0", "--budget=0.003",
+         f"--warm_lengths={WARM_LENGTHS}", "--header_timeout_s=2", "--drain_grace_s=60"],
+        stdout=out.name, stderr=err.name, cpus=ALL_CPUS,
     )  # fmt: skip
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -141,7 +137,8 @@ def test_soak_with_a_hostile_client_then_sigterm(soak_workdir, tmp_path):
                 proc.send_signal(signal.SIGTERM)
                 return honest, hostile, rss, await asyncio.gather(*finals)
 
-        honest, hostile, rss, finals = asyncio.run(go())
+        with on_cpus(ALL_CPUS):  # the clients, like the server, on every core
+            honest, hostile, rss, finals = asyncio.run(go())
         code = proc.wait(90)
     finally:
         if proc.poll() is None:

@@ -11,16 +11,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import pathlib
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
 import pytest
-from _apps import app_env, run_app
+from _apps import app_env, run_app, start_python
 from aiohttp import web
 
 from jaxroute import serving, train
@@ -28,7 +26,6 @@ from jaxroute._bench import serve as bench_serve
 from jaxroute.serving import server as S
 from jaxroute.serving.router import Policy, policy_fields
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 BACKEND_TIMEOUT_S = 1.0
 
 
@@ -162,11 +159,9 @@ class ServeProcess:
     def __init__(self, workdir, *args, log_dir, env=None, start_timeout=240):
         self.stdout = open(log_dir / "stdout", "w+")
         self.stderr = open(log_dir / "stderr", "w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jaxroute.launch.serve", f"--workdir={workdir}", "--port=0",
-             *args],
-            cwd=ROOT, env={**app_env(), **(env or {})}, stdout=self.stdout, stderr=self.stderr,
-            text=True,
+        self.proc = start_python(
+            ["-m", "jaxroute.launch.serve", f"--workdir={workdir}", "--port=0", *args],
+            env={**app_env(), **(env or {})}, stdout=self.stdout.name, stderr=self.stderr.name,
         )  # fmt: skip
         self.url = None
         try:
