@@ -98,13 +98,7 @@ def test_packaged_names_resolve_from_any_directory(tmp_path, monkeypatch):
         assert common.resolve_flagfile(name) == want
     with pytest.raises(ValueError, match="no packaged flagfile 'nope'"):
         common.resolve_flagfile("nope")
-    bad = subprocess.run(
-        [sys.executable, "-m", "jaxroute.launch.train", "--flagfile=nope", "--workdir=w"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bad = run_module("jaxroute.launch.train", ["--flagfile=nope", "--workdir=w"], cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --flagfile=nope")
 
 
