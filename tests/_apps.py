@@ -155,14 +155,15 @@ def start_python(args, *, stdout, stderr, cwd=ROOT, env=None, new_session=False,
     args = [str(a) for a in args]
     stdout = os.fspath(stdout)
     stderr = stdout if stderr == subprocess.STDOUT else os.fspath(stderr)
+    cpus = sorted(cpus or os.sched_getaffinity(0))
     job = _job(args, env)
     if job is not None:
-        job.update(stdout=stdout, stderr=stderr, session=new_session, cpus=sorted(cpus or ()))
+        job.update(stdout=stdout, stderr=stderr, session=new_session, cpus=cpus)
         return _zygote().start(job, [sys.executable, *args], str(cwd))
     with (
         open(stdout, "w") as out,
         open(os.devnull if stderr == stdout else stderr, "w") as err,
-        on_cpus(cpus or os.sched_getaffinity(0)),  # the child inherits this thread's
+        on_cpus(cpus),  # the child inherits this thread's
     ):
         return subprocess.Popen(
             [sys.executable, *args], cwd=cwd, env=env, stdout=out,
