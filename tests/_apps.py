@@ -160,14 +160,14 @@ def start_python(args, *, stdout, stderr, cwd=ROOT, env=None, new_session=False,
     if job is not None:
         job.update(stdout=stdout, stderr=stderr, session=new_session, cpus=cpus)
         return _zygote().start(job, [sys.executable, *args], str(cwd))
+    same = contextlib.nullcontext(subprocess.STDOUT)
     with (
         open(stdout, "w") as out,
-        open(os.devnull if stderr == stdout else stderr, "w") as err,
+        same if stderr == stdout else open(stderr, "w") as err,
         on_cpus(cpus),  # the child inherits this thread's
     ):
         return subprocess.Popen(
-            [sys.executable, *args], cwd=cwd, env=env, stdout=out,
-            stderr=subprocess.STDOUT if stderr == stdout else err,
+            [sys.executable, *args], cwd=cwd, env=env, stdout=out, stderr=err,
             start_new_session=new_session,
         )  # fmt: skip
 

@@ -15,9 +15,10 @@ was started with; ``tests/_apps.py`` sends a request here only when a run's envi
 is that one, and starts a plain subprocess otherwise.
 
 Besides a module (``python -m``), a request may run code (``python -c``) or a script
-(``python PATH``), and may set variables that are read only once JAX's backend starts,
-which never happens here (``XLA_FLAGS``: eight fake devices and the like); the child sets
-them before running.
+(``python PATH``), and may set variables that nothing here reads, only the run itself
+(``tests/_apps.py``: ``_READ_AT_RUN``; ``XLA_FLAGS``, read once JAX's backend starts,
+which never happens here: eight fake devices and the like); the child sets them before
+running.
 
 Several children may run at once (a server, two processes of one multi-process run):
 this process forks each request at once and reaps children as they exit. A request may

@@ -20,7 +20,8 @@ import time
 
 import aiohttp
 import pytest
-from _apps import ALL_CPUS, on_cpus, start_python
+from _apps import ALL_CPUS, on_cpus
+from _serve import ServeProcess
 
 from jaxroute._bench.serve import tiny_workdir
 
@@ -57,27 +58,12 @@ def soak_workdir(tmp_path_factory):
     return tiny_workdir(tmp_path_factory.mktemp("soak") / "w")  # the serve benchmark's run
 
 
-def _start(workdir, log_dir):
-    out, err = open(log_dir / "stdout", "w+"), open(log_dir / "stderr", "w+")
-    proc = start_python(
-        ["-m", "jaxroute.launch.serve", f"--workdir={workdir}", "--port=0", "--budget=0.003",
-         f"--warm_lengths={WARM_LENGTHS}", "--header_timeout_s=2", "--drain_grace_s=60"],
-        stdout=out.name, stderr=err.name, cpus=ALL_CPUS,
-    )  # fmt: skip
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"serve exited {proc.returncode}"
-        out.seek(0)
-        for line in out.read().splitlines():
-            if line.startswith("serving on "):
-                return proc, line.split()[2], out, err
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("serve did not start within 240 s")
-
-
 def test_soak_with_a_hostile_client_then_sigterm(soak_workdir, tmp_path):
-    proc, url, out, err = _start(soak_workdir, tmp_path)
+    server = ServeProcess(
+        soak_workdir, "--budget=0.003", f"--warm_lengths={WARM_LENGTHS}", "--header_timeout_s=2",
+        "--drain_grace_s=60", log_dir=tmp_path, cpus=ALL_CPUS,
+    )  # fmt: skip
+    proc, url = server.proc, server.url
     host, port = url.removeprefix("http://").split(":")
     try:
 
@@ -144,10 +130,8 @@ def test_soak_with_a_hostile_client_then_sigterm(soak_workdir, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-        err.seek(0)
-        log = err.read()
-        out.close()
-        err.close()
+        log = server.log()
+        server.stop()
     warm = [mb for _, mb in rss]
     print(  # the numbers docs/reliability_server.md quotes (pytest -s)
         f"soak {SOAK_S:g} s: {len(honest)} honest requests, {len(hostile)} hostile "

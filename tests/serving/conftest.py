@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import signal
-import subprocess
 import threading
 import time
 
 import numpy as np
 import pytest
-from _apps import app_env, run_app, start_python
+from _apps import run_app
+from _serve import ServeProcess
 from aiohttp import web
 
 from jaxroute import serving, train
@@ -150,50 +149,6 @@ def backend():
 
 
 # --------------------------------------------------------------------------- the server
-
-
-class ServeProcess:
-    """``python -m jaxroute.launch.serve --port=0 ARGS`` on 127.0.0.1; ``url`` once it
-    printed ``serving on``; ``stop()`` sends SIGTERM and returns the exit code."""
-
-    def __init__(self, workdir, *args, log_dir, env=None, start_timeout=240):
-        self.stdout = open(log_dir / "stdout", "w+")
-        self.stderr = open(log_dir / "stderr", "w+")
-        self.proc = start_python(
-            ["-m", "jaxroute.launch.serve", f"--workdir={workdir}", "--port=0", *args],
-            env={**app_env(), **(env or {})}, stdout=self.stdout.name, stderr=self.stderr.name,
-        )  # fmt: skip
-        self.url = None
-        try:
-            deadline = time.monotonic() + start_timeout
-            while time.monotonic() < deadline and self.url is None:
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"serve exited {self.proc.returncode}:\n{self.err()}")
-                self.stdout.seek(0)
-                for line in self.stdout.read().splitlines():
-                    if line.startswith("serving on "):
-                        self.url = line.split()[2]
-                time.sleep(0.2)
-            assert self.url, f"serve did not start within {start_timeout} s"
-        except BaseException:
-            self.stop()
-            raise
-
-    def err(self) -> str:
-        self.stderr.seek(0)
-        return self.stderr.read()[-3000:]
-
-    def stop(self, timeout=30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.stdout.close()
-        self.stderr.close()
-        return self.proc.returncode
 
 
 # The backends' key, for the server process only: set in os.environ it would make every
